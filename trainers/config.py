@@ -1,0 +1,417 @@
+"""The one validated configuration object of multigrid-ebm.
+
+A `Config` has one frozen dataclass per stage (`data`, `pyramid`, `model`, `sampler`, `train`,
+`eval`, `export`). It is built from a preset (see `pipeline/presets.py`) plus `--set
+section.key=value` overrides, validated once at start-up, and travels between stages as JSON
+(`to_json` / `from_json`), e.g. as a TFX component parameter.
+
+Every problem raises `ConfigError` (a `ValueError`) whose message names the field and the
+allowed values. Layers and the sampler never see this object: callers unpack it into explicit
+constructor arguments.
+
+Pixel convention: images are float32 in [0, 1] inside the model. Energy sign convention: the
+network computes f(x), and p(x) is proportional to exp(f(x)), so higher f means more probable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+MODEL_FAMILIES = ("multigrid", "single_grid", "cd1", "pcd")
+NORMS = ("none", "batch", "spectral")
+ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
+FEATURE_SPACES = ("domain", "efficientnet_lite0", "inception_v3", "inception_2015")
+MASKS = ("square", "doodle", "pepper")
+BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
+
+
+class ConfigError(ValueError):
+    """A configuration field is unknown or has a bad value; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Ingest: where images come from and how they are normalised.
+
+    source: `builtin:mnist5k`, `idx:PATH_PREFIX`, `folder:PATH` or `tfds:NAME[:SPLIT]`.
+    image_size: side of the square images after center crop + area resize, pixels.
+    channels: 1 (grayscale) or 3 (RGB).
+    eval_fraction: share of examples held out for evaluation, by a hash of the key.
+    max_reject_fraction: the ingest fails when more than this share of inputs is rejected.
+    limit: keep at most this many images (0 = all); for smoke runs.
+    num_shards: TFRecord shards per split.
+    """
+
+    source: str = "builtin:mnist5k"
+    image_size: int = 32
+    channels: int = 1
+    eval_fraction: float = 0.1
+    max_reject_fraction: float = 0.05
+    limit: int = 0
+    num_shards: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class PyramidConfig:
+    """Beam pyramid stage.
+
+    grids: increasing square sizes, each dividing the next; the first is 1 and the last is
+    data.image_size (e.g. (1, 4, 16, 32)).
+    runner: Beam runner name. DirectRunner is run in-memory, never through Prism.
+    beam_args: extra Beam pipeline options passed through verbatim.
+    """
+
+    grids: tuple[int, ...] = (1, 4, 16, 32)
+    runner: str = "DirectRunner"
+    beam_args: tuple[str, ...] = ()
+    num_shards: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Energy networks and training family.
+
+    family: `multigrid` (the paper), or its baselines `single_grid`, `cd1`, `pcd`.
+    norm: normalization inside each energy net: `none` (default), `batch` or `spectral`.
+    activation: nonlinearity after each conv.
+    width: multiplier on every conv's channel count (1.0 = the reference code's widths).
+    """
+
+    family: str = "multigrid"
+    norm: str = "none"
+    activation: str = "leaky_relu"
+    width: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """Langevin dynamics: x <- x + (delta^2/2) (grad f(x) - x / sigma^2) + delta * noise.
+
+    steps: Langevin steps per grid (T).
+    step_size: delta, in [0, 1] pixel units.
+    reference_sigma: sigma of the reference Gaussian; used only when use_reference is true.
+    use_reference: include the -x / sigma^2 term (the paper's formulation).
+    noise: include the delta * N(0, I) term (the paper's formulation; off in the reference code).
+    clip: clip samples to [0, 1] after each step.
+    """
+
+    steps: int = 30
+    step_size: float = 0.3
+    reference_sigma: float = 1.0
+    use_reference: bool = False
+    noise: bool = False
+    clip: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training loop, budgets, checkpoints and scale.
+
+    batch_size: global batch size. learning_rate, beta_1: Adam, one optimizer per grid.
+    epochs / max_steps / max_minutes: the run stops at whichever ends first (0 = no limit for
+    max_steps and max_minutes).
+    checkpoint_every: steps between checkpoints (a final one is always written).
+    max_retries: divergence-guard restarts from the last good checkpoint, each with the learning
+    rate multiplied by retry_lr_factor.
+    max_sample_abs: a synthesized pixel beyond this magnitude counts as exploding.
+    pcd_buffer_size: persistent chains kept by the `pcd` family.
+    """
+
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    beta_1: float = 0.5
+    epochs: int = 10
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 50
+    log_every: int = 10
+    image_log_every: int = 100
+    max_retries: int = 2
+    retry_lr_factor: float = 0.5
+    max_sample_abs: float = 1e3
+    strategy: str = "default"
+    tpu_address: str = ""
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    pcd_buffer_size: int = 1000
+    shuffle_buffer: int = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation: metrics, downstream classification, inpainting and blessing.
+
+    features: feature spaces for FID/KID/IS (`domain`, `efficientnet_lite0`, `inception_v3`,
+    `inception_2015`). num_samples: generated images for the metrics.
+    svm_label_counts: labelled examples for the L2-SVM experiment.
+    thresholds: blessing rules `metric<=value` or `metric>=value`, e.g. `fid/domain<=200`;
+    the model is pushed only when all hold.
+    """
+
+    features: tuple[str, ...] = ("domain", "efficientnet_lite0")
+    num_samples: int = 1000
+    num_real: int = 1000
+    kid_subsets: int = 10
+    svm_label_counts: tuple[int, ...] = (1000, 2000, 4000)
+    inpaint_masks: tuple[str, ...] = MASKS
+    num_inpaint: int = 100
+    num_diversity: int = 16
+    classifier_epochs: int = 5
+    thresholds: tuple[str, ...] = ()
+    inception_weights: str = ""
+    inception_2015_graph: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """SavedModel export and push.
+
+    model_name: the TF Serving model name (`serving/<model_name>/<version>/`).
+    max_num_samples: cap on `num_samples` in the `sample` signature.
+    """
+
+    model_name: str = "multigrid_ebm"
+    max_num_samples: int = 1024
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "pyramid": PyramidConfig,
+    "model": ModelConfig,
+    "sampler": SamplerConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "export": ExportConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """All stages' settings; build with `Config.build` or `with_overrides`, never by hand."""
+
+    name: str = "custom"
+    data: DataConfig = DataConfig()
+    pyramid: PyramidConfig = PyramidConfig()
+    model: ModelConfig = ModelConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    export: ExportConfig = ExportConfig()
+
+    def __post_init__(self):
+        validate(self)
+
+    @classmethod
+    def build(cls, name: str = "custom", **sections: dict[str, Any]) -> "Config":
+        """Config from plain dicts per section, e.g. `Config.build(train={"batch_size": 8})`."""
+        kwargs = {}
+        for section, values in sections.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown config section {section!r}; allowed: {sorted(SECTIONS)}")
+            kwargs[section] = _make_section(section, values)
+        return cls(name=name, **kwargs)
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> "Config":
+        """A copy with `section.key=value` strings applied (values parsed by field type)."""
+        cfg = self
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like section.key=value")
+            path, raw = item.split("=", 1)
+            section, _, key = path.strip().partition(".")
+            if section not in SECTIONS or not key:
+                raise ConfigError(
+                    f"override {item!r}: unknown section {section!r}; allowed: {sorted(SECTIONS)}")
+            cls = SECTIONS[section]
+            fields = {f.name: f for f in dataclasses.fields(cls)}
+            if key not in fields:
+                raise ConfigError(f"unknown config key {section}.{key}; allowed: {sorted(fields)}")
+            hint = typing.get_type_hints(cls)[key]
+            value = _parse(f"{section}.{key}", raw.strip(), hint)
+            new_section = dataclasses.replace(getattr(cfg, section), **{key: value})
+            cfg = dataclasses.replace(cfg, **{section: new_section})
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        data = dict(data)
+        name = data.pop("name", "custom")
+        return cls.build(name, **data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+
+def _make_section(section: str, values: dict[str, Any]):
+    cls = SECTIONS[section]
+    if isinstance(values, cls):
+        return values
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in dict(values).items():
+        if key not in fields:
+            raise ConfigError(f"unknown config key {section}.{key}; allowed: {sorted(fields)}")
+        kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Coerce a JSON-ish value (lists for tuples) to the field's type, or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            return _parse(name, value, hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        (item_type, _) = typing.get_args(hint)
+        return tuple(_coerce(name, v, item_type) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return _parse(name, value, hint)
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return _parse(name, str(value), hint)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return _parse(name, str(value), hint)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{name}: unsupported type {hint}")
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    """Parse a command-line string into the field's type: tuples are comma-separated."""
+    if typing.get_origin(hint) is tuple:
+        (item_type, _) = typing.get_args(hint)
+        parts = [p.strip() for p in raw.split(",") if p.strip()]
+        return tuple(_parse(name, p, item_type) for p in parts)
+    if hint is bool:
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    try:
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+    except ValueError:
+        kind = "an integer" if hint is int else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
+    return raw
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _one_of(name: str, value: Any, allowed: tuple) -> None:
+    _require(value in allowed, f"{name}={value!r} is not allowed; allowed values: {list(allowed)}")
+
+
+def validate_grids(grids: tuple[int, ...] | list[int], image_size: int, name: str = "pyramid.grids") -> None:
+    """Raise ConfigError unless grids start at 1, increase, each divides the next, end at image_size."""
+    grids = tuple(grids)
+    _require(len(grids) >= 2, f"{name}={list(grids)} needs at least two sizes, e.g. 1,4,16,{image_size}")
+    _require(all(isinstance(g, int) and g >= 1 for g in grids), f"{name}={list(grids)} must be positive integers")
+    _require(grids[0] == 1, f"{name}={list(grids)} must start at 1 (chains start from the 1x1 image)")
+    for small, big in zip(grids, grids[1:]):
+        _require(big > small and big % small == 0,
+                 f"{name}={list(grids)}: {big} must be larger than and divisible by {small}")
+    _require(grids[-1] == image_size,
+             f"{name}={list(grids)} must end at the image size {image_size} (data.image_size)")
+
+
+def validate(cfg: Config) -> None:
+    """Check every field's range; raise ConfigError naming the first bad field."""
+    d, p, m, s, t, e, x = cfg.data, cfg.pyramid, cfg.model, cfg.sampler, cfg.train, cfg.eval, cfg.export
+    _require(":" in d.source and d.source.split(":", 1)[0] in ("builtin", "idx", "folder", "tfds"),
+             f"data.source={d.source!r} must be builtin:mnist5k, idx:PREFIX, folder:PATH or tfds:NAME[:SPLIT]")
+    _require(d.image_size >= 1, f"data.image_size={d.image_size} must be >= 1")
+    _one_of("data.channels", d.channels, (1, 3))
+    _require(0.0 <= d.eval_fraction < 1.0, f"data.eval_fraction={d.eval_fraction} must be in [0, 1)")
+    _require(0.0 <= d.max_reject_fraction <= 1.0,
+             f"data.max_reject_fraction={d.max_reject_fraction} must be in [0, 1]")
+    _require(d.limit >= 0, f"data.limit={d.limit} must be >= 0 (0 = all)")
+    _require(d.num_shards >= 1, f"data.num_shards={d.num_shards} must be >= 1")
+    validate_grids(p.grids, d.image_size)
+    _one_of("pyramid.runner", p.runner, BEAM_RUNNERS)
+    _require(p.num_shards >= 1, f"pyramid.num_shards={p.num_shards} must be >= 1")
+    _one_of("model.family", m.family, MODEL_FAMILIES)
+    _one_of("model.norm", m.norm, NORMS)
+    _one_of("model.activation", m.activation, ACTIVATIONS)
+    _require(m.width > 0, f"model.width={m.width} must be > 0")
+    _require(s.steps >= 1, f"sampler.steps={s.steps} must be >= 1")
+    _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
+    _require(s.reference_sigma > 0, f"sampler.reference_sigma={s.reference_sigma} must be > 0")
+    _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be >= 1")
+    _require(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0")
+    _require(0 <= t.beta_1 < 1, f"train.beta_1={t.beta_1} must be in [0, 1)")
+    _require(t.epochs >= 1, f"train.epochs={t.epochs} must be >= 1")
+    _require(t.max_steps >= 0, f"train.max_steps={t.max_steps} must be >= 0 (0 = no limit)")
+    _require(t.max_minutes >= 0, f"train.max_minutes={t.max_minutes} must be >= 0 (0 = no limit)")
+    _require(t.checkpoint_every >= 1, f"train.checkpoint_every={t.checkpoint_every} must be >= 1")
+    _require(t.log_every >= 1, f"train.log_every={t.log_every} must be >= 1")
+    _require(t.image_log_every >= 1, f"train.image_log_every={t.image_log_every} must be >= 1")
+    _require(t.max_retries >= 0, f"train.max_retries={t.max_retries} must be >= 0")
+    _require(0 < t.retry_lr_factor < 1, f"train.retry_lr_factor={t.retry_lr_factor} must be in (0, 1)")
+    _require(t.max_sample_abs > 1, f"train.max_sample_abs={t.max_sample_abs} must be > 1")
+    _one_of("train.strategy", t.strategy, STRATEGIES)
+    _require(t.pcd_buffer_size >= t.batch_size or m.family != "pcd",
+             f"train.pcd_buffer_size={t.pcd_buffer_size} must be >= train.batch_size={t.batch_size}")
+    _require(t.shuffle_buffer >= 1, f"train.shuffle_buffer={t.shuffle_buffer} must be >= 1")
+    for name in e.features:
+        _one_of("eval.features", name, FEATURE_SPACES)
+    _require(e.num_samples >= 2, f"eval.num_samples={e.num_samples} must be >= 2")
+    _require(e.num_real >= 2, f"eval.num_real={e.num_real} must be >= 2")
+    _require(e.kid_subsets >= 4, f"eval.kid_subsets={e.kid_subsets} must be >= 4")
+    _require(all(n >= 10 for n in e.svm_label_counts), f"eval.svm_label_counts={list(e.svm_label_counts)} must each be >= 10")
+    for name in e.inpaint_masks:
+        _one_of("eval.inpaint_masks", name, MASKS)
+    _require(e.num_inpaint >= 1, f"eval.num_inpaint={e.num_inpaint} must be >= 1")
+    _require(e.num_diversity >= 2, f"eval.num_diversity={e.num_diversity} must be >= 2")
+    _require(e.classifier_epochs >= 1, f"eval.classifier_epochs={e.classifier_epochs} must be >= 1")
+    for rule in e.thresholds:
+        parse_threshold(rule)
+    _require(bool(x.model_name) and x.model_name.replace("_", "").replace("-", "").isalnum(),
+             f"export.model_name={x.model_name!r} must be letters, digits, '_' or '-'")
+    _require(x.max_num_samples >= 1, f"export.max_num_samples={x.max_num_samples} must be >= 1")
+
+
+def parse_threshold(rule: str) -> tuple[str, str, float]:
+    """Parse `metric<=value` / `metric>=value` into (metric, op, value); ConfigError if malformed."""
+    for op in ("<=", ">="):
+        if op in rule:
+            metric, _, raw = rule.partition(op)
+            metric = metric.strip()
+            try:
+                value = float(raw)
+            except ValueError:
+                break
+            if metric:
+                return metric, op, value
+    raise ConfigError(f"eval.thresholds entry {rule!r} must look like metric<=value or metric>=value, "
+                      "e.g. fid/domain<=150")
