@@ -1,0 +1,53 @@
+"""TFX component: evaluate the exported model, write metrics.json + report.html, bless or not."""
+
+import os
+
+import tensorflow as tf
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+
+from components import artifacts
+from components.sources import load_images
+from evaluators.evaluate import evaluate_model
+from evaluators.features import get_feature_space
+from trainers.config import Config
+
+
+@component
+def EvaluateMultiGrid(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
+                      model_run: InputArtifact[artifacts.ModelRun],
+                      images: InputArtifact[artifacts.Examples],
+                      classifier: InputArtifact[artifacts.DomainClassifier],
+                      evaluation: OutputArtifact[artifacts.ModelEvaluation],
+                      blessing: OutputArtifact[artifacts.ModelBlessing]) -> None:
+    """Metrics in every configured feature space (domain only when labels exist)."""
+    config = Config.from_json(config_json)
+    ev = config.eval
+    size, channels = config.data.image_size, config.data.channels
+    train_x, train_y = load_images(f"ingested:{images.uri}:train", size, channels)
+    eval_x, eval_y = load_images(f"ingested:{images.uri}:eval", size, channels)
+    spaces = {}
+    for name in ev.features:
+        if name == "domain" and not classifier.get_int_custom_property("available"):
+            print("[evaluate] skipping the domain feature space: the data has no labels")
+            continue
+        spaces[name] = get_feature_space(
+            name, classifier_dir=classifier.uri if name == "domain" else None,
+            inception_weights=ev.inception_weights or None,
+            inception_2015_graph=ev.inception_2015_graph or None)
+    random_dir = os.path.join(model_run.uri, "random_init_model")
+    metrics = evaluate_model(
+        model.uri, train_x[: ev.num_real], train_y[: ev.num_real], evaluation.uri, spaces,
+        num_samples=ev.num_samples, kid_subsets=ev.kid_subsets,
+        label_counts=list(ev.svm_label_counts), masks=list(ev.inpaint_masks),
+        num_inpaint=ev.num_inpaint, num_diversity=ev.num_diversity,
+        thresholds=list(ev.thresholds), log_dir=os.path.join(model_run.uri, "logs"),
+        random_model_dir=random_dir if tf.io.gfile.exists(random_dir) else None,
+        seed=config.train.seed, test_images=eval_x, test_labels=eval_y,
+        train_images=train_x, train_labels=train_y)
+    blessed = bool(metrics["blessing"]["blessed"])
+    marker = "BLESSED" if blessed else "NOT_BLESSED"
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:
+        f.write("")
+    blessing.set_int_custom_property("blessed", int(blessed))
+    evaluation.set_string_custom_property("report", os.path.join(evaluation.uri, "report.html"))

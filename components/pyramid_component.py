@@ -1,0 +1,19 @@
+"""TFX component: ingested images -> exact box-average pyramids, with Apache Beam."""
+
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+
+from components import artifacts, pyramid_beam
+from trainers.config import Config
+
+
+@component
+def BuildPyramid(config_json: Parameter[str], images: InputArtifact[artifacts.Examples],
+                 pyramid: OutputArtifact[artifacts.Pyramid]) -> None:
+    """Run the Beam pyramid stage (runner and options from `pyramid.*`) into `pyramid.uri`."""
+    cfg = Config.from_json(config_json).pyramid
+    metadata = pyramid_beam.run_pyramid(
+        input_dir=images.uri, output_dir=pyramid.uri, grids=list(cfg.grids), runner=cfg.runner,
+        beam_args=list(cfg.beam_args), num_shards=cfg.num_shards)
+    pyramid.set_string_custom_property("grids", ",".join(str(g) for g in metadata["grids"]))
+    pyramid.set_string_custom_property("fingerprint", str(metadata.get("fingerprint", "")))

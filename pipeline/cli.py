@@ -1,0 +1,151 @@
+"""`mgebm`: the command line of multigrid-ebm.
+
+Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure. User errors print one
+clear line (`--debug` shows the traceback). TFX is imported only by `run` and `compile`, so every
+other command also works in an environment without TFX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Keras 3 everywhere: without this, importing TFX (tensorflow-transform) flips TensorFlow into
+# legacy-Keras mode. Must happen before TensorFlow is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class UsageError(ValueError):
+    """A bad command line: exit code 2."""
+
+
+def _add_preset_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--preset", required=required,
+                   help="preset name, NAME or NAME:smoke (see `mgebm presets`)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config field; repeatable (e.g. --set train.max_minutes=5)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mgebm", description="Multi-grid energy-based generative image models: "
+        "ingest -> pyramid (Beam) -> train (Keras) -> evaluate -> export/push.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the whole pipeline with TFX LocalDagRunner (SQLite metadata)")
+    _add_preset_args(p)
+    p.add_argument("--data", help="image source overriding the preset's data.source")
+    p.add_argument("--workdir", help="output folder (default: runs/<preset>)")
+
+    p = sub.add_parser("compile", help="write a Kubeflow V2 pipeline spec (offline)")
+    _add_preset_args(p)
+    p.add_argument("--engine", choices=["kubeflow"], default="kubeflow")
+    p.add_argument("--output", required=True, help="pipeline spec JSON to write")
+    p.add_argument("--pipeline-root", help="pipeline root URI, e.g. gs://bucket/root")
+    p.add_argument("--image", default="multigrid-ebm:latest", help="container image of the steps")
+    p.add_argument("--data", help="image source overriding the preset's data.source")
+
+    p = sub.add_parser("ingest", help="ingest stage alone: SRC -> TFRecords (no TFX)")
+    p.add_argument("--data", required=True, help="builtin:mnist5k | idx:PREFIX | folder:PATH | tfds:NAME[:SPLIT]")
+    p.add_argument("--image-size", type=int, required=True)
+    p.add_argument("--channels", type=int, choices=[1, 3], default=1)
+    p.add_argument("--eval-fraction", type=float, default=0.1)
+    p.add_argument("--max-reject-fraction", type=float, default=0.05)
+    p.add_argument("--limit", type=int, default=0, help="keep at most N images (0 = all)")
+    p.add_argument("--num-shards", type=int, default=2)
+    p.add_argument("--output", required=True)
+
+    p = sub.add_parser("pyramid", help="pyramid stage alone with Apache Beam (no TFX); "
+                       "Beam options go after `--`")
+    p.add_argument("--input", required=True, help="an ingest output folder")
+    p.add_argument("--grids", required=True, help="comma-separated sizes, e.g. 1,4,16,32")
+    p.add_argument("--runner", default="DirectRunner")
+    p.add_argument("--num-shards", type=int, default=2)
+    p.add_argument("--output", required=True)
+    p.add_argument("beam_args", nargs="*", help="Beam pipeline options (after --)")
+
+    p = sub.add_parser("train", help="train a model on a pyramid folder and export a SavedModel")
+    p.add_argument("--pyramid", required=True, help="a pyramid output folder")
+    _add_preset_args(p)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+
+    p = sub.add_parser("sample", help="sample from an exported model into a PNG grid")
+    p.add_argument("--model", required=True, help="export folder (saved_model.pb inside)")
+    p.add_argument("--num", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", required=True, help="PNG file: one row per grid size")
+    p.add_argument("--gif", help="also write a GIF of the chain through the grids")
+
+    p = sub.add_parser("evaluate", help="evaluate an exported model against real images")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="real images (any source)")
+    p.add_argument("--features", default="domain,efficientnet_lite0")
+    p.add_argument("--num-samples", type=int)
+    p.add_argument("--classifier", help="domain classifier folder (trained when absent)")
+    p.add_argument("--random-model", help="export of the same nets with random weights (baseline)")
+    p.add_argument("--logs", help="TensorBoard log folder for the training curves")
+    p.add_argument("--output", required=True)
+    _add_preset_args(p, required=False)
+
+    p = sub.add_parser("fid", help="FID/KID between two image sets in a named feature space")
+    p.add_argument("--real", required=True)
+    p.add_argument("--fake", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--classifier", help="domain classifier folder (for --features domain)")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--channels", type=int, choices=[1, 3], default=1)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--kid-subsets", type=int, default=10)
+
+    p = sub.add_parser("classifier", help="train the `domain` feature-space classifier")
+    p.add_argument("--data", required=True)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--channels", type=int, choices=[1, 3], default=1)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--output", required=True)
+
+    sub.add_parser("presets", help="list the presets")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, beam_extra = argv[:cut], argv[cut + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if beam_extra:
+        args.beam_args = list(getattr(args, "beam_args", []) or []) + beam_extra
+    from trainers.config import ConfigError  # light import (no TensorFlow)
+    from pipeline import commands
+
+    try:
+        return int(getattr(commands, "cmd_" + args.command)(args) or 0)
+    except (UsageError, ConfigError) as err:
+        if args.debug:
+            raise
+        print(f"mgebm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mgebm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # runtime failure: one clear line, traceback with --debug
+        if args.debug:
+            raise
+        print(f"mgebm {args.command}: failed: {type(err).__name__}: {err}", file=sys.stderr)
+        print("(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

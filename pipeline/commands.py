@@ -1,0 +1,209 @@
+"""The `mgebm` commands: each parses nothing, takes argparse args, calls library code."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from pipeline.cli import UsageError
+from pipeline.presets import PRESETS, load_preset
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _config(args, data: str | None = None):
+    overrides = list(args.overrides)
+    if data:
+        overrides.append(f"data.source={data}")
+    return load_preset(args.preset, overrides)
+
+
+def _default_workdir(preset: str) -> str:
+    return os.path.join("runs", preset.replace(":", "-"))
+
+
+def cmd_presets(args) -> int:
+    for name, sections in sorted(PRESETS.items()):
+        d = sections["data"]
+        print(f"{name:28s} {d['source']:45s} {d['image_size']}px x{d['channels']} "
+              f"grids {sections['pyramid']['grids']}   (also {name}:smoke)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from pipeline.runners import run_local
+
+    cfg = _config(args, args.data)
+    workdir = args.workdir or _default_workdir(args.preset)
+    _log(f"[mgebm] running pipeline {cfg.name} on {cfg.data.source} in {workdir}")
+    _log(f"[mgebm] TensorBoard: tensorboard --logdir {os.path.join(workdir, 'train_state')}")
+    outputs = run_local(cfg, workdir)
+    print(json.dumps({k: v["uri"] for k, v in outputs.items()}, indent=2))
+    evaluation = outputs.get("evaluation")
+    if evaluation:
+        print(f"report:  {os.path.join(evaluation['uri'], 'report.html')}")
+        print(f"metrics: {os.path.join(evaluation['uri'], 'metrics.json')}")
+    pushed = outputs.get("pushed", {}).get("properties", {})
+    if pushed.get("pushed"):
+        print(f"pushed:  {pushed.get('pushed_destination')}")
+    else:
+        print("pushed:  no (the model was not blessed; see the report's blessing section)")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from pipeline.runners import compile_kubeflow
+
+    cfg = _config(args, args.data)
+    root = args.pipeline_root or os.path.abspath(_default_workdir(args.preset) + "-kfp")
+    path = compile_kubeflow(cfg, args.output, root, args.image)
+    print(f"wrote Kubeflow V2 pipeline spec {path} (pipeline root {root}, image {args.image})")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from components.ingest import run_ingest
+
+    summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size,
+                         channels=args.channels, eval_fraction=args.eval_fraction,
+                         max_reject_fraction=args.max_reject_fraction, limit=args.limit,
+                         num_shards=args.num_shards)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _parse_grids(text: str) -> list[int]:
+    try:
+        return [int(g) for g in text.split(",") if g.strip()]
+    except ValueError:
+        raise UsageError(f"--grids={text!r} must be comma-separated integers, e.g. 1,4,16,32") from None
+
+
+def cmd_pyramid(args) -> int:
+    from components.pyramid_beam import run_pyramid
+
+    metadata = run_pyramid(input_dir=args.input, output_dir=args.output,
+                           grids=_parse_grids(args.grids), runner=args.runner,
+                           beam_args=list(args.beam_args), num_shards=args.num_shards)
+    print(json.dumps(metadata, indent=2))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from trainers.train import train
+
+    cfg = _config(args)
+    result = train(cfg, args.pyramid, args.workdir, resume=args.resume)
+    print(json.dumps({"steps": int(result.steps), "stopped_by": result.stopped_by,
+                      "export": result.export_dir, "logs": result.log_dir,
+                      "checkpoints": result.checkpoint_dir}, indent=2))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from evaluators.model_client import ExportedModel
+    from trainers.sample_grid import save_chain_gif, save_sample_grid
+
+    if args.num < 1:
+        raise UsageError(f"--num={args.num} must be >= 1")
+    model = ExportedModel(args.model)
+    outputs = model.sample(args.num, args.seed)
+    save_sample_grid(outputs, args.output)
+    print(f"wrote {args.output}")
+    if args.gif:
+        save_chain_gif(outputs, args.gif)
+        print(f"wrote {args.gif}")
+    return 0
+
+
+def _feature_spaces(names: list[str], classifier_dir: str | None, images=None, labels=None,
+                    workdir: str | None = None, epochs: int = 3, inception_weights: str = "",
+                    inception_2015_graph: str = ""):
+    """Named feature spaces; trains the `domain` classifier on labelled images when needed."""
+    from evaluators.domain_classifier import train_classifier
+    from evaluators.features import get_feature_space
+
+    spaces = {}
+    for name in names:
+        if name == "domain" and not classifier_dir:
+            if labels is None or (labels < 0).any():
+                raise UsageError("--features domain needs labelled images or --classifier DIR "
+                                 "(train one with `mgebm classifier --data SRC --output DIR`)")
+            classifier_dir = os.path.join(workdir, "domain_classifier")
+            info = train_classifier(images, labels, classifier_dir, epochs=epochs)
+            _log(f"[mgebm] domain classifier: held-out accuracy {info['accuracy']:.3f}")
+        spaces[name] = get_feature_space(
+            name, classifier_dir=classifier_dir if name == "domain" else None,
+            inception_weights=inception_weights or None,
+            inception_2015_graph=inception_2015_graph or None)
+    return spaces
+
+
+def _split_names(text: str) -> list[str]:
+    from trainers.config import FEATURE_SPACES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in FEATURE_SPACES:
+            raise UsageError(f"--features: unknown feature space {n!r}; allowed: {list(FEATURE_SPACES)}")
+    return names
+
+
+def cmd_evaluate(args) -> int:
+    from components.sources import load_images
+    from evaluators.evaluate import evaluate_model
+    from evaluators.model_client import ExportedModel
+
+    model = ExportedModel(args.model)
+    info = model.config
+    cfg = _config(args) if args.preset else None
+    ev = cfg.eval if cfg else None
+    images, labels = load_images(args.data, info["image_size"], info["channels"])
+    names = _split_names(args.features)
+    spaces = _feature_spaces(names, args.classifier, images, labels, args.output,
+                             epochs=ev.classifier_epochs if ev else 3)
+    metrics = evaluate_model(
+        args.model, images, labels, args.output, spaces,
+        num_samples=args.num_samples or (ev.num_samples if ev else 500),
+        kid_subsets=ev.kid_subsets if ev else 10,
+        label_counts=list(ev.svm_label_counts) if ev else [1000],
+        masks=list(ev.inpaint_masks) if ev else ["square", "doodle", "pepper"],
+        num_inpaint=ev.num_inpaint if ev else 64,
+        num_diversity=ev.num_diversity if ev else 16,
+        thresholds=list(ev.thresholds) if ev else [],
+        log_dir=args.logs, random_model_dir=args.random_model)
+    print(json.dumps(metrics.get("blessing", {}), indent=2))
+    print(f"report:  {os.path.join(args.output, 'report.html')}")
+    print(f"metrics: {os.path.join(args.output, 'metrics.json')}")
+    return 0
+
+
+def cmd_fid(args) -> int:
+    from components.sources import load_images
+    from evaluators.fid import compare_image_sets
+
+    names = _split_names(args.features)
+    if len(names) != 1:
+        raise UsageError("--features takes exactly one feature space for `mgebm fid`")
+    real, real_labels = load_images(args.real, args.image_size, args.channels, args.limit)
+    fake, _ = load_images(args.fake, args.image_size, args.channels, args.limit)
+    space = _feature_spaces(names, args.classifier, real, real_labels, "runs/fid")[names[0]]
+    result = compare_image_sets(real, fake, space, kid_subsets=args.kid_subsets)
+    print(json.dumps(result, indent=2, allow_nan=False))
+    return 0
+
+
+def cmd_classifier(args) -> int:
+    from components.sources import load_images
+    from evaluators.domain_classifier import train_classifier
+
+    images, labels = load_images(args.data, args.image_size, args.channels, args.limit)
+    if (labels < 0).any():
+        raise UsageError(f"--data {args.data} has unlabelled images; the domain classifier needs "
+                         "labels (class subfolders, idx labels or a labelled TFDS split)")
+    info = train_classifier(images, labels, args.output, epochs=args.epochs)
+    print(json.dumps(info, indent=2))
+    return 0

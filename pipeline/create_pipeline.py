@@ -1,0 +1,74 @@
+"""`create_pipeline(config, ...)`: the one TFX pipeline of multigrid-ebm.
+
+    IngestImages -> BuildPyramid -> TrainMultiGrid ----------> EvaluateMultiGrid -> PushModel
+             \\-> TrainDomainClassifier (labelled data only) -/
+
+The same pipeline object runs under LocalDagRunner (SQLite metadata) and compiles for Kubeflow.
+"""
+
+from __future__ import annotations
+
+import os
+
+from trainers.config import Config
+
+
+def pipeline_name(config: Config) -> str:
+    """Kubeflow-safe name: letters, digits and hyphens (no underscores or colons)."""
+    return "mgebm-" + config.name.replace(":", "-").replace("_", "-").lower()
+
+
+def create_pipeline(config: Config, pipeline_root: str, metadata_path: str | None,
+                    serving_root: str, state_root: str, enable_cache: bool = True):
+    """Build the TFX pipeline.
+
+    Args:
+      config: the validated run config (travels to every component as JSON).
+      pipeline_root: where TFX stores artifacts (a local folder or gs://...).
+      metadata_path: SQLite file for ML Metadata; None when the orchestrator provides it
+        (Kubeflow).
+      serving_root: the Pusher's TF Serving root (`<serving_root>/<model_name>/<version>/`).
+      state_root: stable folder for training state (checkpoints, TensorBoard logs) that survives
+        pipeline reruns, so an interrupted training resumes instead of restarting.
+      enable_cache: reuse results of components whose inputs did not change.
+    """
+    from tfx.orchestration import metadata, pipeline
+
+    from components.classifier_component import TrainDomainClassifier
+    from components.evaluator_component import EvaluateMultiGrid
+    from components.ingest_component import IngestImages
+    from components.pusher_component import PushModel
+    from components.pyramid_component import BuildPyramid
+    from components.trainer_component import TrainMultiGrid
+
+    config_json = config.to_json()
+    ingest = IngestImages(config_json=config_json)
+    pyramid = BuildPyramid(config_json=config_json, images=ingest.outputs["images"])
+    trainer = TrainMultiGrid(config_json=config_json, pyramid=pyramid.outputs["pyramid"],
+                             state_root=state_root)
+    classifier = TrainDomainClassifier(config_json=config_json, images=ingest.outputs["images"])
+    evaluator = EvaluateMultiGrid(
+        config_json=config_json, model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"], images=ingest.outputs["images"],
+        classifier=classifier.outputs["classifier"])
+    pusher = PushModel(config_json=config_json, model=trainer.outputs["model"],
+                       blessing=evaluator.outputs["blessing"], serving_root=serving_root)
+    components = [ingest, pyramid, trainer, classifier, evaluator, pusher]
+    connection = (metadata.sqlite_metadata_connection_config(metadata_path)
+                  if metadata_path else None)
+    return pipeline.Pipeline(
+        pipeline_name=pipeline_name(config), pipeline_root=pipeline_root,
+        components=components, enable_cache=enable_cache,
+        metadata_connection_config=connection)
+
+
+def local_paths(workdir: str) -> dict[str, str]:
+    """The folders of a local run under WORKDIR."""
+    workdir = os.path.abspath(workdir) if "://" not in workdir else workdir
+    return {
+        "workdir": workdir,
+        "pipeline_root": os.path.join(workdir, "tfx"),
+        "metadata_path": os.path.join(workdir, "metadata.sqlite"),
+        "serving_root": os.path.join(workdir, "serving"),
+        "state_root": os.path.join(workdir, "train_state"),
+    }

@@ -1,0 +1,88 @@
+"""Config validation, presets, smoke sizes and overrides."""
+
+import pytest
+
+from pipeline.presets import PRESETS, SMOKE, load_preset
+from trainers.config import Config, ConfigError, parse_threshold, validate_grids
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_and_its_smoke_size_validate(name):
+    full = load_preset(name)
+    smoke = load_preset(name + ":smoke")
+    # Smoke shrinks counts and budgets, never the geometry.
+    assert smoke.data.image_size == full.data.image_size
+    assert smoke.data.channels == full.data.channels
+    assert smoke.pyramid.grids == full.pyramid.grids
+    assert smoke.train.batch_size <= full.train.batch_size
+    assert smoke.sampler.steps <= full.sampler.steps
+    assert smoke.eval.num_samples <= full.eval.num_samples
+
+
+def test_required_presets_geometry():
+    assert load_preset("mnist5k-multigrid").pyramid.grids == (1, 4, 16, 32)
+    assert load_preset("mnist5k-multigrid").data.source == "builtin:mnist5k"
+    assert load_preset("fashion-mnist-multigrid").pyramid.grids == (1, 4, 16, 32)
+    cifar = load_preset("cifar10-multigrid")
+    assert (cifar.data.image_size, cifar.data.channels) == (32, 3)
+    celeba = load_preset("celeba64-multigrid")
+    assert (celeba.data.image_size, celeba.data.channels, celeba.pyramid.grids) == (64, 3, (1, 4, 16, 64))
+
+
+def test_smoke_never_touches_geometry_keys():
+    assert "image_size" not in SMOKE.get("data", {})
+    assert "channels" not in SMOKE.get("data", {})
+    assert "grids" not in SMOKE.get("pyramid", {})
+
+
+def test_overrides_parse_by_type():
+    cfg = load_preset("mnist5k-multigrid", ["train.batch_size=16", "sampler.noise=true",
+                                            "train.learning_rate=3e-4", "eval.features=domain"])
+    assert cfg.train.batch_size == 16 and cfg.sampler.noise is True
+    assert cfg.train.learning_rate == pytest.approx(3e-4)
+    assert cfg.eval.features == ("domain",)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("train.bogus=1", "train.bogus"),
+    ("nosuch.key=1", "unknown section 'nosuch'"),
+    ("train.batch_size=abc", "train.batch_size must be an integer"),
+    ("train.batch_size=0", "train.batch_size=0"),
+    ("model.family=gan", "allowed values: ['multigrid', 'single_grid', 'cd1', 'pcd']"),
+    ("data.channels=2", "data.channels=2"),
+    ("pyramid.grids=1,3,32", "divisible by 3"),
+    ("pyramid.grids=2,4,32", "must start at 1"),
+    ("pyramid.grids=1,4,16", "must end at the image size 32"),
+    ("sampler.noise=maybe", "sampler.noise must be true or false"),
+    ("eval.features=fancy", "eval.features"),
+    ("eval.thresholds=fid/domain<x", "metric<=value"),
+    ("train.strategy=gpu", "train.strategy"),
+    ("noequals", "section.key=value"),
+])
+def test_bad_override_names_the_field(override, fragment):
+    with pytest.raises(ConfigError, match=None) as err:
+        load_preset("mnist5k-multigrid", [override])
+    assert fragment in str(err.value)
+
+
+def test_unknown_preset_and_size():
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        load_preset("nope")
+    with pytest.raises(ConfigError, match="unknown preset size 'huge'"):
+        load_preset("mnist5k-multigrid:huge")
+
+
+def test_json_round_trip():
+    cfg = load_preset("celeba64-multigrid:smoke", ["eval.thresholds=fid/domain<=10,kid/domain<=0.5"])
+    again = Config.from_json(cfg.to_json())
+    assert again == cfg
+    assert again.eval.thresholds == ("fid/domain<=10", "kid/domain<=0.5")
+
+
+def test_validate_grids_and_thresholds():
+    validate_grids((1, 4, 16, 64), 64)
+    validate_grids((1, 2, 8, 32), 32)
+    with pytest.raises(ConfigError):
+        validate_grids((1,), 1)
+    assert parse_threshold("fid/domain<=150") == ("fid/domain", "<=", 150.0)
+    assert parse_threshold("accuracy/svm>=0.5") == ("accuracy/svm", ">=", 0.5)
