@@ -19,4 +19,4 @@ def IngestImages(config_json: Parameter[str], images: OutputArtifact[artifacts.E
     images.set_string_custom_property("source", cfg.source)
     images.set_int_custom_property("num_train", int(summary["counts"]["train"]))
     images.set_int_custom_property("num_eval", int(summary["counts"]["eval"]))
-    images.set_int_custom_property("num_rejects", int(summary["counts"].get("rejects", 0)))
+    images.set_int_custom_property("num_rejects", int(summary["counts"].get("rejected", 0)))

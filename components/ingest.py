@@ -1,0 +1,218 @@
+"""Ingest stage: any image source -> checked, normalized, split, sharded GZIP TFRecords.
+
+Output layout (OUTPUT = `output_dir`):
+  OUTPUT/train/data-00000-of-0000N.tfrecord.gz, OUTPUT/eval/... : `tf.train.Example{image: PNG
+      bytes of uint8 [S, S, C], label: int64 (-1 when none), key: bytes}` (see components/records.py);
+      examples go to shards round-robin in source order.
+  OUTPUT/rejects.jsonl : one {"path": key, "reason": text} object per rejected input.
+  OUTPUT/labels.json   : {"classes": [name of label 0, name of label 1, ...]} for folder sources
+      with class subfolders.
+  OUTPUT/summary.json  : counts per split, rejects, class balance, image_size, channels, source,
+      fingerprint; written LAST.
+
+Split: an example goes to eval iff int(sha1(key)[:8 bytes]) / 2**64 < eval_fraction, so the split
+depends only on the key (stable across runs, machines, limits and source order).
+
+Completeness / atomic-write strategy: the output is complete iff `summary.json` exists. A run first
+removes a previous run's summary.json and shards (it refuses to touch a folder holding anything
+else), writes shards in place, and writes summary.json only after every check passed. On any
+failure it deletes the shards it wrote (rejects.jsonl is kept so the user can see why) and raises
+`IngestError`. This works on every gfile filesystem (GCS has no atomic folder rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import sys
+import time
+from collections import Counter
+
+import tensorflow as tf
+
+from components import records, sources
+
+OUTPUT_NAMES = ("train", "eval", "rejects.jsonl", "summary.json", "labels.json")
+
+
+class IngestError(ValueError):
+    """The ingest cannot produce a usable dataset; the message names the source and the fix."""
+
+
+def split_of(key: str, eval_fraction: float) -> str:
+    """"eval" or "train" by a stable hash of the key (sha1, first 8 bytes as a fraction)."""
+    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    return "eval" if int.from_bytes(digest[:8], "big") / 2.0**64 < eval_fraction else "train"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _norm(path: str) -> str:
+    return path.rstrip("/") if "://" in path else os.path.abspath(path)
+
+
+def _prepare_output(output_dir: str, source: str) -> None:
+    kind, arg = sources.parse_source(source)
+    if kind == "folder":
+        src, out = _norm(arg), _norm(output_dir)
+        if out == src or out.startswith(src.rstrip("/") + "/"):
+            raise IngestError(f"output folder {output_dir} is inside the source folder {arg}; "
+                              "write the ingest output somewhere else")
+    if tf.io.gfile.exists(output_dir):
+        if not tf.io.gfile.isdir(output_dir):
+            raise IngestError(f"output {output_dir} exists and is not a folder; choose a folder path")
+        others = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(output_dir)
+                        if name.rstrip("/") not in OUTPUT_NAMES)
+        if others:
+            raise IngestError(f"output folder {output_dir} holds other files {others[:5]}; "
+                              "give an empty or new folder (only an earlier ingest output is replaced)")
+        _remove(output_dir, ("summary.json",) + OUTPUT_NAMES)
+    for split in records.SPLITS:
+        tf.io.gfile.makedirs(posixpath.join(output_dir, split))
+
+
+def _remove(output_dir: str, names) -> None:
+    for name in names:
+        path = posixpath.join(output_dir, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+def _examples(reasons: list[str], limit: int = 3) -> str:
+    return "; ".join(reasons[:limit]) + (" ..." if len(reasons) > limit else "")
+
+
+def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
+               eval_fraction: float = 0.1, max_reject_fraction: float = 0.05, limit: int = 0,
+               num_shards: int = 2, progress_every: int = 1000) -> dict:
+    """Read, check and normalize every input of `source` into sharded GZIP TFRecords.
+
+    Args:
+      source: `builtin:mnist5k`, `idx:PREFIX`, `folder:PATH` or `tfds:NAME[:SPLIT]`.
+      output_dir: output folder (gfile path); created; an earlier ingest output there is replaced.
+      image_size: side of the stored square images. channels: 1 or 3.
+      eval_fraction: share of keys held out for eval, in [0, 1).
+      max_reject_fraction: fail when rejected / inputs is above this, in [0, 1].
+      limit: stop after this many usable images (0 = all).
+      num_shards: shards per split (>= 1).
+      progress_every: print progress to stderr every this many inputs (0 = never).
+
+    Returns:
+      The summary dict also written to OUTPUT/summary.json.
+
+    Raises:
+      IngestError: bad arguments, unusable source, nothing usable, empty train split, or too many
+        rejects. No summary.json and no shards are left behind.
+    """
+    if not 0.0 <= eval_fraction < 1.0:
+        raise IngestError(f"eval_fraction={eval_fraction} must be in [0, 1)")
+    if not 0.0 <= max_reject_fraction <= 1.0:
+        raise IngestError(f"max_reject_fraction={max_reject_fraction} must be in [0, 1]")
+    if num_shards < 1 or limit < 0 or image_size < 1 or channels not in (1, 3):
+        raise IngestError(f"bad ingest arguments: num_shards={num_shards} (>= 1), limit={limit} "
+                          f"(>= 0), image_size={image_size} (>= 1), channels={channels} (1 or 3)")
+    try:
+        _prepare_output(output_dir, source)
+    except sources.SourceError as err:
+        raise IngestError(str(err)) from None
+    start = time.time()
+    _log(f"ingest: {source} -> {output_dir} ({image_size}x{image_size}x{channels})")
+    try:
+        summary = _ingest(source, output_dir, image_size, channels, eval_fraction,
+                          max_reject_fraction, limit, num_shards, progress_every, start)
+    except BaseException:
+        _remove(output_dir, ("summary.json", "train", "eval", "labels.json"))
+        raise
+    counts = summary["counts"]
+    _log(f"ingest: done in {time.time() - start:.1f}s: {counts['train']} train, {counts['eval']} "
+         f"eval, {counts['rejected']} rejected of {counts['total']} inputs; classes "
+         f"{dict(sorted(summary['class_balance']['all'].items()))}; "
+         f"rejects: {dict(summary['reject_reasons']) or 'none'}")
+    return summary
+
+
+def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_fraction, limit,
+            num_shards, progress_every, start) -> dict:
+    writers = {split: [tf.io.TFRecordWriter(
+        posixpath.join(output_dir, split, records.shard_name(i, num_shards)), options="GZIP")
+        for i in range(num_shards)] for split in records.SPLITS}
+    counts = Counter()
+    balance = {split: Counter() for split in records.SPLITS}
+    reasons, reject_kinds = [], Counter()
+    fingerprint = hashlib.sha256()
+    try:
+        with tf.io.gfile.GFile(posixpath.join(output_dir, "rejects.jsonl"), "w") as rejects:
+            try:
+                for item in sources.iter_source(source, image_size, channels, limit):
+                    counts["total"] += 1
+                    if item.image is None:
+                        counts["rejected"] += 1
+                        rejects.write(json.dumps({"path": item.key, "reason": item.reason}) + "\n")
+                        reasons.append(f"{item.key}: {item.reason}")
+                        reject_kinds[item.reason.split(":", 1)[0].split(";", 1)[0]] += 1
+                    else:
+                        split = split_of(item.key, eval_fraction)
+                        png = tf.io.encode_png(item.image).numpy()
+                        writers[split][counts[split] % num_shards].write(
+                            records.encode_ingest_example(png, item.label, item.key))
+                        counts[split] += 1
+                        balance[split][str(item.label)] += 1
+                        fingerprint.update(f"{split}\t{item.key}\t{item.label}\t".encode("utf-8"))
+                        fingerprint.update(hashlib.sha256(png).digest())
+                    if progress_every and counts["total"] % progress_every == 0:
+                        rate = counts["total"] / max(time.time() - start, 1e-6)
+                        _log(f"ingest: {counts['total']} inputs, {counts['train'] + counts['eval']} "
+                             f"ok, {counts['rejected']} rejected ({rate:.0f}/s)")
+            except sources.SourceError as err:
+                raise IngestError(str(err)) from None
+    finally:
+        for split_writers in writers.values():
+            for writer in split_writers:
+                writer.close()
+
+    usable, total = counts["train"] + counts["eval"], counts["total"]
+    if usable == 0:
+        detail = f"; rejects: {_examples(reasons)}" if reasons else ""
+        raise IngestError(f"source {source!r} gave no usable image ({total} inputs, "
+                          f"{counts['rejected']} rejected{detail}); check the path and that it holds "
+                          f"PNG/JPEG/BMP images (reasons in {output_dir}/rejects.jsonl)")
+    fraction = counts["rejected"] / total
+    if fraction > max_reject_fraction:
+        raise IngestError(f"source {source!r}: {counts['rejected']} of {total} inputs rejected "
+                          f"({fraction:.1%} > max_reject_fraction {max_reject_fraction:.1%}): "
+                          f"{_examples(reasons)}; fix or remove the bad files (all listed in "
+                          f"{output_dir}/rejects.jsonl) or raise data.max_reject_fraction")
+    if counts["train"] == 0:
+        raise IngestError(f"source {source!r}: all {usable} usable images fell in the eval split; "
+                          "add images or lower data.eval_fraction")
+
+    names = sources.label_names(source)
+    if names:
+        records.write_json(posixpath.join(output_dir, "labels.json"), {"classes": names})
+    all_balance = balance["train"] + balance["eval"]
+    summary = {
+        "format": "multigrid-ebm-ingest-v1",
+        "source": source,
+        "image_size": int(image_size),
+        "channels": int(channels),
+        "eval_fraction": float(eval_fraction),
+        "max_reject_fraction": float(max_reject_fraction),
+        "limit": int(limit),
+        "num_shards": int(num_shards),
+        "counts": {"train": counts["train"], "eval": counts["eval"],
+                   "rejected": counts["rejected"], "total": total},
+        "class_balance": {"train": dict(balance["train"]), "eval": dict(balance["eval"]),
+                          "all": dict(all_balance)},
+        "reject_reasons": dict(reject_kinds),
+        "labels": names,
+        "split_rule": "eval iff sha1(key)[:8] / 2**64 < eval_fraction",
+        "fingerprint": fingerprint.hexdigest(),
+    }
+    records.write_json(posixpath.join(output_dir, records.SUMMARY_FILE), summary)
+    return summary

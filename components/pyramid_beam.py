@@ -1,0 +1,279 @@
+"""Pyramid stage: an Apache Beam pipeline from ingest records to multi-grid pyramid records.
+
+For every ingested example (both splits) it decodes the PNG, scales pixels to float32 [0, 1]
+(uint8 / 255) and computes the exact box-average pyramid at the configured grids with
+`trainers.pyramid_ops.build_pyramid` (the trainer's own ops; elements are batched with
+`beam.BatchElements` so each TF call handles many images). Output (OUTPUT = `output_dir`):
+
+  OUTPUT/train/data-00000-of-0000N.tfrecord.gz, OUTPUT/eval/... : `tf.train.Example{key, label,
+      grid_S: float_list of S*S*C values in [0, 1], row-major HWC}` for every S (records.py).
+  OUTPUT/metadata.json : {"grids", "image_size", "channels", "counts": {"train", "eval"},
+      "coarse_mean": [C], "coarse_std": [C], "grid_stats": {"S": {"mean": [C], "std": [C]}},
+      "fingerprint", ...}; statistics are over the train split, per channel, population std,
+      exact (integer block sums, see GridStatsFn), so they do not depend on batching or worker
+      count; the eval split's are in "eval_grid_stats". Written LAST, after the
+      Beam pipeline finished: the folder is complete iff metadata.json exists.
+
+`fingerprint` is sha256 over the ingest shards (sorted split/name and each file's sha256), so the
+same ingested data gives the same value. Runner: "DirectRunner" runs Beam's in-process FnApiRunner
+(what the DirectRunner uses for batch pipelines) built explicitly: recent Beam releases route the
+plain DirectRunner to the Prism runner, which downloads a binary. `beam_args` pass through to
+`PipelineOptions`, e.g. `--direct_num_workers=2 --direct_running_mode=multi_processing`, or another
+runner's flags (`--project`, `--region`, `--temp_location`, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import posixpath
+import sys
+import time
+from fractions import Fraction
+from typing import Sequence
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from components import records
+from trainers import config as config_lib
+
+STATS_DIR = "_stats"
+OUTPUT_NAMES = ("train", "eval", records.METADATA_FILE, STATS_DIR)
+
+
+class PyramidError(ValueError):
+    """The pyramid stage cannot run on this input/output; the message names the fix."""
+
+
+class _PyramidFn(beam.DoFn):
+    """Serialized ingest Examples -> one dict {"keys", "labels", "images": uint8 [B,H,H,C],
+    S: float32 [B,S,S,C] for every grid}."""
+
+    def __init__(self, grids: Sequence[int], channels: int):
+        super().__init__()
+        self._grids = tuple(int(g) for g in grids)
+        self._channels = int(channels)
+
+    def process(self, batch):
+        from trainers import pyramid_ops  # pylint: disable=import-outside-toplevel
+
+        examples = [records.decode_ingest_example(s) for s in batch]
+        images = np.stack([tf.io.decode_png(ex["image"], channels=self._channels).numpy()
+                           for ex in examples])
+        pyramid = pyramid_ops.build_pyramid(tf.cast(images, tf.float32) / 255.0, self._grids)
+        out = {size: level.numpy() for size, level in pyramid.items()}
+        out["images"] = images
+        out["keys"] = [ex["key"] for ex in examples]
+        out["labels"] = [ex["label"] for ex in examples]
+        yield out
+
+
+def _explode(batch: dict, grids: Sequence[int]):
+    for i, (key, label) in enumerate(zip(batch["keys"], batch["labels"])):
+        yield records.encode_pyramid_example(key, label, {s: batch[s][i] for s in grids})
+
+
+class GridStatsFn(beam.CombineFn):
+    """Exact per-channel mean/std of every grid level, independent of batching and merge order.
+
+    A grid-S pixel is (sum of its uint8 block) / (255 * b) with b = (H/S)^2 pixels per block, so the
+    accumulator keeps integer sums of block sums and of their squares (Python ints: no rounding,
+    no overflow) and the result is computed from exact rationals, then rounded once to float.
+
+    Input: batch dicts {"images": uint8 [B, H, H, C], ...}; output: JSON-able dict
+    {"count": images, "grids": {"S": {"mean": [C], "std": [C]}}} (population std).
+    """
+
+    def __init__(self, grids: Sequence[int], channels: int):
+        super().__init__()
+        self._grids = tuple(int(g) for g in grids)
+        self._channels = int(channels)
+
+    def create_accumulator(self):
+        zeros = [0] * self._channels
+        return {"images": 0, "size": 0, **{s: (list(zeros), list(zeros)) for s in self._grids}}
+
+    def add_input(self, acc, batch):
+        images = np.asarray(batch["images"])
+        count, size = images.shape[0], images.shape[1]
+        acc = dict(acc, images=acc["images"] + count, size=size)
+        for s in self._grids:
+            f = size // s
+            blocks = images.astype(np.int64).reshape(count, s, f, s, f, self._channels).sum(axis=(2, 4))
+            sums, squares = acc[s]
+            acc[s] = ([a + int(b) for a, b in zip(sums, blocks.sum(axis=(0, 1, 2)))],
+                      [a + int(b) for a, b in zip(squares, (blocks * blocks).sum(axis=(0, 1, 2)))])
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        out = self.create_accumulator()
+        for acc in accumulators:
+            out["images"] += acc["images"]
+            out["size"] = max(out["size"], acc["size"])
+            for s in self._grids:
+                out[s] = ([a + b for a, b in zip(out[s][0], acc[s][0])],
+                          [a + b for a, b in zip(out[s][1], acc[s][1])])
+        return out
+
+    def extract_output(self, acc):
+        grids = {}
+        for s in self._grids:
+            n = acc["images"] * s * s
+            if n == 0:
+                mean, std = [0.0] * self._channels, [0.0] * self._channels
+            else:
+                scale = 255 * (acc["size"] // s) ** 2
+                mean = [float(Fraction(t, n * scale)) for t in acc[s][0]]
+                std = [math.sqrt(Fraction(n * q - t * t, (n * scale) ** 2))
+                       for t, q in zip(*acc[s])]
+            grids[str(s)] = {"mean": mean, "std": std}
+        return {"count": int(acc["images"]), "grids": grids}
+
+
+def _make_runner(runner: str):
+    if runner not in config_lib.BEAM_RUNNERS:
+        raise PyramidError(f"runner={runner!r} is not allowed; allowed values: "
+                           f"{list(config_lib.BEAM_RUNNERS)}")
+    if runner == "DirectRunner":
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
+        return FnApiRunner()
+    return runner
+
+
+def ingest_fingerprint(input_dir: str) -> str:
+    """sha256 over the ingest shards of both splits (sorted names and file contents)."""
+    digest = hashlib.sha256()
+    for split in records.SPLITS:
+        for path in records.split_files(input_dir, split):
+            with tf.io.gfile.GFile(path, "rb") as f:
+                data = f.read()
+            digest.update(f"{split}/{posixpath.basename(path)}\n".encode("utf-8"))
+            digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def _prepare_output(output_dir: str) -> None:
+    if tf.io.gfile.exists(output_dir):
+        others = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(output_dir)
+                        if n.rstrip("/") not in OUTPUT_NAMES)
+        if others:
+            raise PyramidError(f"output folder {output_dir} holds other files {others[:5]}; give an "
+                               "empty or new folder (only an earlier pyramid output is replaced)")
+    _remove(output_dir, OUTPUT_NAMES[::-1])  # metadata.json first
+    tf.io.gfile.makedirs(output_dir)
+
+
+def _remove(output_dir: str, names) -> None:
+    for name in names:
+        path = posixpath.join(output_dir, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: str = "DirectRunner",
+                beam_args: Sequence[str] = (), num_shards: int = 2, batch_size: int = 64) -> dict:
+    """Run the Beam pyramid pipeline on an ingest output and write metadata.json.
+
+    Args:
+      input_dir: a complete ingest output (with summary.json).
+      output_dir: output folder; created; an earlier pyramid output there is replaced.
+      grids: increasing sizes starting at 1, each dividing the next, the last = ingested image size.
+      runner: a Beam runner name from trainers.config.BEAM_RUNNERS.
+      beam_args: extra pipeline options passed verbatim to PipelineOptions.
+      num_shards: output shards per split. batch_size: max images per TF call.
+
+    Returns:
+      The metadata dict also written to OUTPUT/metadata.json.
+
+    Raises:
+      ValueError (PyramidError, ConfigError): incomplete input, bad grids, runner or output folder.
+      RuntimeError: the Beam pipeline did not finish (no metadata.json is written).
+    """
+    if _norm(input_dir) == _norm(output_dir):
+        raise PyramidError(f"output {output_dir} is the ingest folder; choose another folder")
+    try:
+        summary = records.read_summary(input_dir)
+        for split in records.SPLITS:
+            records.split_files(input_dir, split)
+    except ValueError as err:
+        raise PyramidError(str(err)) from None
+    image_size, channels = int(summary["image_size"]), int(summary["channels"])
+    grids = tuple(int(g) for g in grids)
+    config_lib.validate_grids(grids, image_size)
+    if num_shards < 1 or batch_size < 1:
+        raise PyramidError(f"num_shards={num_shards} and batch_size={batch_size} must be >= 1")
+    beam_runner = _make_runner(runner)
+    options = PipelineOptions(list(beam_args))
+    _prepare_output(output_dir)
+    start = time.time()
+    print(f"pyramid: {input_dir} -> {output_dir}, grids {list(grids)}, runner {runner}",
+          file=sys.stderr, flush=True)
+    try:
+        fingerprint = ingest_fingerprint(input_dir)
+        pipeline = beam.Pipeline(runner=beam_runner, options=options)
+        for split in records.SPLITS:
+            batches = (
+                pipeline
+                | f"Read/{split}" >> beam.io.ReadFromTFRecord(
+                    posixpath.join(input_dir, split, "*" + records.SHARD_SUFFIX),
+                    compression_type=CompressionTypes.GZIP)
+                | f"Batch/{split}" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch_size)
+                | f"Pyramid/{split}" >> beam.ParDo(_PyramidFn(grids, channels)))
+            _ = (batches
+                 | f"Encode/{split}" >> beam.FlatMap(_explode, grids)
+                 | f"Write/{split}" >> beam.io.WriteToTFRecord(
+                     posixpath.join(output_dir, split, "data"), file_name_suffix=records.SHARD_SUFFIX,
+                     num_shards=num_shards, compression_type=CompressionTypes.GZIP))
+            _ = (batches
+                 | f"Stats/{split}" >> beam.CombineGlobally(GridStatsFn(grids, channels))
+                 | f"StatsJson/{split}" >> beam.Map(json.dumps)
+                 | f"WriteStats/{split}" >> beam.io.WriteToText(
+                     posixpath.join(output_dir, STATS_DIR, split), num_shards=1,
+                     shard_name_template=""))
+        result = pipeline.run()
+        state = result.wait_until_finish()
+        if state not in (None, beam.runners.runner.PipelineState.DONE):
+            raise RuntimeError(f"pyramid: the Beam pipeline ended in state {state}; see the runner's log")
+        stats = {}
+        for split in records.SPLITS:
+            with tf.io.gfile.GFile(posixpath.join(output_dir, STATS_DIR, split)) as f:
+                stats[split] = json.loads(f.read())
+        train = stats["train"]["grids"]
+        metadata = {
+            "format": "multigrid-ebm-pyramid-v1",
+            "grids": list(grids),
+            "image_size": image_size,
+            "channels": channels,
+            "counts": {split: stats[split]["count"] for split in records.SPLITS},
+            "coarse_mean": train[str(grids[0])]["mean"],
+            "coarse_std": train[str(grids[0])]["std"],
+            "grid_stats": train,
+            "stats_split": "train",
+            "eval_grid_stats": stats["eval"]["grids"],
+            "fingerprint": fingerprint,
+            "ingest": {"source": summary.get("source"), "fingerprint": summary.get("fingerprint"),
+                       "input_dir": input_dir},
+            "num_shards": int(num_shards),
+            "runner": runner,
+        }
+        _remove(output_dir, (STATS_DIR,))
+        records.write_json(posixpath.join(output_dir, records.METADATA_FILE), metadata)
+    except BaseException:
+        _remove(output_dir, OUTPUT_NAMES[::-1])
+        raise
+    print(f"pyramid: done in {time.time() - start:.1f}s: {metadata['counts']['train']} train, "
+          f"{metadata['counts']['eval']} eval; coarse mean {np.round(metadata['coarse_mean'], 4).tolist()}"
+          f" std {np.round(metadata['coarse_std'], 4).tolist()}", file=sys.stderr, flush=True)
+    return metadata
+
+
+def _norm(path: str) -> str:
+    import os  # pylint: disable=import-outside-toplevel
+    return path.rstrip("/") if "://" in path else os.path.abspath(path)
