@@ -37,14 +37,13 @@ def EvaluateMultiGrid(config_json: Parameter[str], model: InputArtifact[artifact
             inception_2015_graph=ev.inception_2015_graph or None)
     random_dir = os.path.join(model_run.uri, "random_init_model")
     metrics = evaluate_model(
-        model.uri, train_x[: ev.num_real], train_y[: ev.num_real], evaluation.uri, spaces,
+        model.uri, train_x, train_y, evaluation.uri, spaces, num_real=ev.num_real,
         num_samples=ev.num_samples, kid_subsets=ev.kid_subsets,
         label_counts=list(ev.svm_label_counts), masks=list(ev.inpaint_masks),
         num_inpaint=ev.num_inpaint, num_diversity=ev.num_diversity,
         thresholds=list(ev.thresholds), log_dir=os.path.join(model_run.uri, "logs"),
         random_model_dir=random_dir if tf.io.gfile.exists(random_dir) else None,
-        seed=config.train.seed, test_images=eval_x, test_labels=eval_y,
-        train_images=train_x, train_labels=train_y)
+        seed=config.train.seed, test_images=eval_x, test_labels=eval_y)
     blessed = bool(metrics["blessing"]["blessed"])
     marker = "BLESSED" if blessed else "NOT_BLESSED"
     with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:

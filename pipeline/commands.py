@@ -168,6 +168,7 @@ def cmd_evaluate(args) -> int:
     metrics = evaluate_model(
         args.model, images, labels, args.output, spaces,
         num_samples=args.num_samples or (ev.num_samples if ev else 500),
+        num_real=ev.num_real if ev else None,
         kid_subsets=ev.kid_subsets if ev else 10,
         label_counts=list(ev.svm_label_counts) if ev else [1000],
         masks=list(ev.inpaint_masks) if ev else ["square", "doodle", "pepper"],

@@ -1,0 +1,91 @@
+"""Blessing: the model is pushed only when every threshold rule holds.
+
+Rules are strings `METRIC<=VALUE` or `METRIC>=VALUE` (config `eval.thresholds`, parsed by
+`trainers.config.parse_threshold`), e.g. `fid/domain<=150`, `precision/efficientnet_lite0>=0.2`,
+`inpainting/square/model/psnr>=12`. METRIC is a flat name from `flatten_metrics`:
+- `fid/SPACE`, `kid/SPACE`, `kid_std/SPACE`, `inception_score/SPACE`, `inception_score_std/SPACE`,
+  `precision/SPACE`, `recall/SPACE` from `metrics["feature_spaces"][SPACE]`;
+- every other number by its path with `/`, e.g. `downstream/rows/svm/model_finest_grid/1000` is
+  shortened to `downstream/svm/model_finest_grid/1000`, `inpainting/masks/square/model/error` to
+  `inpainting/square/model/error`, `diversity/within_start_mean`.
+A metric that is missing or not a finite number fails its rule (with the reason). No rules at
+all means blessed (nothing to violate); the result says so.
+"""
+
+from __future__ import annotations
+
+import math
+
+from trainers.config import parse_threshold
+
+_SHORTEN = {"downstream/rows/": "downstream/", "inpainting/masks/": "inpainting/"}
+
+
+def flatten_metrics(metrics: dict) -> dict[str, float | None]:
+    """Flat `{name: number}` view of a metrics dict (schema in `evaluators.report`).
+
+    Already-flat keys (containing `/`) at the top level are kept as they are.
+    """
+    flat: dict = {}
+    for key, value in metrics.items():
+        if key == "feature_spaces" and isinstance(value, dict):
+            for space, values in value.items():
+                for name, number in (values or {}).items():
+                    if _is_number(number) or number is None:
+                        flat[f"{name}/{space}"] = number
+        elif key in ("blessing", "schema_version", "notes", "model", "config"):
+            continue
+        else:
+            _walk(value, key, flat)
+    for long, short in _SHORTEN.items():
+        for name in [n for n in flat if n.startswith(long)]:
+            flat[short + name[len(long):]] = flat.pop(name)
+    return flat
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) or (
+        hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0)
+
+
+def _walk(value, path: str, flat: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _walk(v, f"{path}/{k}", flat)
+    elif _is_number(value):
+        flat[path] = float(value)
+
+
+def evaluate_thresholds(thresholds, metrics: dict) -> dict:
+    """Check every rule against the metrics.
+
+    Args:
+      thresholds: iterable of rule strings (see the module docstring).
+      metrics: a nested metrics dict or an already-flat {name: number} dict.
+
+    Returns:
+      {"blessed": bool, "checks": [{"rule", "metric", "op", "threshold", "value", "passed",
+      "reason"}], "available": sorted flat metric names}. Raises ConfigError (a ValueError) on
+      a malformed rule.
+    """
+    flat = flatten_metrics(metrics)
+    checks = []
+    for rule in thresholds:
+        metric, op, threshold = parse_threshold(rule)
+        value = flat.get(metric)
+        if metric not in flat:
+            passed, reason = False, (f"metric {metric!r} was not computed; available metrics "
+                                     f"include {sorted(flat)[:12]}")
+        elif value is None or not math.isfinite(float(value)):
+            passed, reason = False, f"metric {metric!r} is not a finite number ({value})"
+        else:
+            value = float(value)
+            passed = value <= threshold if op == "<=" else value >= threshold
+            reason = "" if passed else f"{metric}={value:.6g} violates {op} {threshold:g}"
+        checks.append({"rule": rule, "metric": metric, "op": op, "threshold": threshold,
+                       "value": value, "passed": passed, "reason": reason})
+    blessed = all(c["passed"] for c in checks)
+    result = {"blessed": blessed, "checks": checks, "available": sorted(flat)}
+    if not checks:
+        result["note"] = "no thresholds configured: blessed by default"
+    return result

@@ -1,0 +1,222 @@
+"""Evaluate an exported model end to end: metrics.json, report.html and the blessing.
+
+`evaluate_model` talks to the model only through its SavedModel signatures (`ExportedModel`):
+1. samples (`sample`), and per feature space FID / KID / precision / recall
+   (`evaluators.fid.compare_activations`, one feature extraction per image set) and the
+   Inception score of the samples' logits, with a
+   baseline row of the same numbers for real vs real (two halves of the real images);
+2. downstream classification (`features`; experiment 2), when labels are given;
+3. inpainting (`inpaint`; experiment 3) against mean-fill and interpolation;
+4. diversity from shared 1x1 starts (`sample_from_coarse`; figure 5);
+5. blessing by thresholds; metrics.json and report.html in output_dir.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from evaluators import blessing as blessing_lib
+from evaluators import diversity as diversity_lib
+from evaluators import downstream as downstream_lib
+from evaluators import inpainting as inpainting_lib
+from evaluators import report as report_lib
+from evaluators.model_client import ExportedModel
+
+_SPACE_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "num_real", "num_fake")
+
+
+def _space_metrics(name: str, space, real: np.ndarray, fake: np.ndarray, kid_subsets: int,
+                   notes: list, batch_size: int = 64, seed: int = 0) -> dict:
+    """Model-vs-real metrics in one feature space, plus the real-vs-real reference.
+
+    Each image set is run through the space once (`space.extract`); FID / KID / precision /
+    recall come from `evaluators.fid.compare_activations` (the activation half of
+    `compare_image_sets`), the Inception score from the same pass's logits.
+    """
+    from evaluators.fid import compare_activations
+
+    real_feats, real_logits = space.extract(real, batch_size=batch_size)
+    fake_feats, fake_logits = space.extract(fake, batch_size=batch_size)
+    result = compare_activations(real_feats, fake_feats, kid_subsets)
+    out = {k: result.get(k) for k in _SPACE_KEYS}
+    out["info"] = dict(getattr(space, "info", None) or {})
+    out["inception_score"], out["inception_score_std"] = _inception(fake_logits, name, notes)
+    half = len(real_feats) // 2
+    order = np.random.default_rng(seed).permutation(len(real_feats))  # halves of the same mix
+    try:
+        ref = compare_activations(real_feats[order[:half]], real_feats[order[half:2 * half]],
+                                  kid_subsets)
+        ref = {k: ref.get(k) for k in _SPACE_KEYS}
+        ref["inception_score"], ref["inception_score_std"] = _inception(real_logits, name, [])
+        ref["description"] = ("real vs real: two disjoint random halves of the real images "
+                              "(inception_score: of all real images)")
+        out["reference"] = ref
+    except ValueError as err:
+        out["reference"] = None
+        notes.append(f"{name}: no real-vs-real reference ({err})")
+    return out
+
+
+def _inception(logits, name: str, notes: list) -> tuple[float | None, float | None]:
+    from evaluators.metrics import inception_score_from_logits
+
+    if logits is None or np.asarray(logits).ndim != 2 or np.asarray(logits).shape[1] < 2:
+        notes.append(f"{name}: the feature space has no class logits; no Inception score")
+        return None, None
+    return inception_score_from_logits(logits, splits=min(10, len(logits)))
+
+
+def _split(images, labels, test_images, test_labels, seed: int, notes: list):
+    """Labelled pool and held-out split: the given test set, or a seeded random 20% of the reals."""
+    if test_images is not None:
+        return images, labels, np.asarray(test_images), np.asarray(test_labels)
+    n_test = max(1, len(images) // 5)
+    order = np.random.default_rng(seed).permutation(len(images))
+    test, pool = order[:n_test], order[n_test:]
+    notes.append(f"downstream: no test set given; a random {n_test} of the real images are held out")
+    return images[pool], labels[pool], images[test], labels[test]
+
+
+def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, feature_spaces: dict,
+                   num_samples: int = 1000, kid_subsets: int = 10,
+                   label_counts=(1000, 2000, 4000), masks=inpainting_lib.MASK_KINDS,
+                   num_inpaint: int = 100, num_diversity: int = 16, thresholds=(),
+                   log_dir: str | None = None, random_model_dir: str | None = None, seed: int = 0,
+                   test_images=None, test_labels=None, num_real: int | None = None) -> dict:
+    """Evaluate the SavedModel in model_dir; write metrics.json and report.html to output_dir.
+
+    Args:
+      model_dir: the export folder (saved_model.pb, assets/config.json).
+      real_images: uint8 [N,H,W,C] real images at the model's size and channels.
+      real_labels: int [N] labels (-1 or None = unlabelled: no downstream table).
+      output_dir: where metrics.json and report.html go (created).
+      feature_spaces: {name: FeatureSpace} (`extract(images) -> (features, logits)`, `info`).
+      num_samples: generated images for the feature-space metrics.
+      kid_subsets: KID subsets (>= 4). label_counts: downstream labelled-set sizes.
+      masks: inpainting masks; num_inpaint: images damaged per mask (0 = skip inpainting).
+      num_diversity: samples for the diversity figure (K starts x M samples, K <= 4, M >= 2;
+        0 = skip).
+      thresholds: blessing rules such as `fid/domain<=150`.
+      log_dir: TensorBoard logs for the training curves, or None.
+      random_model_dir: an untrained export of the same architecture (random-weight baseline).
+      seed: seeds sampling, masks and chains.
+      test_images, test_labels: held-out labelled split for downstream and inpainting
+        (default: a seeded random 20% of the real images).
+      num_real: real images for the feature-space metrics: a seeded random subset of this size
+        (None = all); downstream classification still draws on all real images.
+
+    Returns:
+      The metrics dict exactly as written to metrics.json (schema in `evaluators.report`).
+    """
+    t_start = time.time()
+    timings, notes = {}, []
+    model = ExportedModel(model_dir)
+    real = np.asarray(real_images)
+    want = (model.image_size, model.image_size, model.channels)
+    if real.ndim != 4 or real.shape[1:] != want or real.dtype != np.uint8:
+        raise ValueError(f"real_images must be uint8 [N, {want[0]}, {want[1]}, {want[2]}] to match "
+                         f"the model in {model_dir}, got {real.dtype} {real.shape}")
+    if len(real) < 4:
+        raise ValueError(f"real_images needs at least 4 images, got {len(real)}")
+    if feature_spaces and min(len(real), int(num_samples)) < 2 * int(kid_subsets):
+        raise ValueError(f"KID with kid_subsets={kid_subsets} needs at least {2 * kid_subsets} real "
+                         f"images and samples; got {len(real)} real and num_samples={num_samples}: "
+                         "raise them or lower kid_subsets (>= 4)")
+    if (test_images is None) != (test_labels is None):
+        raise ValueError("test_images and test_labels must be given together (or neither: a "
+                         "random 20% of the real images is then held out)")
+    metrics: dict = {
+        "schema_version": report_lib.SCHEMA_VERSION,
+        "model": {"dir": model_dir, "family": model.family, "grids": model.grids,
+                  "trained_grids": model.trained_grids, "image_size": model.image_size,
+                  "channels": model.channels},
+        "data": {"num_real": int(len(real))}, "notes": notes, "timings_s": timings,
+    }
+    images: dict = {}
+
+    # 1. Samples and feature-space metrics.
+    t = time.time()
+    samples = model.sample(int(num_samples), seed)
+    fake = samples["images"]
+    for key in sorted((k for k in samples if k.startswith("grid_")), key=lambda k: int(k[5:])):
+        images[f"samples/{key}"] = report_lib.tile_images(samples[key][:64], ncols=8)
+    images["samples/real_data"] = report_lib.tile_images(real[:64], ncols=8)
+    timings["sample"] = time.time() - t
+    t = time.time()
+    real_for_metrics = real
+    if num_real is not None and num_real < len(real):
+        pick = np.sort(np.random.default_rng(seed).permutation(len(real))[:int(num_real)])
+        real_for_metrics = real[pick]
+    metrics["data"]["num_real_for_metrics"] = int(len(real_for_metrics))
+    metrics["feature_spaces"] = {
+        name: _space_metrics(name, space, real_for_metrics, fake, kid_subsets, notes, seed=seed)
+        for name, space in feature_spaces.items()}
+    timings["feature_spaces"] = time.time() - t
+
+    # 2. Downstream classification.
+    t = time.time()
+    labels = None if real_labels is None else np.asarray(real_labels)
+    held_images = None if test_images is None else np.asarray(test_images)
+    metrics["downstream"] = None
+    if labels is None or (labels < 0).any():
+        notes.append("downstream: skipped (real images are unlabelled)")
+    else:
+        pool_x, pool_y, test_x, test_y = _split(real, labels, held_images, test_labels, seed, notes)
+        held_images = test_x
+        random_fn = ExportedModel(random_model_dir).features if random_model_dir else None
+        if random_fn is None:
+            notes.append("downstream: no random-weight model given; that baseline is omitted")
+        metrics["downstream"] = downstream_lib.downstream_table(
+            pool_x, pool_y, test_x, test_y, feature_fn=model.features, random_feature_fn=random_fn,
+            label_counts=label_counts, seed=seed)
+        metrics["data"]["num_test"] = int(len(test_x))
+    timings["downstream"] = time.time() - t
+
+    # 3. Inpainting on held-out images.
+    t = time.time()
+    metrics["inpainting"] = None
+    source = held_images if held_images is not None else real
+    if num_inpaint > 0 and masks:
+        table, examples = inpainting_lib.evaluate_inpainting(
+            source[:num_inpaint], model.inpaint, masks=tuple(masks), seed=seed)
+        metrics["inpainting"] = table
+        for mask, ex in examples.items():
+            columns = ["original", "masked"] + [m for m in ex if m not in ("original", "masked")]
+            stacked = np.stack([ex[c] for c in columns], axis=1)  # [k, columns, H, W, C]
+            images[f"inpainting/{mask} ({' | '.join(columns)})"] = report_lib.tile_images(
+                stacked.reshape((-1,) + stacked.shape[2:]), ncols=len(columns))
+    timings["inpainting"] = time.time() - t
+
+    # 4. Diversity from shared 1x1 starts.
+    t = time.time()
+    metrics["diversity"] = None
+    if num_diversity >= 2:
+        k = max(1, min(4, num_diversity // 2))
+        m = max(2, num_diversity // k)
+        coarse = real[:k].astype(np.float32).mean(axis=(1, 2), keepdims=True) / 255.0
+        result, block = diversity_lib.evaluate_diversity(
+            lambda c, s: model.sample_from_coarse(c, s)["images"], coarse, m, real, seed=seed)
+        noise = ((model.config.get("config") or {}).get("sampler") or {}).get("noise")
+        if result["fraction_pairs_differ"] == 0.0 and noise is False:
+            notes.append("diversity: samples from one 1x1 start are identical because the "
+                         "sampler is deterministic (sampler.noise=false)")
+        metrics["diversity"] = result
+        images["diversity (start | samples)"] = block
+    timings["diversity"] = time.time() - t
+
+    # 5. Blessing, files.
+    metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(thresholds), metrics)
+    timings["total"] = time.time() - t_start
+    clean = report_lib.write_metrics_json(os.path.join(output_dir, "metrics.json"), metrics)
+    config = {"model_config": model.config.get("config"),
+              "evaluation": {"model_dir": model_dir, "feature_spaces": sorted(feature_spaces),
+                             "num_samples": num_samples, "kid_subsets": kid_subsets,
+                             "label_counts": list(label_counts), "masks": list(masks),
+                             "num_inpaint": num_inpaint, "num_diversity": num_diversity,
+                             "thresholds": list(thresholds), "random_model_dir": random_model_dir,
+                             "seed": seed, "log_dir": log_dir}}
+    report_lib.write_report(output_dir, clean, images, config, log_dir)
+    return clean

@@ -1,0 +1,86 @@
+"""Push a blessed SavedModel into a TF Serving model base path, atomically.
+
+Layout: `SERVING_ROOT/MODEL_NAME/VERSION/` (saved_model.pb, variables/, assets/), VERSION an
+integer one larger than the largest existing integer version (1 for the first). The copy goes
+to a hidden `SERVING_ROOT/MODEL_NAME/.tmp-VERSION-UUID/` first (TF Serving only loads folders
+whose names are integers, so it never sees it) and is then renamed into place, so a half-copied
+version is never visible. On a local or POSIX file system the rename is atomic; on object stores
+(gs://) tf.io.gfile renames object by object, so the hidden copy keeps the window short but not
+zero. A failed copy removes its temporary folder and leaves no version behind.
+
+The caller decides whether to push (only when the blessing says so).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import tensorflow as tf
+
+
+class PushError(ValueError):
+    """The export is not a SavedModel, or the serving folder cannot take a new version."""
+
+
+def _is_version(name: str) -> bool:
+    return name.isdigit() and not name.startswith("0")
+
+
+def existing_versions(model_root: str) -> list[int]:
+    """Sorted integer versions under `model_root` (hidden temporary folders are ignored)."""
+    if not tf.io.gfile.isdir(model_root):
+        return []
+    names = [n.rstrip("/") for n in tf.io.gfile.listdir(model_root)]
+    return sorted(int(n) for n in names if _is_version(n))
+
+
+def copy_tree(src: str, dst: str) -> None:
+    """Recursively copy folder `src` to `dst` (created) with tf.io.gfile; raises on any failure."""
+    src = src.rstrip("/")
+    for folder, subdirs, files in tf.io.gfile.walk(src):
+        rel = folder[len(src):].lstrip("/")
+        target = os.path.join(dst, rel) if rel else dst
+        tf.io.gfile.makedirs(target)
+        for sub in subdirs:
+            tf.io.gfile.makedirs(os.path.join(target, sub.rstrip("/")))
+        for name in sorted(files):
+            tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=False)
+
+
+def push_model(export_dir: str, serving_root: str, model_name: str, max_attempts: int = 5) -> dict:
+    """Copy a SavedModel to `serving_root/model_name/<next version>/` atomically.
+
+    Args:
+      export_dir: folder holding `saved_model.pb` (any tf.io.gfile path).
+      serving_root: TF Serving base folder (created if needed).
+      model_name: letters, digits, `_` or `-`.
+      max_attempts: retries with the next version when another pusher took the same version.
+
+    Returns:
+      {"pushed_dir": path of the new version folder, "version": int, "model_name": str}.
+
+    Raises:
+      PushError: no SavedModel in export_dir, a bad model name, or no free version after
+        max_attempts; errors of the copy itself (tf.errors.OpError) propagate after cleanup.
+    """
+    if not model_name or not model_name.replace("_", "").replace("-", "").isalnum():
+        raise PushError(f"model_name={model_name!r} must be letters, digits, '_' or '-'")
+    if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
+        raise PushError(f"{export_dir!r} holds no saved_model.pb; pass the SavedModel export folder")
+    model_root = os.path.join(serving_root, model_name)
+    tf.io.gfile.makedirs(model_root)
+    for _ in range(max_attempts):
+        version = (existing_versions(model_root) or [0])[-1] + 1
+        tmp = os.path.join(model_root, f".tmp-{version}-{uuid.uuid4().hex}")
+        final = os.path.join(model_root, str(version))
+        try:
+            copy_tree(export_dir, tmp)
+            if tf.io.gfile.exists(final):
+                continue  # another pusher won this version; the finally clause cleans up
+            tf.io.gfile.rename(tmp, final, overwrite=False)
+            return {"pushed_dir": final, "version": version, "model_name": model_name}
+        finally:
+            if tf.io.gfile.exists(tmp):
+                tf.io.gfile.rmtree(tmp)
+    raise PushError(f"could not claim a new version under {model_root!r} after {max_attempts} tries")

@@ -1,0 +1,347 @@
+"""The evaluation report: `report.html` (self-contained, readable offline) and `metrics.json`.
+
+`metrics.json` schema (version 1); every number is a plain JSON number or null, never NaN/Inf
+(a non-finite value is written as null and its path listed in `notes`):
+
+    {
+      "schema_version": 1,
+      "model": {"dir", "family", "grids", "trained_grids", "image_size", "channels"},
+      "data": {"num_real", "num_test", ...},
+      "feature_spaces": {NAME: {"fid", "kid", "kid_std", "inception_score",
+                                "inception_score_std", "precision", "recall", "num_real",
+                                "num_fake", "info": {...space info, e.g. held-out accuracy...},
+                                "reference": {same metrics for real vs real (two halves)} | null}},
+      "downstream": {"columns": [label counts], "rows": {METHOD: {"N": error rate}},
+                     "label_counts_used": {"N": n}, "num_test", "methods": {METHOD: text},
+                     "notes": [...]} | null,
+      "inpainting": {"masks": {MASK: {METHOD: {"error", "error_std", "psnr", "psnr_std",
+                     "num_images", "num_exact"}}}, "methods", "psnr_cap_db",
+                     "observed_changed"} | null,
+      "diversity": {"within_start_mean", "between_starts_mean", "data_mean", "ratio",
+                    "fraction_pairs_differ", ...} | null,
+      "blessing": {"blessed": bool, "checks": [{"rule", "metric", "op", "threshold", "value",
+                   "passed", "reason"}]},
+      "notes": [strings]
+    }
+
+Flat metric names (used by blessing thresholds) are derived from it by
+`evaluators.blessing.flatten_metrics`: `fid/NAME`, `kid/NAME`, ..., `downstream/METHOD/N`,
+`inpainting/MASK/METHOD/error`, `diversity/within_start_mean`, ...
+
+`report.html` sections: Samples, Inpainting examples, Diversity, Feature-space metrics,
+Downstream classification, Inpainting metrics, Diversity metrics, Blessing, Training curves,
+Configuration. Images (PNG) are embedded as base64 data URIs. Image keys choose the section:
+`samples/...` -> Samples, `inpainting/...` -> Inpainting examples, `diversity...` -> Diversity,
+anything else -> Other figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+SECTION_TITLES = ("Samples", "Inpainting examples", "Diversity", "Feature-space metrics",
+                  "Downstream classification", "Inpainting metrics", "Diversity metrics",
+                  "Blessing", "Training curves", "Configuration")
+_SPACE_COLUMNS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std", "precision",
+                  "recall", "num_real", "num_fake")
+
+
+def _tf():
+    """TensorFlow, imported on first use (tile_images and png_bytes do not need it)."""
+    import tensorflow as tf
+
+    return tf
+
+
+def tile_images(images, ncols: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
+    """uint8 [N,H,W,C] -> one uint8 [rows*(H+pad)+pad, ncols*(W+pad)+pad, C] grid, row-major."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[0] < 1:
+        raise ValueError(f"tile_images needs uint8 [N>=1, H, W, C], got {images.dtype} {images.shape}")
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    n, h, w, c = images.shape
+    ncols = min(ncols, n)
+    rows = -(-n // ncols)
+    grid = np.full((rows * (h + pad) + pad, ncols * (w + pad) + pad, c), pad_value, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        grid[top:top + h, left:left + w] = images[i]
+    return grid
+
+
+def png_bytes(image) -> bytes:
+    """uint8 [H,W,C] (C 1 or 3) or [H,W] -> PNG bytes."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"png_bytes needs uint8 [H, W] or [H, W, C], got {image.dtype} {image.shape}")
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def sanitize_for_json(obj, path: str = "", notes: list | None = None):
+    """A copy of `obj` with numpy types made plain and non-finite floats made None.
+
+    Returns (clean, notes): notes lists `"PATH: VALUE replaced by null"` for each such float.
+    """
+    notes = [] if notes is None else notes
+    if isinstance(obj, dict):
+        return {str(k): sanitize_for_json(v, f"{path}/{k}" if path else str(k), notes)[0]
+                for k, v in obj.items()}, notes
+    if isinstance(obj, (list, tuple)):
+        return [sanitize_for_json(v, f"{path}[{i}]", notes)[0] for i, v in enumerate(obj)], notes
+    if isinstance(obj, np.ndarray):
+        return sanitize_for_json(obj.tolist(), path, notes)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj), notes
+    if isinstance(obj, (int, np.integer)):
+        return int(obj), notes
+    if isinstance(obj, (float, np.floating)):
+        if not math.isfinite(float(obj)):
+            notes.append(f"{path}: {float(obj)} replaced by null")
+            return None, notes
+        return float(obj), notes
+    if obj is None or isinstance(obj, str):
+        return obj, notes
+    return str(obj), notes
+
+
+def write_metrics_json(path: str, metrics: dict) -> dict:
+    """Write `metrics` as plain JSON (no NaN; see the module docstring); returns what was written."""
+    tf = _tf()
+    clean, notes = sanitize_for_json(metrics)
+    clean.setdefault("schema_version", SCHEMA_VERSION)
+    if notes:
+        clean["notes"] = list(clean.get("notes") or []) + notes
+    text = json.dumps(clean, indent=2, sort_keys=True, allow_nan=False)
+    parent = os.path.dirname(path)
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(text)
+    return clean
+
+
+def read_scalars(log_dir: str) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+    """Scalar series from every TensorBoard event file under `log_dir`.
+
+    Returns:
+      {run: {tag: (steps, values)}}, run = the event file's folder relative to log_dir
+      ("." for log_dir itself), sorted by step. Non-scalar summaries (images, histograms) are
+      skipped. A missing log_dir gives {}.
+    """
+    tf = _tf()
+    out: dict = {}
+    if not log_dir or not tf.io.gfile.exists(log_dir):
+        return out
+    for folder, _, files in tf.io.gfile.walk(log_dir):
+        for name in sorted(files):
+            if "tfevents" not in name:
+                continue
+            run = folder[len(log_dir):].strip("/") if folder.startswith(log_dir) else folder
+            run = run or "."
+            series = out.setdefault(run, {})
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+                for value in event.summary.value:
+                    number = _scalar(value)
+                    if number is not None:
+                        series.setdefault(value.tag, []).append((int(event.step), number))
+    return {run: {tag: tuple(map(list, zip(*sorted(points)))) for tag, points in series.items()}
+            for run, series in out.items() if series}
+
+
+def _scalar(value) -> float | None:
+    tf = _tf()
+    if value.HasField("simple_value"):
+        return float(value.simple_value)
+    if value.HasField("tensor"):
+        try:
+            array = tf.make_ndarray(value.tensor)
+        except Exception:  # noqa: BLE001 - unknown tensor encodings are not scalars
+            return None
+        if array.size == 1 and np.issubdtype(array.dtype, np.number):
+            return float(array.reshape(()))
+    return None
+
+
+def plot_training_curves(scalars: dict, max_tags: int = 24) -> bytes | None:
+    """One PNG with a subplot per scalar tag (one line per run), or None without scalars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    tags = sorted({tag for series in scalars.values() for tag in series})[:max_tags]
+    if not tags:
+        return None
+    cols = min(4, len(tags))
+    rows = -(-len(tags) // cols)
+    fig = Figure(figsize=(4 * cols, 3 * rows), dpi=80)
+    FigureCanvasAgg(fig)
+    for i, tag in enumerate(tags):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for run, series in sorted(scalars.items()):
+            if tag in series:
+                steps, values = series[tag]
+                ax.plot(steps, values, label=run, linewidth=1)
+        ax.set_title(tag, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(scalars) > 1:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "n/a" if not math.isfinite(float(value)) else f"{float(value):.4g}"
+    return html.escape(str(value))
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _img(title: str, image: np.ndarray) -> str:
+    image = np.asarray(image)
+    width = max(256, min(1024, image.shape[1] * 4))
+    return (f"<figure><img alt='{html.escape(title)}' src='{_data_uri(png_bytes(image))}' "
+            f"style='width:{width}px;image-rendering:pixelated'/><figcaption>"
+            f"{html.escape(title)}</figcaption></figure>")
+
+
+def _none(text: str) -> str:
+    return f"<p class='none'>{html.escape(text)}</p>"
+
+
+def _space_rows(spaces: dict) -> list[list]:
+    rows = []
+    for name, m in sorted(spaces.items()):
+        rows.append([f"{name} (model samples)"] + [m.get(c) for c in _SPACE_COLUMNS]
+                    + [json.dumps(m.get("info") or {}, sort_keys=True, default=str)])
+        ref = m.get("reference")
+        if ref:
+            rows.append([f"{name} (baseline: real vs real)"] + [ref.get(c) for c in _SPACE_COLUMNS] + [""])
+    return rows
+
+
+def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) -> dict[str, str]:
+    groups = {"Samples": [], "Inpainting examples": [], "Diversity": [], "Other figures": []}
+    for key, image in images.items():
+        section = ("Samples" if key.startswith("samples") else "Inpainting examples"
+                   if key.startswith("inpainting") else "Diversity" if key.startswith("diversity")
+                   else "Other figures")
+        groups[section].append(_img(key, image))
+    out = {k: "".join(v) or _none("no images") for k, v in groups.items() if v or k != "Other figures"}
+
+    spaces = metrics.get("feature_spaces") or {}
+    out["Feature-space metrics"] = (_table(["feature space"] + list(_SPACE_COLUMNS) + ["info"],
+                                           _space_rows(spaces)) if spaces else _none("not computed"))
+    down = metrics.get("downstream")
+    if down and down.get("rows"):
+        cols = [str(c) for c in down["columns"]]
+        rows = [[m] + [vals.get(c) for c in cols] for m, vals in down["rows"].items()]
+        out["Downstream classification"] = (
+            "<p>Test error rate by number of labelled training images.</p>"
+            + _table(["method"] + [f"{c} labels" for c in cols], rows)
+            + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in down.get("notes", [])))
+    else:
+        out["Downstream classification"] = _none("not computed (no labels or no features signature)")
+    inp = metrics.get("inpainting")
+    if inp and inp.get("masks"):
+        rows = [[mask, method, r.get("error"), r.get("psnr"), r.get("num_images")]
+                for mask, by in inp["masks"].items() for method, r in by.items()]
+        out["Inpainting metrics"] = _table(["mask", "method", "error (missing px, [0,1])",
+                                            "PSNR (dB)", "images"], rows)
+    else:
+        out["Inpainting metrics"] = _none("not computed")
+    div = metrics.get("diversity")
+    out["Diversity metrics"] = (_table(["quantity", "value"], [[k, v] for k, v in div.items()
+                                                               if not isinstance(v, (list, dict))])
+                                if div else _none("not computed"))
+    bless = metrics.get("blessing")
+    if bless:
+        verdict = "BLESSED" if bless.get("blessed") else "NOT BLESSED"
+        out["Blessing"] = f"<p><b>{verdict}</b></p>" + (_table(
+            ["rule", "value", "passed", "reason"],
+            [[c.get("rule"), c.get("value"), c.get("passed"), c.get("reason", "")]
+             for c in bless.get("checks", [])]) if bless.get("checks") else _none("no thresholds"))
+    else:
+        out["Blessing"] = _none("not evaluated")
+    curves = plot_training_curves(read_scalars(log_dir)) if log_dir else None
+    out["Training curves"] = (
+        f"<img alt='training curves' src='{_data_uri(curves)}'/>" if curves
+        else _none(f"no TensorBoard scalars found in {log_dir!r}") if log_dir
+        else _none("no TensorBoard log folder given (evaluate --logs DIR)"))
+    clean_config, _ = sanitize_for_json(config)
+    out["Configuration"] = ("<pre>" + html.escape(json.dumps(clean_config, indent=2, sort_keys=True))
+                            + "</pre>")
+    return out
+
+
+def write_report(output_dir: str, metrics: dict, images: dict, config: dict,
+                 log_dir: str | None = None) -> str:
+    """Write `output_dir/report.html`; returns its path.
+
+    Args:
+      output_dir: folder (created if needed; any tf.io.gfile path).
+      metrics: the metrics dict (schema in the module docstring; missing parts show "not computed").
+      images: {key: uint8 [H,W,C] or [H,W] picture}, e.g. `samples/grid_16`, `inpainting/square`.
+      config: shown as pretty JSON.
+      log_dir: TensorBoard log folder for the training curves, or None.
+    """
+    tf = _tf()
+    for key, image in images.items():
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"images[{key!r}] must be a uint8 [H, W(, C)] picture, got "
+                             f"{image.dtype} {image.shape}; tile batches with tile_images")
+    sections = _sections(metrics, images, config, log_dir)
+    order = list(SECTION_TITLES[:3]) + (["Other figures"] if "Other figures" in sections else []) \
+        + list(SECTION_TITLES[3:])
+    model = metrics.get("model") or {}
+    title = f"multigrid-ebm evaluation: {model.get('dir', '')}"
+    nav = " | ".join(f"<a href='#s{i}'>{html.escape(t)}</a>" for i, t in enumerate(order))
+    body = "".join(f"<h2 id='s{i}'>{html.escape(t)}</h2>{sections[t]}" for i, t in enumerate(order))
+    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in metrics.get("notes") or [])
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #999;padding:3px 8px;"
+        "font-size:13px}th{background:#eee}figure{display:inline-block;margin:8px}"
+        ".none,.note{color:#666}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+        f"</style></head><body><h1>{html.escape(title)}</h1><p>{nav}</p>"
+        + (f"<ul>{notes}</ul>" if notes else "") + body + "</body></html>")
+    tf.io.gfile.makedirs(output_dir)
+    path = os.path.join(output_dir, "report.html")
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(page)
+    return path
