@@ -1,0 +1,86 @@
+"""One train step under MirroredStrategy (2 logical CPUs) equals one device on the same global batch.
+
+Logical devices must be configured before TensorFlow initialises, so the check runs in a fresh
+Python subprocess that prints its results as JSON.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+CODE = r"""
+import json
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from trainers.multigrid import build_model
+
+rng = np.random.default_rng(0)
+x = rng.uniform(size=(8, 8, 8, 1)).astype(np.float32)
+batch = {"grid_1": x.mean(axis=(1, 2), keepdims=True), "grid_4": x.reshape(8, 4, 2, 4, 2, 1).mean(axis=(2, 4)),
+         "grid_8": x, "label": np.arange(8)}
+
+
+def run(strategy, family):
+    with strategy.scope():
+        model = build_model((1, 4, 8), 1, family=family, width=0.1, steps=2, step_size=0.3,
+                            pcd_buffer_size=16, seed=0)
+        model.compile(learning_rate=1e-3, beta_1=0.5)
+    ds = tf.data.Dataset.from_tensor_slices(batch).batch(8, drop_remainder=True)  # global batch 8
+    history = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
+    state = [v.numpy() for v in model.trainable_variables]
+    if family == "pcd":
+        state.append(model.pcd_buffer.numpy())
+    return model, state, history
+
+
+results = {}
+# One strategy object for the whole process: a second MirroredStrategy over the same devices
+# restarts the collective instance keys and collides with the first one's cached instances.
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+for family in ("multigrid", "pcd"):
+    one, a, ha = run(tf.distribute.get_strategy(), family)
+    two, b, hb = run(mirrored, family)
+    results[family] = {
+        "replicas": mirrored.num_replicas_in_sync,
+        "local_batch_one": int(one.last_samples[8].shape[0]),
+        "local_batch_two": int(two.last_samples[8].shape[0]),
+        "max_weight_diff": max(float(np.abs(p - q).max()) for p, q in zip(a, b)),
+        "max_weight_change": max(float(np.abs(p - q).max()) for p, q in
+                                 zip(a, [v.numpy() for v in build_model(
+                                     (1, 4, 8), 1, family=family, width=0.1, pcd_buffer_size=16,
+                                     seed=0).trainable_variables])),
+        "loss_one": ha["loss/8"][-1], "loss_two": hb["loss/8"][-1],
+    }
+print("RESULTS " + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def results():
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", CODE], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")][-1]
+    return json.loads(line[len("RESULTS "):])
+
+
+@pytest.mark.parametrize("family", ["multigrid", "pcd"])
+def test_mirrored_step_matches_one_device(results, family):
+    r = results[family]
+    assert r["replicas"] == 2
+    assert r["local_batch_one"] == 8 and r["local_batch_two"] == 4  # the global batch was split
+    assert r["max_weight_change"] > 1e-4  # the step did move the weights ...
+    assert r["max_weight_diff"] < 1e-5  # ... identically on 2 replicas and on one device
+    assert abs(r["loss_one"] - r["loss_two"]) < 1e-5

@@ -1,0 +1,179 @@
+"""Langevin dynamics on an energy f (p(x) proportional to exp(f(x))), knowing only `energy_fn`.
+
+One step, with delta the step size and sigma the reference Gaussian's standard deviation:
+
+    x <- x + (delta^2 / 2) * (grad f(x) - use_reference * x / sigma^2) + noise * delta * N(0, I)
+
+then `clip(x, 0, 1)` when `clip`. With `noise` off this is gradient ascent on f (the reference
+code's sampler); with noise and the reference term on it is the paper's formulation. It is the
+unadjusted Langevin algorithm: on a Gaussian N(mu, s^2) with noise it converges to N(mu,
+s^2 / (1 - delta^2 / (4 s^2))), i.e. the variance is biased up by a factor ~ 1 + delta^2/(4 s^2).
+
+Step size for [0, 1] pixels (the networks centre them to [-1, 1] inside): delta = 0.3 (drift
+factor delta^2 / 2 = 0.045) with noise off works for the reference nets without norm (measured
+on MNIST, see DESIGN.md); with noise on, delta is also the noise scale per step, so use small
+values (0.005-0.02) or the samples are dominated by noise.
+
+The loop is a `tf.while_loop` inside a `tf.function` (one concrete function per energy function
+and image shape, with a dynamic batch dimension, so calls with new batch sizes never retrace),
+optionally XLA-compiled. Randomness is stateless: step i draws its noise with the seed
+`stateless_fold_in(seed, i)` (Philox), so the same seed gives the same chain. XLA's stateless
+normal kernel draws other numbers than TensorFlow's for the same seed: with noise on, a
+`jit_compile` chain is reproducible but differs from the non-jit chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+# One explicit stateless algorithm ("auto_select" may pick another per device), so the same seed
+# gives the same numbers on CPU and GPU (XLA's normal kernel still differs; see above).
+RNG_ALG = "philox"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    steps: int
+    step_size: float
+    reference_sigma: float
+    use_reference: bool
+    noise: bool
+    clip: bool
+    jit_compile: bool
+
+
+class LangevinSampler:
+    """A fixed-length Langevin sampler; see the module docstring for the update.
+
+    Args:
+      steps: number of Langevin steps T (>= 1).
+      step_size: delta (> 0), in [0, 1] pixel units.
+      reference_sigma: sigma of the reference Gaussian (> 0); used only when use_reference.
+      use_reference: include the -x / sigma^2 drift term.
+      noise: include the delta * N(0, I) term.
+      clip: clip to [0, 1] after every step.
+      jit_compile: XLA-compile the loop.
+
+    Attributes:
+      trace_count: how many times a loop body has been traced (Python int); a benchmark can
+        check that repeated calls with the same shapes do not retrace.
+
+    Raises:
+      ValueError: a bad argument, named in the message.
+    """
+
+    def __init__(self, steps: int, step_size: float, reference_sigma: float = 1.0,
+                 use_reference: bool = False, noise: bool = False, clip: bool = True,
+                 jit_compile: bool = False):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps={steps!r} must be an integer >= 1")
+        if not step_size > 0:
+            raise ValueError(f"step_size={step_size!r} must be > 0")
+        if not reference_sigma > 0:
+            raise ValueError(f"reference_sigma={reference_sigma!r} must be > 0")
+        self.settings = _Settings(int(steps), float(step_size), float(reference_sigma),
+                                  bool(use_reference), bool(noise), bool(clip), bool(jit_compile))
+        self.trace_count = 0
+        self._functions = {}
+
+    def __getattr__(self, name):
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in _Settings.__dataclass_fields__:
+            return getattr(settings, name)
+        raise AttributeError(name)
+
+    def replace(self, **changes) -> "LangevinSampler":
+        """A new sampler with some constructor arguments changed, e.g. `replace(steps=1)`."""
+        return LangevinSampler(**dataclasses.replace(self.settings, **changes).__dict__)
+
+    def run(self, energy_fn, x0, seed, mask=None):
+        """Run the chains.
+
+        Args:
+          energy_fn: callable, float32 [N, H, W, C] -> float32 [N] energies f(x). Pass the same
+            callable object on every call to reuse the traced loop.
+          x0: float32 [N, H, W, C] starting images (in [0, 1] when clip).
+          seed: int32/int64 [2] stateless seed; the same seed gives the same chain.
+          mask: float32 [N, H, W, 1] (or [N, H, W, C]), 1 = pixels the chain may change,
+            0 = pixels returned bit-exactly from x0; None = all pixels move.
+
+        Returns:
+          (x, diagnostics): x float32 [N, H, W, C]; diagnostics {"energy_start": [N] f(x0),
+          "energy_end": [N] f(x), "grad_norm": [] mean over steps and chains of the L2 norm of
+          grad f over the movable pixels}.
+
+        Raises:
+          ValueError: x0 is not rank 4 with known H, W, C, or seed / mask shapes are wrong.
+        """
+        x0 = tf.convert_to_tensor(x0, tf.float32)
+        if x0.shape.rank != 4 or None in x0.shape[1:]:
+            raise ValueError(f"x0 must be float32 [N, H, W, C] with known H, W, C; got shape {x0.shape}")
+        seed = tf.convert_to_tensor(seed)
+        if seed.dtype not in (tf.int32, tf.int64):
+            raise ValueError(f"seed must be int32 or int64 [2], got dtype {seed.dtype.name}")
+        if seed.shape.rank != 1 or seed.shape[0] != 2:
+            raise ValueError(f"seed must be an integer tensor of shape [2], got shape {seed.shape}")
+        seed = tf.cast(seed, tf.int64)
+        if mask is None:
+            mask = tf.ones_like(x0[..., :1])
+        mask = tf.convert_to_tensor(mask, tf.float32)
+        if mask.shape.rank != 4 or mask.shape[1:3] != x0.shape[1:3] or mask.shape[3] not in (1, x0.shape[3]):
+            raise ValueError(f"mask must be float32 [N, H, W, 1] matching x0 {x0.shape}; got {mask.shape}")
+        if mask.shape[3] != x0.shape[3]:
+            mask = tf.broadcast_to(mask, tf.shape(x0))
+        if tf.inside_function() and not self.jit_compile:
+            # Already in a graph (e.g. a train_step): build the loop inline; no nested function.
+            return self._loop(energy_fn, x0, seed, mask)
+        key = (energy_fn, tuple(x0.shape[1:]))
+        fn = self._functions.get(key)
+        if fn is None:
+            spec = tf.TensorSpec([None] + list(x0.shape[1:]), tf.float32)
+            fn = tf.function(
+                lambda x, s, m: self._loop(energy_fn, x, s, m),
+                input_signature=[spec, tf.TensorSpec([2], tf.int64), spec],
+                jit_compile=self.jit_compile or None, reduce_retracing=True)
+            self._functions[key] = fn
+        return fn(x0, seed, mask)
+
+    def _grad(self, energy_fn, x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            energy = tf.cast(energy_fn(x), tf.float32)
+            total = tf.reduce_sum(energy)
+        return energy, tape.gradient(total, x)
+
+    def _loop(self, energy_fn, x0, seed, mask):
+        self.trace_count += 1
+        s = self.settings
+        movable = mask > 0
+        drift_scale = 0.5 * s.step_size ** 2
+        inv_var = 1.0 / s.reference_sigma ** 2
+
+        def body(i, x, energy_start, grad_sum):
+            energy, grad = self._grad(energy_fn, x)
+            grad = tf.where(movable, grad, tf.zeros_like(grad))
+            drift = grad
+            if s.use_reference:
+                drift = drift - inv_var * x
+            x_new = x + drift_scale * drift
+            if s.noise:
+                step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(i, tf.int64), alg=RNG_ALG)
+                x_new = x_new + s.step_size * tf.random.stateless_normal(tf.shape(x), step_seed, alg=RNG_ALG)
+            if s.clip:
+                x_new = tf.clip_by_value(x_new, 0.0, 1.0)
+            x_new = tf.where(movable, x_new, x0)
+            energy_start = tf.cond(tf.equal(i, 0), lambda: energy, lambda: energy_start)
+            grad_norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3]))
+            return i + 1, x_new, energy_start, grad_sum + tf.reduce_mean(grad_norm)
+
+        n = tf.shape(x0)[0]
+        _, x, energy_start, grad_sum = tf.while_loop(
+            lambda i, *_: i < s.steps, body,
+            (tf.constant(0), x0, tf.zeros([n], tf.float32), tf.constant(0.0)),
+            maximum_iterations=s.steps)
+        energy_end = tf.cast(energy_fn(x), tf.float32)
+        diagnostics = {"energy_start": energy_start, "energy_end": energy_end,
+                       "grad_norm": grad_sum / float(s.steps)}
+        return x, diagnostics

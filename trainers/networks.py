@@ -1,0 +1,177 @@
+"""ConvNet energy functions f_S(x), one per grid size S of the multi-grid EBM.
+
+Sign convention: the network computes f(x) and p(x) is proportional to exp(f(x)), so a higher
+energy value means a *more* probable image. Training minimises mean f(synth) - mean f(obs).
+
+Architecture (the multi-grid reference code's layer shapes; every layer is
+conv -> [norm] -> activation, 'same' padding, channels-last, then a dense layer to one scalar):
+
+=========  ==============================================================================
+grid S     conv layers (kernel/stride, channels at width 1.0)
+=========  ==============================================================================
+S <= 4     5x5/2 96, 3x3/1 128, 3x3/1 256                       (the reference 4x4 net)
+4 < S<=16  5x5/2 96, 3x3/1 128, 3x3/1 256, 3x3/1 512             (the reference 16x16 net)
+S > 16     log2(S) - 2 convs 5x5/2 with 64, 128, 256, 512, 512, ... (capped at 512), so the
+           last feature map is 4x4 (ceil(S / 2**k) when S is not a power of two):
+           32 px -> 64-128-256 (the first three layers of the reference 64x64 net),
+           64 px -> 64-128-256-512 (the reference 64x64 net), 128 px -> 64-...-512-512.
+=========  ==============================================================================
+
+So a 2-px grid uses the 4x4 net and an 8-px grid uses the 16x16 net. Grid 1 has no network (its
+samples are the observed or drawn 1x1 images).
+
+Input: float32 [N, S, S, C] in [0, 1]. The net centres it as (x - 0.5) * 2 (range [-1, 1])
+before the first conv, so initial energies and their pixel gradients are well scaled for [0, 1]
+pixels. Under a mixed-precision policy the convs compute in float16/bfloat16 and the final dense
+layer and the energies are float32.
+
+`features(x)` is the concatenation of the global-average-pooled outputs (after the activation)
+of *every* conv layer: D_S = sum of the conv channel counts (480 for the 4x4 net, 992 for the
+16x16 net, 448 for the 32-px net, 960 for the 64-px net at width 1.0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+NORMS = ("none", "batch", "spectral")
+ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")
+LEAKY_SLOPE = 0.2
+
+
+def layer_specs(grid_size: int, width: float = 1.0) -> list[tuple[int, int, int]]:
+    """The conv layers of the energy net for one grid size.
+
+    Args:
+      grid_size: S, the side of the square input (>= 2).
+      width: multiplier on every channel count (> 0); counts are rounded, at least 1.
+
+    Returns:
+      A list of (kernel_size, stride, channels) per conv layer, in order.
+
+    Raises:
+      ValueError: grid_size < 2 or width <= 0.
+    """
+    if not isinstance(grid_size, int) or grid_size < 2:
+        raise ValueError(f"grid_size={grid_size!r} must be an integer >= 2 (grid 1 has no energy net)")
+    if not width > 0:
+        raise ValueError(f"width={width!r} must be > 0 (1.0 = the reference channel counts)")
+    if grid_size <= 4:
+        base = [(5, 2, 96), (3, 1, 128), (3, 1, 256)]
+    elif grid_size <= 16:
+        base = [(5, 2, 96), (3, 1, 128), (3, 1, 256), (3, 1, 512)]
+    else:
+        num = max(1, int(math.ceil(math.log2(grid_size))) - 2)
+        base = [(5, 2, min(64 * 2 ** i, 512)) for i in range(num)]
+    return [(k, s, max(1, int(round(c * width)))) for k, s, c in base]
+
+
+def _activation(name: str):
+    if name == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)
+    if name == "elu":
+        return keras.layers.Activation("elu")
+    if name == "swish":
+        return keras.layers.Activation("swish")
+    if name == "relu":
+        return keras.layers.ReLU()
+    raise ValueError(f"activation={name!r} is not allowed; allowed values: {list(ACTIVATIONS)}")
+
+
+class EnergyNet(keras.Model):
+    """A ConvNet energy f(x) for one grid: higher f = more probable.
+
+    Call: `net(x, training=False) -> [N] float32` for x float32 [N, S, S, C] in [0, 1].
+    `net.features(x) -> [N, D] float32`: pooled conv activations (see the module docstring).
+
+    Attributes:
+      grid_size, channels, norm, activation, width: the construction arguments.
+      specs: the conv layer list from `layer_specs`.
+      feature_dim: D, the length of `features(x)`.
+    """
+
+    def __init__(self, grid_size: int, channels: int, norm: str = "none",
+                 activation: str = "leaky_relu", width: float = 1.0, name: str | None = None):
+        if channels not in (1, 3):
+            raise ValueError(f"channels={channels!r} must be 1 or 3")
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r} is not allowed; allowed values: {list(NORMS)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is not allowed; allowed values: {list(ACTIVATIONS)}")
+        super().__init__(name=name or f"energy_{grid_size}")
+        self.grid_size = grid_size
+        self.channels = channels
+        self.norm = norm
+        self.activation_name = activation
+        self.width = width
+        self.specs = layer_specs(grid_size, width)
+        self.feature_dim = sum(c for _, _, c in self.specs)
+        self.convs, self.norms, self.acts = [], [], []
+        for i, (k, s, c) in enumerate(self.specs):
+            conv = keras.layers.Conv2D(c, k, strides=s, padding="same", name=f"conv{i + 1}")
+            if norm == "spectral":
+                conv = keras.layers.SpectralNormalization(conv, name=f"sn_conv{i + 1}")
+            self.convs.append(conv)
+            self.norms.append(keras.layers.BatchNormalization(name=f"bn{i + 1}") if norm == "batch" else None)
+            self.acts.append(_activation(activation))
+        self.flatten = keras.layers.Flatten()
+        dense = keras.layers.Dense(1, use_bias=False, dtype="float32", name="energy")
+        self.dense = keras.layers.SpectralNormalization(dense, name="sn_energy") if norm == "spectral" else dense
+
+    def _check(self, x):
+        shape = x.shape
+        if shape.rank != 4 or shape[1] != self.grid_size or shape[2] != self.grid_size or shape[3] != self.channels:
+            raise ValueError(
+                f"{self.name}: input shape {shape} must be [N, {self.grid_size}, {self.grid_size}, "
+                f"{self.channels}] (float32 pixels in [0, 1])")
+
+    def _trunk(self, x, training):
+        x = tf.convert_to_tensor(x)
+        self._check(x)
+        h = (tf.cast(x, tf.float32) - 0.5) * 2.0
+        outs = []
+        for conv, norm, act in zip(self.convs, self.norms, self.acts):
+            h = conv(h, training=training) if self.norm == "spectral" else conv(h)
+            if norm is not None:
+                h = norm(h, training=training)
+            h = act(h)
+            outs.append(h)
+        return outs
+
+    def call(self, x, training=False):
+        """Energies f(x): float32 [N] for x float32 [N, S, S, C] in [0, 1]."""
+        h = self._trunk(x, training)[-1]
+        h = self.flatten(h)
+        if self.norm == "spectral":
+            e = self.dense(h, training=training)
+        else:
+            e = self.dense(h)
+        return tf.cast(tf.reshape(e, [-1]), tf.float32)
+
+    def features(self, x, training=False):
+        """Pooled activations: float32 [N, feature_dim], the GAP of every conv layer, concatenated."""
+        outs = self._trunk(x, training)
+        return tf.concat([tf.cast(tf.reduce_mean(h, axis=[1, 2]), tf.float32) for h in outs], axis=-1)
+
+
+def build_energy_net(grid_size: int, channels: int, norm: str = "none", activation: str = "leaky_relu",
+                     width: float = 1.0, name: str | None = None) -> EnergyNet:
+    """An `EnergyNet` for one grid, with its variables created (built on a [1, S, S, C] input).
+
+    Args:
+      grid_size: S >= 2. channels: 1 or 3. norm: "none" (default), "batch" or "spectral"
+      (keras.layers.SpectralNormalization). activation: "leaky_relu" (slope 0.2, default),
+      "elu", "swish" or "relu". width: channel multiplier (> 0). name: the Keras name.
+
+    Returns:
+      The built net; call it inside a `tf.distribute` strategy scope to get mirrored variables.
+
+    Raises:
+      ValueError: a bad argument, named in the message.
+    """
+    net = EnergyNet(grid_size, channels, norm=norm, activation=activation, width=width, name=name)
+    net(tf.zeros([1, grid_size, grid_size, channels], tf.float32))
+    return net
