@@ -1,0 +1,151 @@
+"""Training input pipeline: `tf.data` over the pyramid TFRecords written by the pyramid stage.
+
+`trainers/` never imports `components/`, so the pyramid record format is parsed here from its
+documented layout (the same one `components/records.py` writes):
+
+- `PYRAMID/metadata.json`: `{"grids": [1, 4, ...], "image_size": H, "channels": C,
+  "counts": {"train": n, "eval": m}, "coarse_mean": [C], "coarse_std": [C], "fingerprint": ...}`.
+- `PYRAMID/{train,eval}/*.tfrecord.gz`: GZIP TFRecords of `tf.train.Example`
+  `{key: bytes, label: int64, grid_S: float_list of S*S*C values in [0, 1], row-major HWC}`
+  for every grid size S.
+
+All file access goes through `tf.io.gfile`, so `gs://` paths work.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+import tensorflow as tf
+
+METADATA_FILE = "metadata.json"
+_REQUIRED_METADATA = ("grids", "image_size", "channels")
+
+
+class PyramidDataError(ValueError):
+    """The pyramid folder is missing, incomplete or does not hold what the caller asked for."""
+
+
+def read_pyramid_metadata(pyramid_dir: str) -> dict:
+    """Read `PYRAMID/metadata.json`.
+
+    Args:
+      pyramid_dir: output folder of the pyramid stage (local path or gs:// URL).
+
+    Returns:
+      The metadata dict; `grids` is a list of ints, `image_size` and `channels` ints.
+
+    Raises:
+      PyramidDataError: the file is missing, not JSON, or lacks grids / image_size / channels.
+    """
+    path = posixpath.join(str(pyramid_dir), METADATA_FILE)
+    if not tf.io.gfile.exists(path):
+        raise PyramidDataError(
+            f"{path} does not exist: pass the output folder of the pyramid stage as pyramid_dir "
+            "(it holds metadata.json, train/ and eval/)")
+    with tf.io.gfile.GFile(path, "r") as f:
+        try:
+            meta = json.loads(f.read())
+        except json.JSONDecodeError as err:
+            raise PyramidDataError(f"{path} is not valid JSON ({err}); rerun the pyramid stage") from None
+    missing = [k for k in _REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise PyramidDataError(f"{path} lacks {missing}; rerun the pyramid stage")
+    meta["grids"] = [int(g) for g in meta["grids"]]
+    meta["image_size"] = int(meta["image_size"])
+    meta["channels"] = int(meta["channels"])
+    return meta
+
+
+def pyramid_files(pyramid_dir: str, split: str = "train") -> list[str]:
+    """Sorted list of `PYRAMID/SPLIT/*.tfrecord.gz`; PyramidDataError when there is none."""
+    pattern = posixpath.join(str(pyramid_dir), split, "*.tfrecord.gz")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise PyramidDataError(f"no pyramid records match {pattern}; run the pyramid stage first")
+    return files
+
+
+def parse_pyramid_batch(serialized: tf.Tensor, grids, channels: int) -> dict[str, tf.Tensor]:
+    """Parse a batch of serialized pyramid examples.
+
+    Args:
+      serialized: string Tensor [N] of serialized `tf.train.Example`s.
+      grids: grid sizes to read, e.g. (1, 4, 16, 32).
+      channels: C, 1 or 3.
+
+    Returns:
+      `{"grid_S": float32 [N, S, S, C] in [0, 1]}` for every S in `grids`.
+    """
+    spec = {f"grid_{s}": tf.io.FixedLenFeature([s * s * channels], tf.float32) for s in grids}
+    parsed = tf.io.parse_example(serialized, spec)
+    return {f"grid_{s}": tf.reshape(parsed[f"grid_{s}"], [-1, s, s, channels]) for s in grids}
+
+
+def make_train_dataset(pyramid_dir: str, batch_size: int, seed: int, shuffle_buffer: int,
+                       grids, channels: int, split: str = "train",
+                       repeat: bool = True) -> tf.data.Dataset:
+    """Shuffled, batched, prefetched dataset of pyramid batches for training.
+
+    The order is a pure function of `seed` (files are read sequentially in sorted order, the
+    shuffle is seeded, parsing keeps order), so `dataset.skip(k)` reproduces the position after
+    k batches; `train()` uses that to resume exactly. Each repetition of the data (epoch) is
+    reshuffled, deterministically.
+
+    Args:
+      pyramid_dir: output folder of the pyramid stage.
+      batch_size: global batch size N (batches are cut with drop_remainder, so every batch is full).
+      seed: shuffle seed.
+      shuffle_buffer: elements in the shuffle buffer (>= 1).
+      grids: grid sizes to read, e.g. (1, 4, 16, 32).
+      channels: C, 1 or 3.
+      split: folder under pyramid_dir, `train` (default) or `eval`.
+      repeat: repeat forever (epochs are counted by the caller); False gives one pass.
+
+    Returns:
+      A `tf.data.Dataset` of dicts `{"grid_S": float32 [N, S, S, C] in [0, 1]}`.
+
+    Raises:
+      PyramidDataError: no record files, or bad batch_size / shuffle_buffer.
+    """
+    if batch_size < 1:
+        raise PyramidDataError(f"batch_size={batch_size} must be >= 1")
+    if shuffle_buffer < 1:
+        raise PyramidDataError(f"shuffle_buffer={shuffle_buffer} must be >= 1")
+    grids = tuple(int(g) for g in grids)
+    files = pyramid_files(pyramid_dir, split)
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(lambda s: parse_pyramid_batch(s, grids, channels),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
+    return ds.with_options(options)
+
+
+def steps_per_epoch(metadata: dict, batch_size: int, pyramid_dir: str | None = None) -> int:
+    """Full batches per pass over the training split.
+
+    Uses `metadata["counts"]["train"]`; when the metadata has no count and `pyramid_dir` is
+    given, the records are counted.
+
+    Raises:
+      PyramidDataError: the split has fewer examples than one batch.
+    """
+    count = metadata.get("counts", {}).get("train")
+    if count is None and pyramid_dir is not None:
+        ds = tf.data.TFRecordDataset(pyramid_files(pyramid_dir), compression_type="GZIP")
+        count = int(ds.reduce(0, lambda n, _: n + 1))
+    count = int(count or 0)
+    steps = count // batch_size
+    if steps < 1:
+        raise PyramidDataError(
+            f"the pyramid's train split has {count} examples, fewer than train.batch_size="
+            f"{batch_size}; lower train.batch_size or use more data")
+    return steps

@@ -1,0 +1,407 @@
+"""Training entry point: budgets, checkpoints, resume, divergence guard, TensorBoard, export.
+
+`train(config, pyramid_dir, workdir, resume=False)` trains a `MultiGridEBM` on the pyramid
+TFRecords and exports a SavedModel. Layout of WORKDIR:
+
+- `checkpoints/`: `tf.train.CheckpointManager` files (model variables including the pcd buffer
+  and the sampler seed state, every optimizer, the global step), every `train.checkpoint_every`
+  steps, at step 0 of a fresh run (the restore point of the divergence guard) and at the end.
+- `logs/train/`: TensorBoard events: scalars per grid (the model's metric names, e.g.
+  `energy_gap/16`) every `log_every` steps, images `observed/grid_S` and `synthesized/grid_S` and
+  histograms `energy_observed/grid_S`, `energy_synthesized/grid_S` every `image_log_every` steps.
+- `export/`: the SavedModel (written to a temporary folder, then renamed into place).
+
+Resume semantics. The step budget is global: `min(epochs * steps_per_epoch, max_steps)` counts
+the steps of all invocations, so a killed run resumed with `resume=True` ends with the same step
+count as an uninterrupted run. On resume the data iterator is re-created from the same seed and
+advanced by the restored step count (`dataset.skip`), so the batches are those the uninterrupted
+run would have seen; with the model's stateless sampler seeds restored from the checkpoint, a
+resumed run on one device reproduces the uninterrupted run's weights. `max_minutes` is a wall-clock
+budget per invocation. `resume=False` with checkpoints in WORKDIR raises `WorkdirError` (nothing
+is overwritten silently); `resume=True` without checkpoints starts fresh (so pipeline reruns can
+always pass `resume=True`). A run that already reached its budget only (re-)exports.
+
+Divergence guard. After every step the non-finite values among the metrics and the largest
+|synthesized pixel| (> `train.max_sample_abs` counts as exploding) are checked. On trouble the last
+checkpoint is restored (including its step counter, so the budget is unchanged), every optimizer's
+learning rate is multiplied by `train.retry_lr_factor` (cumulatively: lr * factor^k after k
+restarts; the reduced rate is saved in later checkpoints) and training continues with the next
+batches (the data position is not rewound); after `train.max_retries` such restarts in one invocation `TrainingDiverged` is raised and
+nothing is exported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import posixpath
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainers import data as data_lib
+from trainers.config import Config, ConfigError
+from trainers.export import export_saved_model
+from trainers.multigrid import MultiGridEBM, model_from_config
+
+
+class TrainingDiverged(RuntimeError):
+    """Training kept producing non-finite values or exploding samples; nothing was exported."""
+
+
+class WorkdirError(ValueError):
+    """WORKDIR already holds a run that the call would overwrite (pass resume=True)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What `train` did. steps: global step count reached; stopped_by: `max_steps`, `epochs`,
+    `max_minutes`; export_dir: the SavedModel folder (None when training did not export)."""
+
+    steps: int
+    export_dir: str | None
+    log_dir: str
+    checkpoint_dir: str
+    stopped_by: str
+
+
+def check_geometry(config: Config, metadata: dict) -> None:
+    """Raise ConfigError when the config's grids / image size / channels differ from the pyramid's."""
+    pairs = [("pyramid.grids", list(config.pyramid.grids), "grids", list(metadata["grids"])),
+             ("data.image_size", config.data.image_size, "image_size", metadata["image_size"]),
+             ("data.channels", config.data.channels, "channels", metadata["channels"])]
+    for field, mine, key, theirs in pairs:
+        if mine != theirs:
+            raise ConfigError(
+                f"{field}={mine} in the config but the pyramid's metadata.json has {key}={theirs}: "
+                f"the pyramid decides the geometry; set {field}={theirs} (e.g. --set "
+                f"{field}={','.join(map(str, theirs)) if isinstance(theirs, list) else theirs}) "
+                "or rebuild the pyramid")
+
+
+def build_model(config: Config, metadata: dict) -> MultiGridEBM:
+    """A compiled `MultiGridEBM` for the config and pyramid metadata (call under the strategy's
+    scope); initial weights are a function of `train.seed`."""
+    model = model_from_config(config, metadata)
+    model.compile(learning_rate=config.train.learning_rate, beta_1=config.train.beta_1)
+    return model
+
+
+def export_untrained(config: Config, pyramid_dir: str, export_dir: str) -> str:
+    """Export a model with its initial (seeded) weights: the downstream-classification baseline."""
+    metadata = data_lib.read_pyramid_metadata(pyramid_dir)
+    check_geometry(config, metadata)
+    keras.utils.set_random_seed(config.train.seed)
+    model = build_model(config, metadata)
+    return export_saved_model(model, export_dir, config, metadata)
+
+
+def _budget(config: Config, metadata: dict, pyramid_dir: str) -> tuple[int, str]:
+    per_epoch = data_lib.steps_per_epoch(metadata, config.train.batch_size, pyramid_dir)
+    total, reason = config.train.epochs * per_epoch, "epochs"
+    if config.train.max_steps and config.train.max_steps <= total:
+        total, reason = config.train.max_steps, "max_steps"
+    return total, reason
+
+
+def _is_bad(host: dict, limit: float) -> str | None:
+    for key, value in host.items():
+        if not np.all(np.isfinite(value)):
+            return f"{key} is not finite ({value})"
+    for key, value in host.items():
+        if key.startswith("sample_abs_max/") and value > limit:
+            return f"{key}={value:.3g} exceeds train.max_sample_abs={limit}"
+    return None
+
+
+def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, *,
+          export: bool = True) -> TrainResult:
+    """Train on the pyramid in pyramid_dir; checkpoints, logs and the SavedModel go to workdir.
+
+    Args:
+      config: validated `Config`; its geometry must match the pyramid's metadata.json.
+      pyramid_dir: output folder of the pyramid stage.
+      workdir: run folder (created); see the module docstring for its layout.
+      resume: continue from the latest checkpoint in WORKDIR/checkpoints (fresh start if none).
+      export: write the SavedModel at the end (False: checkpoints only, e.g. for tests).
+
+    Returns:
+      TrainResult(steps, export_dir, log_dir, checkpoint_dir, stopped_by).
+
+    Raises:
+      ConfigError: the config's grids / image size / channels disagree with the pyramid.
+      WorkdirError: checkpoints exist and resume is False.
+      TrainingDiverged: the divergence guard ran out of retries (no export is written).
+    """
+    metadata = data_lib.read_pyramid_metadata(pyramid_dir)
+    check_geometry(config, metadata)
+    t = config.train
+    ckpt_dir = posixpath.join(workdir, "checkpoints")
+    log_dir = posixpath.join(workdir, "logs")
+    export_dir = posixpath.join(workdir, "export")
+    existing = tf.train.latest_checkpoint(ckpt_dir) if tf.io.gfile.exists(ckpt_dir) else None
+    if existing and not resume:
+        raise WorkdirError(f"{workdir} already holds checkpoints ({existing}); pass resume=True "
+                           "(mgebm train --resume) to continue that run, or use a new workdir")
+    total, budget_reason = _budget(config, metadata, pyramid_dir)
+    tf.io.gfile.makedirs(workdir)
+    print(f"tensorboard --logdir {log_dir}", flush=True)
+
+    keras.utils.set_random_seed(t.seed)
+    strategy = make_strategy(t)
+    with set_precision(t.mixed_precision, strategy):
+        with strategy.scope():
+            model = build_model(config, metadata)
+        # Host-side step counter (outside the scope: a plain variable, read and set in Python).
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        ckpt = tf.train.Checkpoint(step=step, **checkpoint_objects(model))
+        manager = tf.train.CheckpointManager(ckpt, _worker_dir(ckpt_dir, strategy), max_to_keep=3)
+        if existing:
+            ckpt.restore(existing).assert_existing_objects_matched()
+            print(f"[train] resumed from {existing} at step {int(step)}", flush=True)
+        else:
+            manager.save(checkpoint_number=0)
+        start_step = int(step)
+        logger = TensorBoardLogger(posixpath.join(log_dir, "train"), model, enabled=_is_chief(strategy))
+        stopped_by = _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir,
+                           metadata, total, budget_reason)
+        if manager.latest_checkpoint is None or int(step) != _ckpt_step(manager.latest_checkpoint):
+            manager.save(checkpoint_number=int(step))
+        logger.close()
+        steps = int(step)
+        print(f"[train] stopped by {stopped_by} at step {steps} ({steps - start_step} this run)",
+              flush=True)
+        exported = None
+        if export and _is_chief(strategy):
+            exported = export_saved_model(model, export_dir, config, metadata)
+            print(f"[train] exported SavedModel to {exported}", flush=True)
+    return TrainResult(steps=steps, export_dir=exported, log_dir=log_dir, checkpoint_dir=ckpt_dir,
+                       stopped_by=stopped_by)
+
+
+def _ckpt_step(path: str) -> int:
+    try:
+        return int(path.rsplit("-", 1)[-1])
+    except ValueError:
+        return -1
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def _worker_dir(ckpt_dir: str, strategy) -> str:
+    """Multi-worker: every worker must save (collectives), only the chief into ckpt_dir."""
+    if _is_chief(strategy):
+        return ckpt_dir
+    resolver = strategy.cluster_resolver
+    return posixpath.join(ckpt_dir, f".worker-{resolver.task_type}-{resolver.task_id}")
+
+
+def _make_step_fn(model, strategy, jit_compile: bool):
+    @tf.autograph.experimental.do_not_convert  # as Keras' fit does: train_step is graph code
+    def replica_step(batch):
+        for tracker in model.metrics:  # per-step values, not running means
+            tracker.reset_state()
+        metrics = model.train_step(batch)
+        return {k: tf.reduce_mean(tf.cast(v, tf.float32)) for k, v in metrics.items()}
+
+    replica_fn = tf.function(replica_step, jit_compile=True) if jit_compile else replica_step
+
+    @tf.function(autograph=False)
+    def step_fn(batch):
+        out = strategy.run(replica_fn, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
+
+    return step_fn
+
+
+def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, metadata, total,
+          budget_reason) -> str:
+    t = config.train
+    ds = data_lib.make_train_dataset(pyramid_dir, t.batch_size, t.seed, t.shuffle_buffer,
+                                     metadata["grids"], metadata["channels"])
+    ds = ds.skip(int(step))  # the uninterrupted run's position (see the module docstring)
+    if t.strategy != "default":  # split each global batch over the replicas (and workers)
+        ds = strategy.experimental_distribute_dataset(ds)
+    iterator = iter(ds)
+    step_fn = _make_step_fn(model, strategy, t.jit_compile)
+    deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes else math.inf
+    retries, last_time = 0, time.monotonic()
+    if int(step) >= total:
+        return budget_reason
+    while int(step) < total:
+        if time.monotonic() >= deadline:
+            return "max_minutes"
+        batch = next(iterator)
+        host = {k: float(v) for k, v in step_fn(batch).items()}
+        trouble = _is_bad(host, t.max_sample_abs)
+        if trouble:
+            retries += 1
+            if retries > t.max_retries:
+                raise TrainingDiverged(
+                    f"training diverged at step {int(step) + 1}: {trouble}; gave up after "
+                    f"{t.max_retries} restarts from the last checkpoint with the learning rate "
+                    f"multiplied by {t.retry_lr_factor} each time. Nothing was exported. Lower "
+                    "train.learning_rate or sampler.step_size, or enable sampler.clip.")
+            # The checkpoint may hold an older learning rate: reduce the current one, so the
+            # reductions accumulate (lr0 * factor^retries).
+            rates = {g: _lr(o) * t.retry_lr_factor
+                     for g, o in optimizers_of(model).items()}
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            for g, opt in optimizers_of(model).items():
+                opt.learning_rate = rates[g]
+            lr = " ".join(f"{g}:{_lr(o):.3g}" for g, o in optimizers_of(model).items())
+            print(f"[train] divergence guard: {trouble}; restored {manager.latest_checkpoint} "
+                  f"(step {int(step)}), learning rate now {lr} (retry {retries}/{t.max_retries})",
+                  flush=True)
+            continue
+        step.assign_add(1)
+        n = int(step)
+        now = time.monotonic()
+        dt, last_time = now - last_time, now
+        logger.scalars(n, host, dt, batch, strategy, t.log_every)
+        if n % t.log_every == 0 or n == total:
+            gaps = " ".join(f"{k.split('/', 1)[1]}:{v:+.4g}" for k, v in host.items()
+                            if k.startswith("energy_gap/"))
+            print(f"[train] step {n}/{total} {dt:.3f} s/step energy gap {gaps}", flush=True)
+        if n % t.image_log_every == 0 or n == total:
+            logger.images(n, batch, strategy)
+        if n % t.checkpoint_every == 0:
+            manager.save(checkpoint_number=n)
+    return budget_reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategy, precision, checkpoint contents, TensorBoard.
+
+def make_strategy(train_config) -> tf.distribute.Strategy:
+    """The tf.distribute strategy named by `train.strategy`.
+
+    `default`: the default (one device) strategy; `mirrored`: all local GPUs (or the CPU);
+    `multi_worker_mirrored`: the cluster in the TF_CONFIG environment variable;
+    `tpu`: `TPUClusterResolver(tpu=train.tpu_address)` ("local" on a TPU VM, a name or grpc://).
+
+    Raises:
+      ConfigError: multi_worker_mirrored without TF_CONFIG, or tpu without train.tpu_address.
+    """
+    name = train_config.strategy
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        raw = os.environ.get("TF_CONFIG", "")
+        try:
+            spec = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            raise ConfigError(f"train.strategy=multi_worker_mirrored: TF_CONFIG is not JSON: {raw!r}") from None
+        if not spec.get("cluster"):
+            raise ConfigError("train.strategy=multi_worker_mirrored needs the TF_CONFIG environment "
+                              'variable with a cluster spec, e.g. {"cluster": {"worker": '
+                              '["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}')
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if not train_config.tpu_address:
+        raise ConfigError("train.strategy=tpu needs train.tpu_address (\"local\" on a TPU VM, "
+                          "a TPU name, or grpc://HOST:8470)")
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=train_config.tpu_address)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+@contextlib.contextmanager
+def set_precision(mixed: bool, strategy):
+    """Set the Keras dtype policy for the block: mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU."""
+    previous = keras.mixed_precision.global_policy()
+    if mixed:
+        on_gpu = bool(tf.config.list_logical_devices("GPU")) and not isinstance(
+            strategy, tf.distribute.TPUStrategy)
+        keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def optimizers_of(model) -> dict:
+    """{grid: optimizer} of a compiled MultiGridEBM."""
+    return dict(model.grid_optimizers)
+
+
+def _lr(optimizer) -> float:
+    """The optimizer's current learning rate (also when its variable is a MirroredVariable)."""
+    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
+
+
+def checkpoint_objects(model) -> dict:
+    """What a checkpoint tracks besides the step: every optimizer and every model variable, keyed
+    by its Keras path (e.g. `energy_4/conv1/kernel`; the energy nets name their layers, so the keys
+    are the same in every process). The model's variables include the sampler seed counter
+    `train_counter`, batch-norm statistics, the TensorBoard previews and the pcd buffer: Keras 3
+    keeps sub-layers in lists that `tf.train.Checkpoint` does not see, so the model object alone
+    would miss non-trainable weights."""
+    variables = {}
+    for i, v in enumerate(model.variables):
+        key = v.path.replace("/", ".")
+        variables[key if key not in variables else f"{key}.{i}"] = v
+    optimizers = {f"grid_{g}": opt for g, opt in optimizers_of(model).items()}
+    return {"model": model, "optimizers": optimizers, "variables": variables}
+
+
+class TensorBoardLogger:
+    """tf.summary writer for WORKDIR/logs/train (a no-op on non-chief workers)."""
+
+    def __init__(self, logdir: str, model, enabled: bool = True):
+        self.model = model
+        self.writer = tf.summary.create_file_writer(logdir) if enabled else None
+
+    @staticmethod
+    def _local(batch, strategy):
+        local = strategy.experimental_local_results(batch)
+        return local[0]
+
+    def scalars(self, step: int, host: dict, seconds: float, batch, strategy, every: int) -> None:
+        if self.writer is None or step % every:
+            return
+        with self.writer.as_default(step=step):
+            for key, value in host.items():
+                tf.summary.scalar(key, value)
+            tf.summary.scalar("time_per_step", seconds)
+            for grid, opt in optimizers_of(self.model).items():
+                tf.summary.scalar(f"learning_rate/{grid}", _lr(opt))
+
+    def images(self, step: int, batch, strategy, max_outputs: int = 8) -> None:
+        if self.writer is None:
+            return
+        observed = self._local(batch, strategy)
+        synth = {int(g): x for g, x in self.model.last_samples.items()}
+        size = max(int(k.split("_")[1]) for k in observed)
+        obs_energy = self.model.energies(observed[f"grid_{size}"][:max_outputs * 4])
+        with self.writer.as_default(step=step):
+            for key, x in observed.items():
+                tf.summary.image(f"observed/{key}", x[:max_outputs], max_outputs=max_outputs)
+            for grid, x in synth.items():
+                x = tf.clip_by_value(tf.cast(x, tf.float32), 0.0, 1.0)
+                tf.summary.image(f"synthesized/grid_{grid}", x[:max_outputs], max_outputs=max_outputs)
+            for grid, e in obs_energy.items():
+                tf.summary.histogram(f"energy_observed/grid_{int(grid)}", e)
+                if int(grid) in synth:
+                    e_syn = self.model.energy_nets[int(grid)](synth[int(grid)][:max_outputs * 4])
+                    tf.summary.histogram(f"energy_synthesized/grid_{int(grid)}", e_syn)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
