@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 # Keras 3 everywhere: without this, importing TFX (tensorflow-transform) flips TensorFlow into
 # legacy-Keras mode. Must happen before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# google-api-core warns on every import under Python 3.10 (pulled in by Beam/TFX GCP extras).
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
 
 
 class UsageError(ValueError):

@@ -40,6 +40,19 @@ def test_gaussian_mean_and_variance_with_noise():
     assert np.isfinite(diag["grad_norm"].numpy())
 
 
+def test_noise_scale_tempers_the_gaussian_variance():
+    # ULA with noise eta * delta on N(MU, S^2): x_{t+1} = x_t + (delta^2 / 2)(MU - x_t) / S^2 + eta
+    # delta eps, an AR(1) with a = 1 - delta^2 / (2 S^2): variance eta^2 delta^2 / (1 - a^2).
+    delta, eta = 0.1, 0.5
+    sampler = LangevinSampler(steps=400, step_size=delta, noise=True, noise_scale=eta, clip=False)
+    x, _ = sampler.run(quadratic, tf.zeros([2000, 4, 4, 1]), tf.constant([3, 4]))
+    samples = x.numpy().ravel()
+    a = 1 - delta ** 2 / (2 * S ** 2)
+    assert abs(samples.mean() - MU) < 4 * eta * S / np.sqrt(samples.size)
+    assert samples.var() == pytest.approx(eta ** 2 * delta ** 2 / (1 - a ** 2), rel=0.04)
+    assert samples.var() == pytest.approx(eta ** 2 * S ** 2, rel=0.05)
+
+
 def test_reference_term_gives_product_gaussian():
     delta, sigma = 0.1, 0.5
     sampler = LangevinSampler(steps=400, step_size=delta, reference_sigma=sigma, use_reference=True,

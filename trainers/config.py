@@ -95,7 +95,8 @@ class SamplerConfig:
     step_size: delta, in [0, 1] pixel units.
     reference_sigma: sigma of the reference Gaussian; used only when use_reference is true.
     use_reference: include the -x / sigma^2 term (the paper's formulation).
-    noise: include the delta * N(0, I) term (the paper's formulation; off in the reference code).
+    noise: include the eta * delta * N(0, I) term (the paper's formulation; off in the reference
+    code). noise_scale: eta; 1.0 is the textbook update, smaller values temper the noise.
     clip: clip samples to [0, 1] after each step.
     """
 
@@ -104,6 +105,7 @@ class SamplerConfig:
     reference_sigma: float = 1.0
     use_reference: bool = False
     noise: bool = False
+    noise_scale: float = 1.0
     clip: bool = True
 
 
@@ -367,6 +369,7 @@ def validate(cfg: Config) -> None:
     _require(s.steps >= 1, f"sampler.steps={s.steps} must be >= 1")
     _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
     _require(s.reference_sigma > 0, f"sampler.reference_sigma={s.reference_sigma} must be > 0")
+    _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
     _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be >= 1")
     _require(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0")
     _require(0 <= t.beta_1 < 1, f"train.beta_1={t.beta_1} must be in [0, 1)")

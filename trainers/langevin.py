@@ -2,17 +2,21 @@
 
 One step, with delta the step size and sigma the reference Gaussian's standard deviation:
 
-    x <- x + (delta^2 / 2) * (grad f(x) - use_reference * x / sigma^2) + noise * delta * N(0, I)
+    x <- x + (delta^2 / 2) * (grad f(x) - use_reference * x / sigma^2) + noise * eta * delta * N(0, I)
 
 then `clip(x, 0, 1)` when `clip`. With `noise` off this is gradient ascent on f (the reference
-code's sampler); with noise and the reference term on it is the paper's formulation. It is the
+code's sampler); with noise and the reference term on and eta = `noise_scale` = 1 it is the
+paper's formulation. eta < 1 tempers the noise (a common practice for short-run EBM chains): the
+drift keeps the step size that works for [0, 1] pixels while the chains still diverge from a
+shared start, which is what makes samples from one 1x1 image differ. It is the
 unadjusted Langevin algorithm: on a Gaussian N(mu, s^2) with noise it converges to N(mu,
 s^2 / (1 - delta^2 / (4 s^2))), i.e. the variance is biased up by a factor ~ 1 + delta^2/(4 s^2).
 
 Step size for [0, 1] pixels (the networks centre them to [-1, 1] inside): delta = 0.3 (drift
 factor delta^2 / 2 = 0.045) with noise off works for the reference nets without norm (measured
-on MNIST, see DESIGN.md); with noise on, delta is also the noise scale per step, so use small
-values (0.005-0.02) or the samples are dominated by noise.
+on MNIST, see DESIGN.md); with noise on, the noise per step has std eta * delta, so keep it small
+(e.g. eta = 0.05 -> 0.015 per step at delta = 0.3) or the samples are dominated by noise. On a
+Gaussian N(mu, s^2), eta scales the stationary variance by about eta^2 (a tempered target).
 
 The loop is a `tf.while_loop` inside a `tf.function` (one concrete function per energy function
 and image shape, with a dynamic batch dimension, so calls with new batch sizes never retrace),
@@ -42,6 +46,7 @@ class _Settings:
     noise: bool
     clip: bool
     jit_compile: bool
+    noise_scale: float = 1.0
 
 
 class LangevinSampler:
@@ -52,9 +57,10 @@ class LangevinSampler:
       step_size: delta (> 0), in [0, 1] pixel units.
       reference_sigma: sigma of the reference Gaussian (> 0); used only when use_reference.
       use_reference: include the -x / sigma^2 drift term.
-      noise: include the delta * N(0, I) term.
+      noise: include the eta * delta * N(0, I) term.
       clip: clip to [0, 1] after every step.
       jit_compile: XLA-compile the loop.
+      noise_scale: eta (> 0), multiplies the noise term; 1.0 is the textbook update.
 
     Attributes:
       trace_count: how many times a loop body has been traced (Python int); a benchmark can
@@ -66,15 +72,18 @@ class LangevinSampler:
 
     def __init__(self, steps: int, step_size: float, reference_sigma: float = 1.0,
                  use_reference: bool = False, noise: bool = False, clip: bool = True,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, noise_scale: float = 1.0):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps={steps!r} must be an integer >= 1")
         if not step_size > 0:
             raise ValueError(f"step_size={step_size!r} must be > 0")
         if not reference_sigma > 0:
             raise ValueError(f"reference_sigma={reference_sigma!r} must be > 0")
+        if not noise_scale > 0:
+            raise ValueError(f"noise_scale={noise_scale!r} must be > 0")
         self.settings = _Settings(int(steps), float(step_size), float(reference_sigma),
-                                  bool(use_reference), bool(noise), bool(clip), bool(jit_compile))
+                                  bool(use_reference), bool(noise), bool(clip), bool(jit_compile),
+                                  float(noise_scale))
         self.trace_count = 0
         self._functions = {}
 
@@ -160,7 +169,7 @@ class LangevinSampler:
             x_new = x + drift_scale * drift
             if s.noise:
                 step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(i, tf.int64), alg=RNG_ALG)
-                x_new = x_new + s.step_size * tf.random.stateless_normal(tf.shape(x), step_seed, alg=RNG_ALG)
+                x_new = x_new + (s.noise_scale * s.step_size) * tf.random.stateless_normal(tf.shape(x), step_seed, alg=RNG_ALG)
             if s.clip:
                 x_new = tf.clip_by_value(x_new, 0.0, 1.0)
             x_new = tf.where(movable, x_new, x0)

@@ -399,7 +399,8 @@ class MultiGridEBM(keras.Model):
 def build_model(grids, channels: int, family: str = "multigrid", norm: str = "none",
                 activation: str = "leaky_relu", width: float = 1.0, steps: int = 30,
                 step_size: float = 0.3, reference_sigma: float = 1.0, use_reference: bool = False,
-                noise: bool = False, clip: bool = True, jit_compile: bool = False, coarse_mean=None,
+                noise: bool = False, clip: bool = True, jit_compile: bool = False,
+                noise_scale: float = 1.0, coarse_mean=None,
                 coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0) -> MultiGridEBM:
     """Build the energy nets (only the trained grids), the sampler and the model.
 
@@ -414,7 +415,8 @@ def build_model(grids, channels: int, family: str = "multigrid", norm: str = "no
     keras.utils.set_random_seed(seed)
     nets = {g: build_energy_net(g, channels, norm=norm, activation=activation, width=width) for g in trained}
     sampler = LangevinSampler(steps, step_size, reference_sigma=reference_sigma, use_reference=use_reference,
-                              noise=noise, clip=clip, jit_compile=jit_compile)
+                              noise=noise, clip=clip, jit_compile=jit_compile,
+                              noise_scale=noise_scale)
     return MultiGridEBM(nets, sampler, grids, family=family, coarse_mean=coarse_mean, coarse_std=coarse_std,
                         pcd_buffer_size=pcd_buffer_size, seed=seed)
 
@@ -438,6 +440,7 @@ def model_from_config(config, metadata: dict) -> MultiGridEBM:
     m, s, t = config.model, config.sampler, config.train
     return build_model(grids, int(metadata["channels"]), family=m.family, norm=m.norm, activation=m.activation,
                        width=m.width, steps=s.steps, step_size=s.step_size, reference_sigma=s.reference_sigma,
-                       use_reference=s.use_reference, noise=s.noise, clip=s.clip, jit_compile=t.jit_compile,
+                       use_reference=s.use_reference, noise=s.noise, noise_scale=s.noise_scale, clip=s.clip,
+                       jit_compile=t.jit_compile,
                        coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
                        pcd_buffer_size=t.pcd_buffer_size, seed=t.seed)
