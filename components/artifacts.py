@@ -17,10 +17,10 @@ PushedModel = standard_artifacts.PushedModel
 class Pyramid(artifact.Artifact):
     """Multi-resolution pyramid TFRecords (`train/`, `eval/`) plus `metadata.json`."""
 
-    TYPE_NAME = "MultigridPyramid"
+    TYPE_NAME = "mgebm.Pyramid"
 
 
 class DomainClassifier(artifact.Artifact):
     """A small classifier trained on the data's labels: the `domain` feature space."""
 
-    TYPE_NAME = "MultigridDomainClassifier"
+    TYPE_NAME = "mgebm.DomainClassifier"
