@@ -1,0 +1,168 @@
+"""Shared helpers of the benchmarks: machine facts, load, timing, analytic FLOP counts, output.
+
+FLOP convention (used by every benchmark and by docs/BENCHMARKS.md): a multiply-add is 2 FLOPs;
+only convolutions and dense layers are counted (bias adds, activations, clipping and the optimizer
+are left out, so the counts are slight underestimates). A conv with kernel k, stride s, 'same'
+padding on an S x S x C_in input costs 2 * ceil(S/s)^2 * k^2 * C_in * C_out per image. One
+Langevin step is counted as 2x the forward FLOPs (the forward pass plus the gradient with respect
+to the input). A training update of one net on its 2N observed + synthesized images is counted as
+3x the forward FLOPs per image (forward, input-gradient and weight-gradient passes).
+
+This module imports neither TensorFlow nor torch, so the PyTorch reference and the tests can use
+it in any environment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+
+def forward_flops(grid_size: int, channels: int, specs) -> dict:
+    """Analytic forward FLOPs of one energy net on ONE image.
+
+    Args:
+      grid_size: S, the input side in pixels.
+      channels: C of the input (1 or 3).
+      specs: list of (kernel, stride, out_channels) conv layers ('same' padding), then a dense
+        layer from the flattened last feature map to one scalar.
+
+    Returns:
+      {"layers": [{"kernel", "stride", "in", "out", "out_size", "flops"}...], "dense_flops",
+       "total"}; FLOPs as Python ints (multiply-add = 2 FLOPs).
+    """
+    if grid_size < 1 or channels < 1:
+        raise ValueError(f"grid_size={grid_size} and channels={channels} must be >= 1")
+    size, cin, layers, total = grid_size, channels, [], 0
+    for kernel, stride, cout in specs:
+        size = int(math.ceil(size / stride))
+        flops = 2 * size * size * kernel * kernel * cin * cout
+        layers.append({"kernel": kernel, "stride": stride, "in": cin, "out": cout,
+                       "out_size": size, "flops": flops})
+        total += flops
+        cin = cout
+    dense = 2 * size * size * cin
+    return {"layers": layers, "dense_flops": dense, "total": total + dense}
+
+
+def langevin_step_flops(forward: int) -> int:
+    """FLOPs of one Langevin step on one image: forward + input-gradient = 2x forward."""
+    return 2 * int(forward)
+
+
+def train_step_flops(forwards: dict, batch: int, steps: int, family: str = "multigrid") -> int:
+    """FLOPs of one whole training step of a MultiGridEBM (all trained grids).
+
+    Per trained grid with forward cost F: `steps` Langevin steps on N chains (2F each), one final
+    energy evaluation of the chains (F, the sampler's `energy_end`), and the update on the 2N
+    observed + synthesized images (3F each). cd1 runs one Langevin step.
+
+    Args:
+      forwards: dict trained grid -> forward FLOPs per image.
+      batch: N. steps: T. family: "multigrid", "single_grid", "cd1" or "pcd".
+    """
+    t = 1 if family == "cd1" else int(steps)
+    return int(sum(batch * (t * 2 * f + f) + 2 * batch * 3 * f for f in forwards.values()))
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (platform.processor() as a fallback)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags that matter for FLOP/s (avx2, fma, avx512*, amx*) of the first CPU."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in flags if f in ("avx2", "fma") or f.startswith(("avx512", "amx")))
+    except OSError:
+        pass
+    return []
+
+
+def load_average() -> list[float]:
+    """os.getloadavg() (1, 5, 15 min) rounded; [] where unavailable."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def machine_info(extra: dict | None = None) -> dict:
+    """CPU model, logical cores, load average, Python and library versions."""
+    info = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+            "loadavg_start": load_average(), "python": platform.python_version(),
+            "platform": platform.platform()}
+    if extra:
+        info.update(extra)
+    return info
+
+
+def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None) -> dict:
+    """Time `fn()` (which must block until its result exists).
+
+    Args:
+      fn: a zero-argument callable. repeats: timed calls (>= 1). warmup: untimed calls first.
+      budget_s: stop adding repeats once this many seconds were spent timing (>= 1 call is kept).
+
+    Returns:
+      {"best_s", "median_s", "times_s", "warmup_s"}: the best (minimum) is the figure used, since
+      other processes on a shared machine only ever add time.
+    """
+    warm = []
+    for _ in range(warmup):
+        start = time.perf_counter()
+        fn()
+        warm.append(time.perf_counter() - start)
+    times, spent = [], 0.0
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+        if budget_s is not None and spent >= budget_s:
+            break
+    return {"best_s": min(times), "median_s": statistics.median(times), "times_s": [round(t, 4) for t in times],
+            "warmup_s": [round(t, 3) for t in warm]}
+
+
+def ratio(a, b):
+    """a / b, or None when either is missing or b is 0."""
+    if a is None or b is None or not b:
+        return None
+    return float(a) / float(b)
+
+
+def emit(document: dict, table_rows: list[list], header: list[str]) -> None:
+    """Print a short table on stderr and the JSON document on stdout (redirect it to keep it)."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table_rows)] if table_rows else []
+    if table_rows:
+        print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)), file=sys.stderr)
+        for row in table_rows:
+            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)), file=sys.stderr)
+    text = json.dumps(document, indent=2, sort_keys=False)
+    print(text, flush=True)
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A compact number for tables ('-' for None)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)

@@ -1,0 +1,343 @@
+"""Langevin and multi-grid train-step throughput, as a fraction of the machine's measured peak.
+
+`python -m benchmarks.langevin --quick` (< 3 min on 2 CPU cores): the 64-px energy net's Langevin
+loop and the whole multi-grid train step (grids 1, 4, 16, 64) at batch 64, float32, with the
+fastest compiled variant (tf.function vs tf.function + XLA, chosen by a small probe measured in
+this run), the eager loop, and the PyTorch eager reference when torch is importable (or given by
+`--torch-python`). `--full` adds 32 px, batch 16 / 64 / 256, every variant and mixed precision.
+
+Figures (one JSON document on stdout, a short table on stderr):
+- `peak_gflops`: the best float32 GFLOP/s of a large 3x3 conv probe and a large matmul probe
+  (tf.function, best of several calls, measured at the start and the end of this run).
+- `achieved_gflops`: analytic FLOPs of the Langevin loop (see benchmarks/common.py: multiply-add
+  = 2 FLOPs, convs and dense layers only, one Langevin step = 2x the forward FLOPs, plus the
+  sampler's final energy evaluation) over the best wall time of a call.
+- `fraction_of_peak`, `train_step_fraction_of_peak`: achieved over peak.
+- `speedup_vs_eager`, `speedup_vs_torch` (null without torch): images per second ratios.
+- `retraces`: traces after the first call (sampler `trace_count` and tf.function
+  `experimental_get_tracing_count()`), including one call with a different batch size.
+Timings are the best of the repeats: on a shared machine other processes only ever add time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import common
+from trainers import pyramid_ops
+from trainers.langevin import LangevinSampler
+from trainers.multigrid import build_model
+from trainers.networks import build_energy_net, layer_specs
+
+GRIDS = {32: (1, 4, 16, 32), 64: (1, 4, 16, 64)}
+STEP_SIZE = 0.3
+
+
+def peak_probes(repeats: int = 4) -> dict:
+    """Best float32 GFLOP/s of a 3x3 conv [16,32,32,256] * [3,3,256,256] and a 2048^3 matmul."""
+    gen = tf.random.Generator.from_seed(0)
+    x, w = gen.uniform([16, 32, 32, 256]), gen.uniform([3, 3, 256, 256])
+    a, b = gen.uniform([2048, 2048]), gen.uniform([2048, 2048])
+    conv = tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"))
+    matmul = tf.function(lambda a, b: tf.matmul(a, b))
+    conv_flops = 2 * 16 * 32 * 32 * 9 * 256 * 256
+    mm_flops = 2 * 2048 ** 3
+    t_conv = common.time_calls(lambda: conv(x, w).numpy(), repeats)
+    t_mm = common.time_calls(lambda: matmul(a, b).numpy(), repeats)
+    return {"conv3x3_gflops": conv_flops / t_conv["best_s"] / 1e9,
+            "matmul_gflops": mm_flops / t_mm["best_s"] / 1e9}
+
+
+@contextlib.contextmanager
+def precision(policy: str):
+    """Keras dtype policy for the block: "float32" or "mixed" (bfloat16 on CPU, float16 on GPU)."""
+    previous = keras.mixed_precision.global_policy()
+    if policy == "mixed":
+        gpu = bool(tf.config.list_logical_devices("GPU"))
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    try:
+        yield keras.mixed_precision.global_policy().name
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@contextlib.contextmanager
+def eager_mode(on: bool):
+    """tf.config.run_functions_eagerly(on) for the block (the 'eager' variant of the same code)."""
+    previous = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(on)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(previous)
+
+
+def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: str, policy: str = "float32",
+                   repeats: int = 2, seed: int = 0) -> dict:
+    """Time `LangevinSampler.run` of one energy net.
+
+    Args:
+      grid, channels: the net's input [N, grid, grid, channels]. batch: N. steps: T.
+      variant: "eager", "function" or "xla". policy: "float32" or "mixed".
+
+    Returns:
+      dict with first_call_s (trace + compile + run), best_s, image_steps_per_s, images_per_s
+      (chains finished per second), gflops, flops_per_call, traces_after_first.
+    """
+    with precision(policy) as policy_name:
+        keras.utils.set_random_seed(seed)
+        net = build_energy_net(grid, channels)
+    sampler = LangevinSampler(steps, STEP_SIZE, jit_compile=(variant == "xla"))
+    energy_fn = lambda x: net(x)  # noqa: E731  one object, so the traced loop is reused
+    x0 = tf.random.stateless_uniform([batch, grid, grid, channels], [seed, 1])
+    seed_t = tf.constant([seed, 2], tf.int32)
+    with eager_mode(variant == "eager"):
+        def call():
+            return sampler.run(energy_fn, x0, seed_t)[0].numpy()
+        start = time.perf_counter()
+        call()
+        first = time.perf_counter() - start
+        traces = sampler.trace_count
+        timing = common.time_calls(call, repeats, warmup=0)
+        # A different batch size must not retrace either (the loop has a dynamic batch dimension).
+        sampler.run(energy_fn, x0[:2], seed_t)[0].numpy()
+        retraces = sampler.trace_count - traces if variant != "eager" else 0
+    forward = common.forward_flops(grid, channels, layer_specs(grid))["total"]
+    flops = batch * (steps * common.langevin_step_flops(forward) + forward)
+    best = timing["best_s"]
+    return {"kind": "langevin", "grid": grid, "channels": channels, "batch": batch, "steps": steps,
+            "variant": variant, "policy": policy_name, "first_call_s": first, **timing,
+            "image_steps_per_s": batch * steps / best, "images_per_s": batch / best,
+            "flops_per_call": flops, "gflops": flops / best / 1e9, "traces_after_first": retraces}
+
+
+def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: str = "function",
+                     policy: str = "float32", repeats: int = 2, seed: int = 0, grids=None) -> dict:
+    """Time one whole multi-grid training step (all grids: sampling, losses, Adam updates).
+
+    The step function is the trainer's own (`trainers.train._make_step_fn`, what `train()` runs);
+    variant "xla" XLA-compiles it (train.jit_compile). grids: default GRIDS[grid] (1, 4, 16, grid).
+    Returns a dict like `bench_langevin`.
+    """
+    from trainers import train as train_lib  # pylint: disable=import-outside-toplevel
+    grids = tuple(grids or GRIDS[grid])
+    jit = variant == "xla"
+    with precision(policy) as policy_name:
+        model = build_model(grids, channels, family="multigrid", steps=steps, step_size=STEP_SIZE,
+                            jit_compile=jit, seed=seed)
+        model.compile(learning_rate=1e-4, beta_1=0.5)
+    strategy = tf.distribute.get_strategy()
+    step_fn = train_lib._make_step_fn(model, strategy, jit)  # pylint: disable=protected-access
+    images = tf.random.stateless_uniform([batch, grid, grid, channels], [seed, 3])
+    batch_dict = {f"grid_{g}": v for g, v in pyramid_ops.build_pyramid(images, grids).items()}
+    with eager_mode(variant == "eager"):
+        def call():
+            return {k: float(v) for k, v in step_fn(batch_dict).items()}
+        start = time.perf_counter()
+        first_metrics = call()
+        first = time.perf_counter() - start
+        traces = step_fn.experimental_get_tracing_count()
+        timing = common.time_calls(call, repeats, warmup=0)
+        retraces = step_fn.experimental_get_tracing_count() - traces if variant != "eager" else 0
+    forwards = {g: common.forward_flops(g, channels, layer_specs(g))["total"] for g in grids if g > 1}
+    flops = common.train_step_flops(forwards, batch, steps)
+    best = timing["best_s"]
+    return {"kind": "train_step", "grid": grid, "grids": list(grids), "channels": channels, "batch": batch,
+            "steps": steps, "variant": variant, "policy": policy_name, "first_call_s": first, **timing,
+            "images_per_s": batch / best, "flops_per_call": flops, "gflops": flops / best / 1e9,
+            "traces_after_first": retraces, "finite_metrics": all(np.isfinite(v) for v in first_metrics.values())}
+
+
+def torch_python(explicit: str | None) -> str | None:
+    """The interpreter that runs the torch reference: --torch-python, else this one if torch imports."""
+    if explicit:
+        return explicit
+    return sys.executable if importlib.util.find_spec("torch") is not None else None
+
+
+def bench_torch(python: str, grid: int, channels: int, batch: int, steps: int, train: bool,
+                repeats: int = 2, timeout: float = 900) -> dict:
+    """Run benchmarks.reference_torch in a subprocess (its own thread pool, no TF in the process)."""
+    grids = GRIDS[grid]
+    specs = {g: layer_specs(g) for g in grids if g > 1}
+    cmd = [python, "-m", "benchmarks.reference_torch", "--grid", str(grid), "--channels", str(channels),
+           "--batch", str(batch), "--steps", str(steps), "--repeats", str(repeats),
+           "--specs", json.dumps({str(k): v for k, v in specs.items()})]
+    if train:
+        cmd += ["--grids", ",".join(map(str, grids))]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def pick_compiled(grid: int, channels: int, steps: int = 2, batch: int = 8) -> dict:
+    """Probe tf.function vs tf.function + XLA on a small batch; the faster one's name and both figures."""
+    probes = {v: bench_langevin(grid, channels, batch, steps, v, repeats=1) for v in ("function", "xla")}
+    best = max(probes, key=lambda v: probes[v]["image_steps_per_s"])
+    return {"fastest": best, "probe_batch": batch, "probe_steps": steps,
+            "image_steps_per_s": {v: p["image_steps_per_s"] for v, p in probes.items()}}
+
+
+def quick(args) -> dict:
+    """The --quick document (see the module docstring)."""
+    grid, batch, steps, c = 64, args.batch or 64, args.steps or 4, args.channels
+    peak0 = peak_probes()
+    choice = pick_compiled(grid, c)
+    variant = choice["fastest"]
+    lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats)
+    eager = bench_langevin(grid, c, batch, steps, "eager", repeats=1)
+    train = bench_train_step(grid, c, batch, steps, "function" if variant == "xla" and args.no_xla_train else variant,
+                             repeats=max(1, args.repeats - 1))
+    py = torch_python(args.torch_python)
+    ref = bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats) if py else None
+    peak1 = peak_probes(repeats=2)
+    return assemble([lang, eager, train], ref, [peak0, peak1], choice, variant)
+
+
+def full(args) -> dict:
+    """Every size / batch / variant / precision within the per-call time estimate --max-call-s."""
+    c, steps = args.channels, args.steps or 4
+    peaks = [peak_probes()]
+    results, refs = [], []
+    py = torch_python(args.torch_python)
+    for grid in args.sizes:
+        xla_probe = bench_langevin(grid, c, 8, 2, "xla", repeats=1)
+        xla_rate = xla_probe["image_steps_per_s"]
+        results.append({**xla_probe, "kind": "xla_probe"})
+        for batch in args.batches:
+            for variant, policy in (("function", "float32"), ("eager", "float32"), ("xla", "float32"),
+                                    ("function", "mixed")):
+                if variant == "xla" and batch * steps / xla_rate > args.max_call_s:
+                    results.append({"kind": "langevin", "grid": grid, "batch": batch, "variant": "xla",
+                                    "policy": "float32", "skipped": f"estimated {batch * steps / xla_rate:.0f} s "
+                                    f"per call from the batch-8 probe ({xla_rate:.3g} image-steps/s)"})
+                    continue
+                results.append(bench_langevin(grid, c, batch, steps, variant, policy, repeats=args.repeats))
+                print(f"[langevin] {grid}px b{batch} {variant} {policy}: "
+                      f"{results[-1]['gflops']:.1f} GFLOP/s", file=sys.stderr, flush=True)
+            results.append(bench_train_step(grid, c, batch, steps, "function", repeats=args.repeats))
+            if py:
+                refs.append(bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats))
+        peaks.append(peak_probes(repeats=2))
+    hg = 64 if 64 in args.sizes else max(args.sizes)
+    hb = 64 if 64 in args.batches else max(args.batches)
+    head = [r for r in results if r.get("grid") == hg and r.get("batch") == hb and "skipped" not in r]
+    compiled = [r for r in head if r["kind"] == "langevin" and r["variant"] in ("function", "xla")
+                and r["policy"] == "float32"]
+    variant = max(compiled, key=lambda r: r["images_per_s"])["variant"]
+    doc = assemble(head, next((r for r in refs if r.get("grid") == hg and r.get("batch") == hb), None), peaks,
+                   None, variant)
+    doc["headline"] = {"grid": hg, "batch": hb}
+    doc["results"] = results
+    doc["torch_results"] = refs
+    return doc
+
+
+def _find(results, kind, variant, policy="float32"):
+    return next((r for r in results if r.get("kind") == kind and r.get("variant") == variant
+                 and r.get("policy") == policy and "skipped" not in r), None)
+
+
+def assemble(results, ref, peaks, choice, variant) -> dict:
+    """The headline figures from the 64-px batch-64 results."""
+    peak = max(max(p.values()) for p in peaks)
+    lang = _find(results, "langevin", variant)
+    eager = _find(results, "langevin", "eager")
+    train = _find(results, "train_step", variant) or _find(results, "train_step", "function")
+    ref_lang = (ref or {}).get("langevin")
+    ref_train = (ref or {}).get("train_step")
+    retraces = sum(r.get("traces_after_first", 0) for r in results)
+    return {
+        "peak_gflops": peak,
+        "achieved_gflops": lang["gflops"],
+        "fraction_of_peak": lang["gflops"] / peak,
+        "train_step_gflops": train["gflops"] if train else None,
+        "train_step_fraction_of_peak": train["gflops"] / peak if train else None,
+        "speedup_vs_eager": common.ratio(lang["images_per_s"], eager["images_per_s"]) if eager else None,
+        "speedup_vs_torch": common.ratio(lang["images_per_s"], ref_lang["images_per_s"]) if ref_lang else None,
+        "train_step_speedup_vs_torch": (common.ratio(train["images_per_s"], ref_train["images_per_s"])
+                                        if ref_train and train else None),
+        "retraces": retraces,
+        "variant": variant,
+        "variant_choice": choice,
+        "langevin_images_per_s": lang["images_per_s"],
+        "langevin_image_steps_per_s": lang["image_steps_per_s"],
+        "train_images_per_s": train["images_per_s"] if train else None,
+        "peaks": peaks,
+        "results_headline": results,
+        "torch": ref if ref else {"available": False},
+        "flop_convention": ("analytic from trainers.networks.layer_specs: multiply-add = 2 FLOPs, convs "
+                            "and dense layers only; Langevin step = 2x forward (forward + input "
+                            "gradient); a sampler call = T steps + 1 forward (energy_end); train step "
+                            "= per grid T Langevin steps + 1 forward on N chains + 3x forward on 2N "
+                            "images (update)"),
+        "timing": "best of the repeats (wall clock, result copied to host)",
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="64 px, batch 64, float32 (default)")
+    mode.add_argument("--full", action="store_true", help="32/64 px, batch 16/64/256, all variants")
+    parser.add_argument("--channels", type=int, default=3, help="image channels (default 3, as CIFAR/CelebA)")
+    parser.add_argument("--steps", type=int, default=0, help="Langevin steps per call (default 4)")
+    parser.add_argument("--batch", type=int, default=0, help="--quick batch (default 64)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls per configuration")
+    parser.add_argument("--torch-python", default=None,
+                        help="interpreter with torch for the reference (default: this one if torch imports)")
+    parser.add_argument("--max-call-s", type=float, default=120.0,
+                        help="--full skips XLA configurations estimated to take longer per call")
+    parser.add_argument("--sizes", default="32,64", help="--full image sizes (32 and/or 64)")
+    parser.add_argument("--batches", default="16,64,256", help="--full batch sizes")
+    parser.add_argument("--no-xla-train", action="store_true",
+                        help="time the train step with tf.function even if XLA wins the probe")
+    args = parser.parse_args(argv)
+    args.sizes = [int(v) for v in args.sizes.split(",") if v]
+    args.batches = [int(v) for v in args.batches.split(",") if v]
+    if not set(args.sizes) <= set(GRIDS) or not args.batches or min(args.batches) < 1:
+        parser.error(f"--sizes must be from {sorted(GRIDS)} and --batches positive integers")
+    start = time.perf_counter()
+    machine = common.machine_info({"tensorflow": tf.__version__, "keras": keras.__version__,
+                                   "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
+                                   "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU"})
+    doc = full(args) if args.full else quick(args)
+    machine["loadavg_end"] = common.load_average()
+    doc = {"mode": "full" if args.full else "quick", "machine": machine, **doc,
+           "wall_s": time.perf_counter() - start}
+    rows = [[r.get("kind"), r.get("grid"), r.get("batch"), r.get("variant"), r.get("policy"),
+             common.fmt(r.get("images_per_s")), common.fmt(r.get("gflops")),
+             common.fmt(common.ratio(r.get("gflops"), doc["peak_gflops"])), r.get("skipped", "")]
+            for r in doc.get("results", doc["results_headline"])]
+    for name in ("langevin", "train_step"):
+        ref = doc["torch"].get(name) if isinstance(doc["torch"], dict) else None
+        if ref:
+            rows.append([f"torch {name}", doc["torch"]["grid"], doc["torch"]["batch"], "eager", "float32",
+                         common.fmt(ref["images_per_s"]), common.fmt(ref["gflops"]),
+                         common.fmt(ref["gflops"] / doc["peak_gflops"]), ""])
+    common.emit(doc, rows, ["what", "px", "batch", "variant", "policy", "img/s", "GFLOP/s", "of peak", ""])
+    print(f"peak {doc['peak_gflops']:.1f} GFLOP/s, Langevin {doc['fraction_of_peak']:.0%} of peak, train step "
+          f"{common.fmt(doc['train_step_fraction_of_peak'])}, vs eager {common.fmt(doc['speedup_vs_eager'])}x, "
+          f"vs torch {common.fmt(doc['speedup_vs_torch'])}x, retraces {doc['retraces']}, "
+          f"load {machine['loadavg_start']} -> {machine['loadavg_end']}, {doc['wall_s']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

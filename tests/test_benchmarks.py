@@ -1,0 +1,159 @@
+"""Fast checks of the benchmarks: FLOP counts against hand counts and TF's own profiler, the
+smallest configuration of each benchmark, and well-formed JSON figures. No timing assertions."""
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from benchmarks import common
+from benchmarks import langevin as bench_langevin
+from benchmarks import pipeline as bench_pipeline
+from benchmarks import quality as bench_quality
+from trainers.networks import build_energy_net, layer_specs
+
+
+def _finite_positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_forward_flops_tiny_net_equals_hand_count():
+    # 8x8x1 input; conv 3x3/1 -> 8x8x2; conv 3x3/2 -> 4x4x4; dense 64 -> 1.
+    got = common.forward_flops(8, 1, [(3, 1, 2), (3, 2, 4)])
+    conv1 = 2 * 8 * 8 * 9 * 1 * 2
+    conv2 = 2 * 4 * 4 * 9 * 2 * 4
+    dense = 2 * 4 * 4 * 4
+    assert [layer["flops"] for layer in got["layers"]] == [conv1, conv2]
+    assert got["dense_flops"] == dense
+    assert got["total"] == conv1 + conv2 + dense == 4736
+
+
+def test_forward_flops_64px_reference_net_hand_count():
+    got = common.forward_flops(64, 3, layer_specs(64))
+    hand = (2 * 32 * 32 * 25 * 3 * 64 + 2 * 16 * 16 * 25 * 64 * 128 + 2 * 8 * 8 * 25 * 128 * 256
+            + 2 * 4 * 4 * 25 * 256 * 512 + 2 * 4 * 4 * 512)
+    assert got["total"] == hand == 324_419_584
+    assert common.langevin_step_flops(got["total"]) == 2 * hand
+
+
+def test_forward_flops_match_tf_profiler():
+    """The analytic count equals TF's graph profiler on the Conv2D and MatMul ops of a real net."""
+    net = build_energy_net(16, 1, width=0.25)
+    fn = tf.function(lambda x: net(x)).get_concrete_function(tf.TensorSpec([1, 16, 16, 1], tf.float32))
+    opts = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+            .with_empty_output().account_displayed_op_only(True)
+            .select(["float_ops"]).with_node_names(show_name_regexes=[".*"]).build())
+    opts["account_type_regexes"] = ["Conv2D", "MatMul"]
+    prof = tf.compat.v1.profiler.profile(fn.graph, options=opts)
+    assert prof.total_float_ops == common.forward_flops(16, 1, layer_specs(16, 0.25))["total"]
+
+
+def test_train_step_flops_hand_count():
+    # One grid, F = 10, N = 4, T = 3: 4 * (3 * 20 + 10) + 2 * 4 * 30 = 520; cd1 uses T = 1.
+    assert common.train_step_flops({8: 10}, 4, 3) == 520
+    assert common.train_step_flops({8: 10}, 4, 3, family="cd1") == 4 * 30 + 240
+    assert common.train_step_flops({4: 10, 8: 5}, 1, 1) == (30 + 60) + (15 + 30)
+
+
+def test_forward_flops_rejects_bad_input():
+    with pytest.raises(ValueError, match="grid_size"):
+        common.forward_flops(0, 1, [(3, 1, 2)])
+
+
+@pytest.mark.parametrize("variant", ["function", "eager"])
+def test_langevin_smallest_config_is_well_formed(variant):
+    res = bench_langevin.bench_langevin(4, 1, batch=2, steps=1, variant=variant, repeats=1)
+    for key in ("best_s", "image_steps_per_s", "images_per_s", "gflops", "flops_per_call"):
+        assert _finite_positive(res[key]), key
+    forward = common.forward_flops(4, 1, layer_specs(4))["total"]
+    assert res["flops_per_call"] == 2 * (2 * forward + forward)
+    assert res["traces_after_first"] == 0
+    json.dumps(res)
+
+
+def test_train_step_smallest_config_is_well_formed():
+    res = bench_langevin.bench_train_step(4, 1, batch=2, steps=1, repeats=1, grids=(1, 2, 4))
+    assert res["finite_metrics"] and res["traces_after_first"] == 0
+    assert _finite_positive(res["gflops"]) and _finite_positive(res["images_per_s"])
+
+
+def test_assemble_headline_ratios():
+    results = [
+        {"kind": "langevin", "variant": "function", "policy": "float32", "gflops": 30.0, "images_per_s": 6.0,
+         "image_steps_per_s": 24.0, "traces_after_first": 0},
+        {"kind": "langevin", "variant": "eager", "policy": "float32", "gflops": 15.0, "images_per_s": 3.0,
+         "traces_after_first": 0},
+        {"kind": "train_step", "variant": "function", "policy": "float32", "gflops": 20.0, "images_per_s": 1.0,
+         "traces_after_first": 1},
+    ]
+    ref = {"langevin": {"images_per_s": 4.0}, "train_step": {"images_per_s": 0.5}}
+    doc = bench_langevin.assemble(results, ref, [{"a": 40.0, "b": 35.0}, {"a": 38.0, "b": 50.0}], None, "function")
+    assert doc["peak_gflops"] == 50.0
+    assert doc["fraction_of_peak"] == pytest.approx(0.6)
+    assert doc["train_step_fraction_of_peak"] == pytest.approx(0.4)
+    assert doc["speedup_vs_eager"] == pytest.approx(2.0)
+    assert doc["speedup_vs_torch"] == pytest.approx(1.5)
+    assert doc["train_step_speedup_vs_torch"] == pytest.approx(2.0)
+    assert doc["retraces"] == 1
+    json.dumps(doc)
+    no_torch = bench_langevin.assemble(results, None, [{"a": 40.0}], None, "function")
+    assert no_torch["speedup_vs_torch"] is None
+
+
+def test_torch_reference_matches_keras_net():
+    """Same weights -> same energies and the same Langevin step as the TF sampler (torch optional)."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import reference_torch  # pylint: disable=import-outside-toplevel
+    from trainers.langevin import LangevinSampler  # pylint: disable=import-outside-toplevel
+    net = build_energy_net(16, 1, width=0.25)
+    ref = reference_torch.TorchEnergyNet(16, 1, net.specs, dense_bias=net.dense.bias is not None)
+    with torch.no_grad():
+        for conv, tconv in zip(net.convs, ref.convs):
+            kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
+            tconv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
+            tconv.bias.copy_(torch.from_numpy(bias))
+        kernel = net.dense.kernel.numpy()
+        c = net.specs[-1][2]
+        s = int(round((kernel.shape[0] / c) ** 0.5))  # last feature map side (8 for the 16-px net)
+        ref.dense.weight.copy_(torch.from_numpy(kernel.reshape(s, s, c).transpose(2, 0, 1).reshape(1, -1).copy()))
+        if net.dense.bias is not None:
+            ref.dense.bias.copy_(torch.from_numpy(net.dense.bias.numpy()))
+    x = np.random.default_rng(0).uniform(size=(3, 16, 16, 1)).astype(np.float32)
+    x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    np.testing.assert_allclose(ref(x_t).detach().numpy(), net(x).numpy(), rtol=1e-4, atol=1e-4)
+    out_tf, _ = LangevinSampler(2, 0.3).run(lambda v: net(v), x, [0, 0])
+    out_t, _ = reference_torch.langevin(ref, x_t, 2, 0.3)
+    np.testing.assert_allclose(out_t.numpy().transpose(0, 2, 3, 1), out_tf.numpy(), atol=1e-4)
+    res = reference_torch.run(4, 1, 2, 1, [1, 2, 4], {2: layer_specs(2), 4: layer_specs(4)}, repeats=1, threads=1)
+    assert _finite_positive(res["langevin"]["gflops"]) and _finite_positive(res["train_step"]["images_per_s"])
+
+
+def test_pipeline_worker_and_verdicts(tmp_path):
+    res = bench_pipeline.worker(40, "in_memory", str(tmp_path), bench_pipeline.SOURCE)
+    assert res["images"] == 40 and sum(res["pyramid_counts"].values()) == 40
+    assert _finite_positive(res["ingest_s"]) and _finite_positive(res["pyramid_s"])
+    assert res["maxrss_self_kib"] >= res["maxrss_self_kib_after_import"] > 0
+    rows = [{"size": 10000, "mode": "in_memory", "us_per_image": 100.0, "pyramid_us_per_image": 50.0,
+             "peak_tree_rss_mib": 1000.0, "total_s": 1.0, "images": 10000},
+            {"size": 60000, "mode": "in_memory", "us_per_image": 130.0, "pyramid_us_per_image": 55.0,
+             "peak_tree_rss_mib": 1100.0, "total_s": 7.8, "images": 60000}]
+    verdict = bench_pipeline.verdicts(rows)["in_memory"]
+    assert verdict["per_image_ratio"] == pytest.approx(1.3) and not verdict["flat_within_20pct"]
+    assert not verdict["not_growing"]
+    assert verdict["peak_memory_ratio"] == pytest.approx(1.1) and verdict["memory_bounded"]
+    assert verdict["marginal_us_per_image"] == pytest.approx(136.0)
+
+
+def test_quality_overrides_differ_only_in_family_and_tile_shape():
+    args = argparse.Namespace(
+        width=0.25, steps=20, batch=32, minutes=5.0, seed=0, lr=1e-4, limit=1000)
+    a, b = bench_quality.overrides(args, "multigrid"), bench_quality.overrides(args, "pcd")
+    assert [x for x in a if x not in b] == ["model.family=multigrid"]
+    from pipeline.presets import load_preset  # pylint: disable=import-outside-toplevel
+    cfg = load_preset("fashion-mnist-multigrid", b)
+    assert cfg.model.family == "pcd" and cfg.train.max_minutes == 5.0
+    pic = bench_quality.tile(np.zeros((10, 32, 32, 1), np.uint8), rows=8, scale=2)
+    assert pic.shape == (2 * (2 * 33 + 1), 2 * (8 * 33 + 1), 1) and pic.dtype == np.uint8
