@@ -41,17 +41,20 @@ def create_pipeline(config: Config, pipeline_root: str, metadata_path: str | Non
     from components.pyramid_component import BuildPyramid
     from components.trainer_component import TrainMultiGrid
 
-    config_json = config.to_json()
-    ingest = IngestImages(config_json=config_json)
-    pyramid = BuildPyramid(config_json=config_json, images=ingest.outputs["images"])
-    trainer = TrainMultiGrid(config_json=config_json, pyramid=pyramid.outputs["pyramid"],
-                             state_root=state_root)
-    classifier = TrainDomainClassifier(config_json=config_json, images=ingest.outputs["images"])
+    ingest = IngestImages(config_json=stage_config_json(config, ()))
+    pyramid = BuildPyramid(config_json=stage_config_json(config, ()),
+                           images=ingest.outputs["images"])
+    trainer = TrainMultiGrid(
+        config_json=stage_config_json(config, ("model", "sampler", "train", "export")),
+        pyramid=pyramid.outputs["pyramid"], state_root=state_root)
+    classifier = TrainDomainClassifier(config_json=stage_config_json(config, ("eval", "train")),
+                                       images=ingest.outputs["images"])
     evaluator = EvaluateMultiGrid(
-        config_json=config_json, model=trainer.outputs["model"],
+        config_json=stage_config_json(config, ("eval", "train")), model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"], images=ingest.outputs["images"],
         classifier=classifier.outputs["classifier"])
-    pusher = PushModel(config_json=config_json, model=trainer.outputs["model"],
+    pusher = PushModel(config_json=stage_config_json(config, ("export",)),
+                       model=trainer.outputs["model"],
                        blessing=evaluator.outputs["blessing"], serving_root=serving_root)
     components = [ingest, pyramid, trainer, classifier, evaluator, pusher]
     connection = (metadata.sqlite_metadata_connection_config(metadata_path)
@@ -60,6 +63,16 @@ def create_pipeline(config: Config, pipeline_root: str, metadata_path: str | Non
         pipeline_name=pipeline_name(config), pipeline_root=pipeline_root,
         components=components, enable_cache=enable_cache,
         metadata_connection_config=connection)
+
+
+def stage_config_json(config: Config, sections: tuple[str, ...]) -> str:
+    """The config a stage sees: `data`, `pyramid` and `sections`; every other section at its
+    defaults. TFX caches on a component's parameters, so changing, e.g., an evaluation threshold
+    re-runs only the stages that read `eval`, never ingest, pyramid or training."""
+    keep = {"name", "data", "pyramid", *sections}
+    defaults = Config().to_dict()
+    chosen = {k: (v if k in keep else defaults[k]) for k, v in config.to_dict().items()}
+    return Config.from_dict(chosen).to_json()
 
 
 def local_paths(workdir: str) -> dict[str, str]:

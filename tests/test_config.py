@@ -86,3 +86,23 @@ def test_validate_grids_and_thresholds():
         validate_grids((1,), 1)
     assert parse_threshold("fid/domain<=150") == ("fid/domain", "<=", 150.0)
     assert parse_threshold("accuracy/svm>=0.5") == ("accuracy/svm", ">=", 0.5)
+
+
+def test_stage_configs_isolate_caching():
+    from pipeline.create_pipeline import stage_config_json
+
+    base = load_preset("mnist5k-multigrid:smoke")
+    changed = base.with_overrides(["eval.thresholds=fid/domain<=1", "eval.num_samples=20"])
+    trainer_sections = ("model", "sampler", "train", "export")
+    # An evaluation change leaves the ingest, pyramid and trainer parameters (cache keys) alone...
+    assert stage_config_json(base, ()) == stage_config_json(changed, ())
+    assert stage_config_json(base, trainer_sections) == stage_config_json(changed, trainer_sections)
+    # ...and reaches the evaluator.
+    assert stage_config_json(base, ("eval", "train")) != stage_config_json(changed, ("eval", "train"))
+    # A training change reaches the trainer but not ingest.
+    longer = base.with_overrides(["train.max_steps=9"])
+    assert stage_config_json(base, trainer_sections) != stage_config_json(longer, trainer_sections)
+    assert stage_config_json(base, ()) == stage_config_json(longer, ())
+    stage = Config.from_json(stage_config_json(changed, ("eval",)))
+    assert stage.data == changed.data and stage.eval == changed.eval
+    assert stage.train == Config().train
