@@ -70,18 +70,9 @@ def _prepare_output(output_dir: str, source: str) -> None:
         if others:
             raise IngestError(f"output folder {output_dir} holds other files {others[:5]}; "
                               "give an empty or new folder (only an earlier ingest output is replaced)")
-        _remove(output_dir, ("summary.json",) + OUTPUT_NAMES)
+        records.remove_outputs(output_dir, ("summary.json",) + OUTPUT_NAMES)
     for split in records.SPLITS:
         tf.io.gfile.makedirs(posixpath.join(output_dir, split))
-
-
-def _remove(output_dir: str, names) -> None:
-    for name in names:
-        path = posixpath.join(output_dir, name)
-        if tf.io.gfile.isdir(path):
-            tf.io.gfile.rmtree(path)
-        elif tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
 
 
 def _examples(reasons: list[str], limit: int = 3) -> str:
@@ -127,7 +118,7 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
         summary = _ingest(source, output_dir, image_size, channels, eval_fraction,
                           max_reject_fraction, limit, num_shards, progress_every, start)
     except BaseException:
-        _remove(output_dir, ("summary.json", "train", "eval", "labels.json"))
+        records.remove_outputs(output_dir, ("summary.json", "train", "eval", "labels.json"))
         raise
     counts = summary["counts"]
     _log(f"ingest: done in {time.time() - start:.1f}s: {counts['train']} train, {counts['eval']} "

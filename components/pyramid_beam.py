@@ -164,17 +164,8 @@ def _prepare_output(output_dir: str) -> None:
         if others:
             raise PyramidError(f"output folder {output_dir} holds other files {others[:5]}; give an "
                                "empty or new folder (only an earlier pyramid output is replaced)")
-    _remove(output_dir, OUTPUT_NAMES[::-1])  # metadata.json first
+    records.remove_outputs(output_dir, OUTPUT_NAMES[::-1])  # metadata.json first
     tf.io.gfile.makedirs(output_dir)
-
-
-def _remove(output_dir: str, names) -> None:
-    for name in names:
-        path = posixpath.join(output_dir, name)
-        if tf.io.gfile.isdir(path):
-            tf.io.gfile.rmtree(path)
-        elif tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
 
 
 def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: str = "DirectRunner",
@@ -263,10 +254,10 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
             "num_shards": int(num_shards),
             "runner": runner,
         }
-        _remove(output_dir, (STATS_DIR,))
+        records.remove_outputs(output_dir, (STATS_DIR,))
         records.write_json(posixpath.join(output_dir, records.METADATA_FILE), metadata)
     except BaseException:
-        _remove(output_dir, OUTPUT_NAMES[::-1])
+        records.remove_outputs(output_dir, OUTPUT_NAMES[::-1])
         raise
     print(f"pyramid: done in {time.time() - start:.1f}s: {metadata['counts']['train']} train, "
           f"{metadata['counts']['eval']} eval; coarse mean {np.round(metadata['coarse_mean'], 4).tolist()}"

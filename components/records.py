@@ -61,6 +61,16 @@ def write_json(path: str, data: Mapping) -> None:
         f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def remove_outputs(output_dir: str, names) -> None:
+    """Delete the named files or folders inside output_dir (those that exist), in order."""
+    for name in names:
+        path = posixpath.join(output_dir, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
 # ---------------------------------------------------------------------------------------------
 # Ingest records.
 
