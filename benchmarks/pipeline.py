@@ -12,9 +12,10 @@ image, and peak memory two ways: the largest summed RSS of the subprocess tree (
 every 0.1 s by this process) and `resource.getrusage` ru_maxrss of the subprocess itself and of
 its finished children (Beam's workers). Targets: per-image cost flat within 20% from 10k to 60k
 (`per_image_ratio` within 0.8-1.2; `not_growing` when <= 1.2; `marginal_us_per_image` is the
-cost of the images between the two sizes, free of fixed start-up costs) and peak memory not growing
-with N (`peak_memory_ratio` <= 1.2). One JSON document on
-stdout, a short table on stderr.
+cost of the images between the two sizes, free of fixed start-up costs; with three or more sizes
+`affine_fit` splits total seconds into a fixed start-up and a cost per image, with the largest
+relative residual as the test of linearity) and peak memory not growing with N
+(`peak_memory_ratio` <= 1.2). One JSON document on stdout, a short table on stderr.
 """
 
 from __future__ import annotations
@@ -111,8 +112,23 @@ def run_one(size: int, mode: str, source: str, keep: str | None = None, timeout:
     return res
 
 
+def affine_fit(points: list) -> dict:
+    """Least-squares `seconds = fixed_s + us_per_image * 1e-6 * images` over (images, seconds) points.
+
+    `max_residual_fraction` = the largest |measured - fitted| / measured: near 0 when the cost is
+    linear in the number of images (a fixed start-up plus a constant cost per image)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    n = np.array([p[0] for p in points], dtype=np.float64)
+    t = np.array([p[1] for p in points], dtype=np.float64)
+    slope, fixed = np.polyfit(n, t, 1)
+    residual = np.abs(t - (fixed + slope * n)) / t
+    return {"fixed_s": float(fixed), "us_per_image": float(1e6 * slope),
+            "max_residual_fraction": float(residual.max())}
+
+
 def verdicts(results: list) -> dict:
-    """Per mode: per-image cost ratio 60k vs 10k (<= 1.2 is the target) and memory growth."""
+    """Per mode: per-image cost ratio 60k vs 10k (<= 1.2 is the target), memory growth and, with
+    three or more sizes, the affine fit of total seconds against images (`affine_fit`)."""
     out = {}
     for mode in MODES:
         by = {r["size"]: r for r in results if r.get("mode") == mode and "error" not in r}
@@ -127,6 +143,9 @@ def verdicts(results: list) -> dict:
                      "not_growing": ratio <= 1.2, "marginal_us_per_image": marginal,
                      "pyramid_per_image_ratio": by[big]["pyramid_us_per_image"] / by[small]["pyramid_us_per_image"],
                      "peak_memory_ratio": mem, "memory_bounded": mem <= 1.2}
+        if len(sizes) >= 3:
+            out[mode]["affine_fit"] = affine_fit([(by[s]["images"], by[s]["total_s"]) for s in sizes])
+            out[mode]["pyramid_affine_fit"] = affine_fit([(by[s]["images"], by[s]["pyramid_s"]) for s in sizes])
     return out
 
 

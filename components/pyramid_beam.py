@@ -9,7 +9,7 @@ For every ingested example (both splits) it decodes the PNG, scales pixels to fl
       grid_S: float_list of S*S*C values in [0, 1], row-major HWC}` for every S (records.py).
   OUTPUT/metadata.json : {"grids", "image_size", "channels", "counts": {"train", "eval"},
       "coarse_mean": [C], "coarse_std": [C], "grid_stats": {"S": {"mean": [C], "std": [C]}},
-      "fingerprint", ...}; statistics are over the train split, per channel, population std,
+      "fingerprint", "files": {"train", "eval"}, ...}; statistics are over the train split, per channel, population std,
       exact (integer block sums, see GridStatsFn), so they do not depend on batching or worker
       count; the eval split's are in "eval_grid_stats". Written LAST, after the
       Beam pipeline finished: the folder is complete iff metadata.json exists.
@@ -169,7 +169,7 @@ def _prepare_output(output_dir: str) -> None:
 
 
 def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: str = "DirectRunner",
-                beam_args: Sequence[str] = (), num_shards: int = 2, batch_size: int = 64) -> dict:
+                beam_args: Sequence[str] = (), num_shards: int = 0, batch_size: int = 64) -> dict:
     """Run the Beam pyramid pipeline on an ingest output and write metadata.json.
 
     Args:
@@ -178,7 +178,9 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
       grids: increasing sizes starting at 1, each dividing the next, the last = ingested image size.
       runner: a Beam runner name from trainers.config.BEAM_RUNNERS.
       beam_args: extra pipeline options passed verbatim to PipelineOptions.
-      num_shards: output shards per split. batch_size: max images per TF call.
+      num_shards: output files per split; 0 = one per Beam bundle, each written as its records
+        stream past (memory flat in the data set size); N >= 1 = exactly N files, which costs a
+        shuffle that Beam's in-process runner holds in memory. batch_size: max images per TF call.
 
     Returns:
       The metadata dict also written to OUTPUT/metadata.json.
@@ -198,8 +200,9 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
     image_size, channels = int(summary["image_size"]), int(summary["channels"])
     grids = tuple(int(g) for g in grids)
     config_lib.validate_grids(grids, image_size)
-    if num_shards < 1 or batch_size < 1:
-        raise PyramidError(f"num_shards={num_shards} and batch_size={batch_size} must be >= 1")
+    if num_shards < 0 or batch_size < 1:
+        raise PyramidError(f"num_shards={num_shards} must be >= 0 (0 = one file per bundle) and "
+                           f"batch_size={batch_size} >= 1")
     beam_runner = _make_runner(runner)
     options = PipelineOptions(list(beam_args))
     _prepare_output(output_dir)
@@ -252,6 +255,7 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
             "ingest": {"source": summary.get("source"), "fingerprint": summary.get("fingerprint"),
                        "input_dir": input_dir},
             "num_shards": int(num_shards),
+            "files": {split: len(records.split_files(output_dir, split)) for split in records.SPLITS},
             "runner": runner,
         }
         records.remove_outputs(output_dir, (STATS_DIR,))

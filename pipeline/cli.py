@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="an ingest output folder")
     p.add_argument("--grids", required=True, help="comma-separated sizes, e.g. 1,4,16,32")
     p.add_argument("--runner", default="DirectRunner")
-    p.add_argument("--num-shards", type=int, default=2)
+    p.add_argument("--num-shards", type=int, default=0,
+                   help="files per split; 0 = one per Beam bundle (streams, flat memory)")
     p.add_argument("--output", required=True)
     p.add_argument("beam_args", nargs="*", help="Beam pipeline options (after --)")
 

@@ -52,7 +52,6 @@ PRESETS: dict[str, dict] = {
 # What `:smoke` changes: counts and budgets only (never geometry).
 SMOKE = dict(
     data=dict(limit=256, num_shards=1),
-    pyramid=dict(num_shards=1),
     sampler=dict(steps=3),
     train=dict(batch_size=8, epochs=1, max_steps=4, max_minutes=2.0, checkpoint_every=2,
                log_every=1, image_log_every=2, shuffle_buffer=64, pcd_buffer_size=16),

@@ -145,6 +145,15 @@ def test_pipeline_worker_and_verdicts(tmp_path):
     assert not verdict["not_growing"]
     assert verdict["peak_memory_ratio"] == pytest.approx(1.1) and verdict["memory_bounded"]
     assert verdict["marginal_us_per_image"] == pytest.approx(136.0)
+    assert "affine_fit" not in verdict  # needs three sizes
+
+
+def test_pipeline_affine_fit_recovers_fixed_and_per_image_cost():
+    exact = bench_pipeline.affine_fit([(1000, 20.5), (10000, 25.0), (60000, 50.0)])  # 20 s + 500 us/img
+    assert exact["fixed_s"] == pytest.approx(20.0) and exact["us_per_image"] == pytest.approx(500.0)
+    assert exact["max_residual_fraction"] == pytest.approx(0.0, abs=1e-9)
+    bent = bench_pipeline.affine_fit([(1000, 1.0), (10000, 10.0), (60000, 360.0)])  # quadratic-ish
+    assert bent["max_residual_fraction"] > 0.5
 
 
 def test_quality_overrides_differ_only_in_family_and_tile_shape():

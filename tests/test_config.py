@@ -53,6 +53,7 @@ def test_overrides_parse_by_type():
     ("pyramid.grids=1,3,32", "divisible by 3"),
     ("pyramid.grids=2,4,32", "must start at 1"),
     ("pyramid.grids=1,4,16", "must end at the image size 32"),
+    ("pyramid.num_shards=-1", "pyramid.num_shards=-1 must be >= 0"),
     ("sampler.noise=maybe", "sampler.noise must be true or false"),
     ("eval.features=fancy", "eval.features"),
     ("eval.thresholds=fid/domain<x", "metric<=value"),

@@ -107,14 +107,22 @@ def test_stats_combine_fn_is_exact_in_any_order():
     assert empty["count"] == 0 and empty["grids"]["1"]["std"] == [0.0, 0.0]
 
 
+def _file_bytes(folder):
+    return {os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), "rb").read()
+            for d, _, files in os.walk(folder) for f in files if f.endswith(records.SHARD_SUFFIX)}
+
+
 def test_rerun_reproducible_empty_eval_and_crash_leaves_no_metadata(idx_files, tmp_path):
     files = idx_files(tmp_path / "idx", n=9, rows=8, cols=8)
     ingest_dir = str(tmp_path / "ing")
     ingest.run_ingest(f"idx:{files.prefix}", ingest_dir, 8, 1, eval_fraction=0.0, num_shards=1)
     out = str(tmp_path / "pyr")
-    first = pyramid_beam.run_pyramid(ingest_dir, out, (1, 2, 8), num_shards=1)
-    second = pyramid_beam.run_pyramid(ingest_dir, out, (1, 2, 8), num_shards=1)
+    first = pyramid_beam.run_pyramid(ingest_dir, out, (1, 2, 8))  # default: one file per bundle
+    first_bytes = _file_bytes(out)
+    second = pyramid_beam.run_pyramid(ingest_dir, out, (1, 2, 8))
     assert first == second and first["counts"] == {"train": 9, "eval": 0}
+    assert _file_bytes(out) == first_bytes  # the in-process runner writes identical files again
+    assert first["num_shards"] == 0 and first["files"]["train"] >= 1
     assert len(list(records.pyramid_dataset(out, "eval").as_numpy_iterator())) == 0
     train = list(records.pyramid_dataset(out, "train").as_numpy_iterator())
     assert sorted(ex["key"].decode() for ex in train) == [f"tiny/{i:06d}" for i in range(9)]
@@ -138,6 +146,8 @@ def test_bad_inputs_fail_before_writing(stages, tmp_path):
         pyramid_beam.run_pyramid(ingest_dir, out, (1, 3, 16))
     with pytest.raises(PyramidError, match="allowed values"):
         pyramid_beam.run_pyramid(ingest_dir, out, GRIDS, runner="PrismRunner")
+    with pytest.raises(PyramidError, match="num_shards=-1 must be >= 0"):
+        pyramid_beam.run_pyramid(ingest_dir, out, GRIDS, num_shards=-1)
     with pytest.raises(PyramidError, match="not a complete ingest output"):
         pyramid_beam.run_pyramid(str(tmp_path), out, GRIDS)
     assert not os.path.exists(out)

@@ -65,12 +65,15 @@ class PyramidConfig:
     data.image_size (e.g. (1, 4, 16, 32)).
     runner: Beam runner name. DirectRunner is run in-memory, never through Prism.
     beam_args: extra Beam pipeline options passed through verbatim.
+    num_shards: TFRecord files per split. 0 (default) = one file per Beam bundle, written as the
+    records stream past: memory stays flat with the data set size. N >= 1 = exactly N files, which
+    needs a shuffle that Beam's in-process runner holds in memory (memory grows with the data).
     """
 
     grids: tuple[int, ...] = (1, 4, 16, 32)
     runner: str = "DirectRunner"
     beam_args: tuple[str, ...] = ()
-    num_shards: int = 2
+    num_shards: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,7 +311,7 @@ def validate(cfg: Config) -> None:
     _require(d.num_shards >= 1, f"data.num_shards={d.num_shards} must be >= 1")
     validate_grids(p.grids, d.image_size)
     _one_of("pyramid.runner", p.runner, BEAM_RUNNERS)
-    _require(p.num_shards >= 1, f"pyramid.num_shards={p.num_shards} must be >= 1")
+    _require(p.num_shards >= 0, f"pyramid.num_shards={p.num_shards} must be >= 0 (0 = one file per bundle)")
     _one_of("model.family", m.family, MODEL_FAMILIES)
     _one_of("model.norm", m.norm, NORMS)
     _one_of("model.activation", m.activation, ACTIVATIONS)
