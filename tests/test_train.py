@@ -203,6 +203,15 @@ def test_epoch_budget_and_wall_clock(pyramid_dir, tmp_path):
     assert tf.train.latest_checkpoint(tiny.checkpoint_dir).endswith("ckpt-0")
 
 
+def test_xla_on_cpu_warns(pyramid_dir, tmp_path, capsys):
+    # The budget is spent before the first step, so nothing is compiled; only the warning is checked.
+    train(tiny_config(max_steps=100, max_minutes=1e-9, jit_compile=True), pyramid_dir,
+          str(tmp_path / "xla"), export=False)
+    assert "train.jit_compile=true (XLA) on a CPU-only machine" in capsys.readouterr().out
+    train(tiny_config(max_steps=100, max_minutes=1e-9), pyramid_dir, str(tmp_path / "plain"), export=False)
+    assert "jit_compile" not in capsys.readouterr().out
+
+
 def test_divergence_guard_raises_without_export(pyramid_dir, tmp_path, capsys):
     # A step size of 1e20 without clipping overflows float32 at the first Langevin step.
     cfg = tiny_config(sampler=dict(step_size=1e20, clip=False), max_steps=3, max_retries=2,

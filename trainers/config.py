@@ -126,6 +126,8 @@ class TrainConfig:
     rate multiplied by retry_lr_factor.
     max_sample_abs: a synthesized pixel beyond this magnitude counts as exploding.
     pcd_buffer_size: persistent chains kept by the `pcd` family.
+    jit_compile: XLA-compile the train step and its Langevin loops. For GPU/TPU: on a CPU it is
+    10-20x slower than plain tf.function (docs/BENCHMARKS.md), and training warns.
     """
 
     batch_size: int = 64

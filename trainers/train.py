@@ -154,6 +154,9 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
 
     keras.utils.set_random_seed(t.seed)
     strategy = make_strategy(t)
+    if t.jit_compile and cpu_only(strategy):
+        print("[train] warning: train.jit_compile=true (XLA) on a CPU-only machine: 10-20x slower "
+              "than plain tf.function here (docs/BENCHMARKS.md); use it on GPU/TPU", flush=True)
     with set_precision(t.mixed_precision, strategy):
         with strategy.scope():
             model = build_model(config, metadata)
@@ -318,6 +321,12 @@ def make_strategy(train_config) -> tf.distribute.Strategy:
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def cpu_only(strategy) -> bool:
+    """True when training runs on CPUs: no TPU strategy and no visible GPU."""
+    return (not isinstance(strategy, tf.distribute.TPUStrategy)
+            and not tf.config.list_logical_devices("GPU"))
 
 
 @contextlib.contextmanager
