@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from trainers import data as data_lib
 from trainers.config import Config, ConfigError
-from trainers.train import TrainingDiverged, WorkdirError, make_strategy, train
+from trainers.scale import make_strategy
+from trainers.train import TrainingDiverged, WorkdirError, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -32,11 +32,8 @@ nothing is exported.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
-import os
 import posixpath
 import time
 
@@ -45,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainers import data as data_lib
+
 from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
 from trainers.multigrid import MultiGridEBM, model_from_config
@@ -153,24 +151,24 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
     print(f"tensorboard --logdir {log_dir}", flush=True)
 
     keras.utils.set_random_seed(t.seed)
-    strategy = make_strategy(t)
-    if t.jit_compile and cpu_only(strategy):
+    strategy = scale.make_strategy(t)
+    if t.jit_compile and scale.cpu_only(strategy):
         print("[train] warning: train.jit_compile=true (XLA) on a CPU-only machine: 10-20x slower "
               "than plain tf.function here (docs/BENCHMARKS.md); use it on GPU/TPU", flush=True)
-    with set_precision(t.mixed_precision, strategy):
+    with scale.set_precision(t.mixed_precision, strategy):
         with strategy.scope():
             model = build_model(config, metadata)
         # Host-side step counter (outside the scope: a plain variable, read and set in Python).
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         ckpt = tf.train.Checkpoint(step=step, **checkpoint_objects(model))
-        manager = tf.train.CheckpointManager(ckpt, _worker_dir(ckpt_dir, strategy), max_to_keep=3)
+        manager = tf.train.CheckpointManager(ckpt, scale.worker_dir(ckpt_dir, strategy), max_to_keep=3)
         if existing:
             ckpt.restore(existing).assert_existing_objects_matched()
             print(f"[train] resumed from {existing} at step {int(step)}", flush=True)
         else:
             manager.save(checkpoint_number=0)
         start_step = int(step)
-        logger = TensorBoardLogger(posixpath.join(log_dir, "train"), model, enabled=_is_chief(strategy))
+        logger = TensorBoardLogger(posixpath.join(log_dir, "train"), model, enabled=scale.is_chief(strategy))
         stopped_by = _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir,
                            metadata, total, budget_reason)
         if manager.latest_checkpoint is None or int(step) != _ckpt_step(manager.latest_checkpoint):
@@ -180,7 +178,7 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
         print(f"[train] stopped by {stopped_by} at step {steps} ({steps - start_step} this run)",
               flush=True)
         exported = None
-        if export and _is_chief(strategy):
+        if export and scale.is_chief(strategy):
             exported = export_saved_model(model, export_dir, config, metadata)
             print(f"[train] exported SavedModel to {exported}", flush=True)
     return TrainResult(steps=steps, export_dir=exported, log_dir=log_dir, checkpoint_dir=ckpt_dir,
@@ -192,23 +190,6 @@ def _ckpt_step(path: str) -> int:
         return int(path.rsplit("-", 1)[-1])
     except ValueError:
         return -1
-
-
-def _is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def _worker_dir(ckpt_dir: str, strategy) -> str:
-    """Multi-worker: every worker must save (collectives), only the chief into ckpt_dir."""
-    if _is_chief(strategy):
-        return ckpt_dir
-    resolver = strategy.cluster_resolver
-    return posixpath.join(ckpt_dir, f".worker-{resolver.task_type}-{resolver.task_id}")
 
 
 def _make_step_fn(model, strategy, jit_compile: bool):
@@ -286,62 +267,7 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
 
 
 # ---------------------------------------------------------------------------------------------
-# Strategy, precision, checkpoint contents, TensorBoard.
-
-def make_strategy(train_config) -> tf.distribute.Strategy:
-    """The tf.distribute strategy named by `train.strategy`.
-
-    `default`: the default (one device) strategy; `mirrored`: all local GPUs (or the CPU);
-    `multi_worker_mirrored`: the cluster in the TF_CONFIG environment variable;
-    `tpu`: `TPUClusterResolver(tpu=train.tpu_address)` ("local" on a TPU VM, a name or grpc://).
-
-    Raises:
-      ConfigError: multi_worker_mirrored without TF_CONFIG, or tpu without train.tpu_address.
-    """
-    name = train_config.strategy
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker_mirrored":
-        raw = os.environ.get("TF_CONFIG", "")
-        try:
-            spec = json.loads(raw) if raw else {}
-        except json.JSONDecodeError:
-            raise ConfigError(f"train.strategy=multi_worker_mirrored: TF_CONFIG is not JSON: {raw!r}") from None
-        if not spec.get("cluster"):
-            raise ConfigError("train.strategy=multi_worker_mirrored needs the TF_CONFIG environment "
-                              'variable with a cluster spec, e.g. {"cluster": {"worker": '
-                              '["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}')
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if not train_config.tpu_address:
-        raise ConfigError("train.strategy=tpu needs train.tpu_address (\"local\" on a TPU VM, "
-                          "a TPU name, or grpc://HOST:8470)")
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=train_config.tpu_address)
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
-
-
-def cpu_only(strategy) -> bool:
-    """True when training runs on CPUs: no TPU strategy and no visible GPU."""
-    return (not isinstance(strategy, tf.distribute.TPUStrategy)
-            and not tf.config.list_logical_devices("GPU"))
-
-
-@contextlib.contextmanager
-def set_precision(mixed: bool, strategy):
-    """Set the Keras dtype policy for the block: mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU."""
-    previous = keras.mixed_precision.global_policy()
-    if mixed:
-        on_gpu = bool(tf.config.list_logical_devices("GPU")) and not isinstance(
-            strategy, tf.distribute.TPUStrategy)
-        keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
+# Checkpoint contents, TensorBoard.
 
 def optimizers_of(model) -> dict:
     """{grid: optimizer} of a compiled MultiGridEBM."""
