@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainers import data as data_lib
-
+from trainers import scale
 from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
 from trainers.multigrid import MultiGridEBM, model_from_config
