@@ -25,8 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipeline.presets import load_preset  # noqa: E402
 from trainers import pyramid_ops  # noqa: E402
-from trainers.multigrid import model_from_config  # noqa: E402
-from trainers.train import _make_step_fn  # noqa: E402
+from trainers.train import _make_step_fn, build_model  # noqa: E402
 
 
 def time_variant(config, batch, variant: str, repeats: int) -> float:
@@ -35,8 +34,7 @@ def time_variant(config, batch, variant: str, repeats: int) -> float:
     metadata = {"grids": list(grids), "image_size": grids[-1], "channels": config.data.channels,
                 "coarse_mean": [0.13] * config.data.channels,
                 "coarse_std": [0.04] * config.data.channels}
-    model = model_from_config(config, metadata)
-    model.compile(learning_rate=config.train.learning_rate, beta_1=config.train.beta_1)
+    model = build_model(config, metadata)
     step = _make_step_fn(model, tf.distribute.get_strategy(), jit_compile=(variant == "xla"))
     tf.config.run_functions_eagerly(variant == "eager")
     try:

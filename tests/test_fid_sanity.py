@@ -11,7 +11,6 @@ Run: .venv/bin/python -m pytest -p no:xdist -q -m slow -s tests/test_fid_sanity.
  or: .venv/bin/python tests/test_fid_sanity.py   (prints the figures as JSON)
 """
 
-import gzip
 import json
 import os
 import tempfile
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.sources import read_idx
 from evaluators import domain_classifier, fid
 from evaluators.features import get_feature_space
 
@@ -29,20 +29,9 @@ NUM_EVAL = 2000
 NUM_CLASSIFIER = 10000
 
 
-def read_idx(path):
-    """Parses a (gzipped) idx file into a numpy array (uint8 images [N, H, W] or labels [N])."""
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        data = handle.read()
-    if path.endswith(".gz"):
-        data = gzip.decompress(data)
-    ndim = data[3]
-    dims = np.frombuffer(data, dtype=">i4", count=ndim, offset=4)
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def load_fashion(num, offset=0, size=32):
-    images = read_idx(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz"))[offset:offset + num]
-    labels = read_idx(os.path.join(FASHION_DIR, "train-labels-idx1-ubyte.gz"))[offset:offset + num]
+    images = read_idx(os.path.join(FASHION_DIR, "train-images-idx3-ubyte.gz"), "images")[offset:offset + num]
+    labels = read_idx(os.path.join(FASHION_DIR, "train-labels-idx1-ubyte.gz"), "labels")[offset:offset + num]
     resized = tf.image.resize(tf.cast(images[..., None], tf.float32), (size, size),
                               method="bilinear", antialias=True)
     return np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8), labels.astype(np.int64)

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from trainers.config import Config
 from trainers.langevin import LangevinSampler
-from trainers.multigrid import MultiGridEBM, build_model, model_from_config
+from trainers.multigrid import MultiGridEBM, build_model
+from trainers.train import model_from_config
 from trainers.networks import build_energy_net
 
 GRIDS = (1, 4, 8)

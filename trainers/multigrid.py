@@ -419,28 +419,3 @@ def build_model(grids, channels: int, family: str = "multigrid", norm: str = "no
                               noise_scale=noise_scale)
     return MultiGridEBM(nets, sampler, grids, family=family, coarse_mean=coarse_mean, coarse_std=coarse_std,
                         pcd_buffer_size=pcd_buffer_size, seed=seed)
-
-
-def model_from_config(config, metadata: dict) -> MultiGridEBM:
-    """`build_model` from a `trainers.config.Config` and the pyramid metadata dict (keys grids,
-    image_size, channels, coarse_mean, coarse_std); the metadata's geometry wins.
-
-    Raises:
-      ValueError: metadata misses a key or disagrees with config.pyramid.grids / data.channels.
-    """
-    for key in ("grids", "image_size", "channels", "coarse_mean", "coarse_std"):
-        if key not in metadata:
-            raise ValueError(f"pyramid metadata lacks {key!r}; rebuild the pyramid (metadata.json)")
-    grids = tuple(int(g) for g in metadata["grids"])
-    if grids[-1] != int(metadata["image_size"]):
-        raise ValueError(f"metadata grids {list(grids)} must end at image_size {metadata['image_size']}")
-    if tuple(config.pyramid.grids) != grids or config.data.channels != int(metadata["channels"]):
-        raise ValueError(f"config pyramid.grids={list(config.pyramid.grids)} / data.channels={config.data.channels} "
-                         f"disagree with the pyramid metadata grids={list(grids)} channels={metadata['channels']}")
-    m, s, t = config.model, config.sampler, config.train
-    return build_model(grids, int(metadata["channels"]), family=m.family, norm=m.norm, activation=m.activation,
-                       width=m.width, steps=s.steps, step_size=s.step_size, reference_sigma=s.reference_sigma,
-                       use_reference=s.use_reference, noise=s.noise, noise_scale=s.noise_scale, clip=s.clip,
-                       jit_compile=t.jit_compile,
-                       coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
-                       pcd_buffer_size=t.pcd_buffer_size, seed=t.seed)

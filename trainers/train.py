@@ -45,7 +45,8 @@ from trainers import data as data_lib
 from trainers import scale
 from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
-from trainers.multigrid import MultiGridEBM, model_from_config
+from trainers import multigrid
+from trainers.multigrid import MultiGridEBM
 
 
 class TrainingDiverged(RuntimeError):
@@ -80,6 +81,27 @@ def check_geometry(config: Config, metadata: dict) -> None:
                 f"the pyramid decides the geometry; set {field}={theirs} (e.g. --set "
                 f"{field}={','.join(map(str, theirs)) if isinstance(theirs, list) else theirs}) "
                 "or rebuild the pyramid")
+
+
+def model_from_config(config: Config, metadata: dict) -> MultiGridEBM:
+    """`trainers.multigrid.build_model` from a `Config` and the pyramid metadata dict (keys grids,
+    image_size, channels, coarse_mean, coarse_std); not compiled.
+
+    Raises:
+      ValueError: metadata misses a key; ConfigError: its geometry disagrees with the config.
+    """
+    for key in ("grids", "image_size", "channels", "coarse_mean", "coarse_std"):
+        if key not in metadata:
+            raise ValueError(f"pyramid metadata lacks {key!r}; rebuild the pyramid (metadata.json)")
+    check_geometry(config, metadata)
+    m, s, t = config.model, config.sampler, config.train
+    return multigrid.build_model(
+        metadata["grids"], int(metadata["channels"]), family=m.family, norm=m.norm,
+        activation=m.activation, width=m.width, steps=s.steps, step_size=s.step_size,
+        reference_sigma=s.reference_sigma, use_reference=s.use_reference, noise=s.noise,
+        noise_scale=s.noise_scale, clip=s.clip, jit_compile=t.jit_compile,
+        coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
+        pcd_buffer_size=t.pcd_buffer_size, seed=t.seed)
 
 
 def build_model(config: Config, metadata: dict) -> MultiGridEBM:
