@@ -5,14 +5,15 @@ For every ingested example (both splits) it decodes the PNG, scales pixels to fl
 `trainers.pyramid_ops.build_pyramid` (the trainer's own ops; elements are batched with
 `beam.BatchElements` so each TF call handles many images). Output (OUTPUT = `output_dir`):
 
-  OUTPUT/train/data-00000-of-0000N.tfrecord.gz, OUTPUT/eval/... : `tf.train.Example{key, label,
-      grid_S: float_list of S*S*C values in [0, 1], row-major HWC}` for every S (records.py).
+  OUTPUT/train/data-SSSSS-of-NNNNN.tfrecord.gz, OUTPUT/eval/... (one file per Beam bundle, or
+      exactly `num_shards`): `tf.train.Example{key, label, grid_S: float_list of S*S*C values
+      in [0, 1], row-major HWC}` for every S (records.py).
   OUTPUT/metadata.json : {"grids", "image_size", "channels", "counts": {"train", "eval"},
       "coarse_mean": [C], "coarse_std": [C], "grid_stats": {"S": {"mean": [C], "std": [C]}},
-      "fingerprint", "files": {"train", "eval"}, ...}; statistics are over the train split, per channel, population std,
-      exact (integer block sums, see GridStatsFn), so they do not depend on batching or worker
-      count; the eval split's are in "eval_grid_stats". Written LAST, after the
-      Beam pipeline finished: the folder is complete iff metadata.json exists.
+      "fingerprint", "files": {"train", "eval"} (file counts), ...}; statistics are over the train
+      split, per channel, population std, exact (integer block sums, see GridStatsFn), so they do
+      not depend on batching or worker count; the eval split's are in "eval_grid_stats". Written
+      LAST, after the Beam pipeline finished: the folder is complete iff metadata.json exists.
 
 `fingerprint` is sha256 over the ingest shards (sorted split/name and each file's sha256), so the
 same ingested data gives the same value. Runner: "DirectRunner" runs Beam's in-process FnApiRunner
