@@ -8,7 +8,10 @@ Output layout (OUTPUT = `output_dir`):
   OUTPUT/labels.json   : {"classes": [name of label 0, name of label 1, ...]} for folder sources
       with class subfolders.
   OUTPUT/summary.json  : counts per split, rejects, class balance, image_size, channels, source,
-      fingerprint; written LAST.
+      max_pixels, fingerprint; `skipped_links`: [{"path", "reason"}] for paths not read (symbolic
+      links into loops or to folders / files already read: not inputs, so neither in the counts
+      nor in rejects.jsonl, and each is also logged); `notes`: {kind: count} for used images
+      with a note (e.g. "first frame only" for animated GIFs); written LAST.
 
 Split: an example goes to eval iff int(sha1(key)[:8 bytes]) / 2**64 < eval_fraction, so the split
 depends only on the key (stable across runs, machines, limits and source order).
@@ -35,6 +38,7 @@ import tensorflow as tf
 from components import records, sources
 
 OUTPUT_NAMES = ("train", "eval", "rejects.jsonl", "summary.json", "labels.json")
+_MAX_SKIP_LOGS = 20
 
 
 class IngestError(ValueError):
@@ -56,6 +60,7 @@ def _norm(path: str) -> str:
 
 
 def _prepare_output(output_dir: str, source: str) -> None:
+    sources.check_source(source)  # a missing local source fails before the output is touched
     kind, arg = sources.parse_source(source)
     if kind == "folder":
         src, out = _norm(arg), _norm(output_dir)
@@ -81,11 +86,13 @@ def _examples(reasons: list[str], limit: int = 3) -> str:
 
 def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
                eval_fraction: float = 0.1, max_reject_fraction: float = 0.05, limit: int = 0,
-               num_shards: int = 2, progress_every: int = 1000) -> dict:
+               num_shards: int = 2, progress_every: int = 1000,
+               max_pixels: int = sources.DEFAULT_MAX_PIXELS) -> dict:
     """Read, check and normalize every input of `source` into sharded GZIP TFRecords.
 
     Args:
-      source: `builtin:mnist5k`, `idx:PREFIX`, `folder:PATH` or `tfds:NAME[:SPLIT]`.
+      source: `builtin:mnist5k`, `idx:PREFIX`, `folder:PATH` or `tfds:NAME[:SPLIT]`; local paths
+        are checked before the output folder is touched.
       output_dir: output folder (gfile path); created; an earlier ingest output there is replaced.
       image_size: side of the stored square images. channels: 1 or 3.
       eval_fraction: share of keys held out for eval, in [0, 1).
@@ -93,6 +100,8 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
       limit: stop after this many usable images (0 = all).
       num_shards: shards per split (>= 1).
       progress_every: print progress to stderr every this many inputs (0 = never).
+      max_pixels: reject ("too large") an image file whose header says width * height > this,
+        before decoding it (>= 1; data.max_pixels).
 
     Returns:
       The summary dict also written to OUTPUT/summary.json.
@@ -105,9 +114,10 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
         raise IngestError(f"eval_fraction={eval_fraction} must be in [0, 1)")
     if not 0.0 <= max_reject_fraction <= 1.0:
         raise IngestError(f"max_reject_fraction={max_reject_fraction} must be in [0, 1]")
-    if num_shards < 1 or limit < 0 or image_size < 1 or channels not in (1, 3):
+    if num_shards < 1 or limit < 0 or image_size < 1 or channels not in (1, 3) or max_pixels < 1:
         raise IngestError(f"bad ingest arguments: num_shards={num_shards} (>= 1), limit={limit} "
-                          f"(>= 0), image_size={image_size} (>= 1), channels={channels} (1 or 3)")
+                          f"(>= 0), image_size={image_size} (>= 1), channels={channels} (1 or 3), "
+                          f"max_pixels={max_pixels} (>= 1)")
     try:
         _prepare_output(output_dir, source)
     except sources.SourceError as err:
@@ -116,7 +126,8 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
     _log(f"ingest: {source} -> {output_dir} ({image_size}x{image_size}x{channels})")
     try:
         summary = _ingest(source, output_dir, image_size, channels, eval_fraction,
-                          max_reject_fraction, limit, num_shards, progress_every, start)
+                          max_reject_fraction, limit, num_shards, progress_every, start,
+                          max_pixels)
     except BaseException:
         records.remove_outputs(output_dir, ("summary.json", "train", "eval", "labels.json"))
         raise
@@ -124,24 +135,37 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
     _log(f"ingest: done in {time.time() - start:.1f}s: {counts['train']} train, {counts['eval']} "
          f"eval, {counts['rejected']} rejected of {counts['total']} inputs; classes "
          f"{dict(sorted(summary['class_balance']['all'].items()))}; "
-         f"rejects: {dict(summary['reject_reasons']) or 'none'}")
+         f"rejects: {dict(summary['reject_reasons']) or 'none'}"
+         + (f"; {len(summary['skipped_links'])} paths not read (summary.json skipped_links)"
+            if summary["skipped_links"] else "")
+         + (f"; notes: {summary['notes']}" if summary["notes"] else ""))
     return summary
 
 
 def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_fraction, limit,
-            num_shards, progress_every, start) -> dict:
+            num_shards, progress_every, start, max_pixels) -> dict:
     writers = {split: [tf.io.TFRecordWriter(
         posixpath.join(output_dir, split, records.shard_name(i, num_shards)), options="GZIP")
         for i in range(num_shards)] for split in records.SPLITS}
     counts = Counter()
     balance = {split: Counter() for split in records.SPLITS}
-    reasons, reject_kinds = [], Counter()
+    reasons, reject_kinds, skipped, notes = [], Counter(), [], Counter()
     fingerprint = hashlib.sha256()
     try:
         with tf.io.gfile.GFile(posixpath.join(output_dir, "rejects.jsonl"), "w") as rejects:
+            rejects.write("")  # gfile creates a file on its first write: keep it when no rejects
             try:
-                for item in sources.iter_source(source, image_size, channels, limit):
+                for item in sources.iter_source(source, image_size, channels, limit, max_pixels):
+                    if item.skipped:  # not an input (e.g. a link into a loop): reported only
+                        skipped.append({"path": item.key, "reason": item.note})
+                        if len(skipped) <= _MAX_SKIP_LOGS:
+                            _log(f"ingest: not read: {item.key}: {item.note}"
+                                 + (" (further ones only in summary.json)"
+                                    if len(skipped) == _MAX_SKIP_LOGS else ""))
+                        continue
                     counts["total"] += 1
+                    if item.note and item.image is not None:
+                        notes[item.note.split(":", 1)[0]] += 1
                     if item.image is None:
                         counts["rejected"] += 1
                         rejects.write(json.dumps({"path": item.key, "reason": item.reason}) + "\n")
@@ -172,7 +196,7 @@ def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_
         detail = f"; rejects: {_examples(reasons)}" if reasons else ""
         raise IngestError(f"source {source!r} gave no usable image ({total} inputs, "
                           f"{counts['rejected']} rejected{detail}); check the path and that it holds "
-                          f"PNG/JPEG/BMP images (reasons in {output_dir}/rejects.jsonl)")
+                          f"images (reasons in {output_dir}/rejects.jsonl)")
     fraction = counts["rejected"] / total
     if fraction > max_reject_fraction:
         raise IngestError(f"source {source!r}: {counts['rejected']} of {total} inputs rejected "
@@ -194,6 +218,7 @@ def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_
         "channels": int(channels),
         "eval_fraction": float(eval_fraction),
         "max_reject_fraction": float(max_reject_fraction),
+        "max_pixels": int(max_pixels),
         "limit": int(limit),
         "num_shards": int(num_shards),
         "counts": {"train": counts["train"], "eval": counts["eval"],
@@ -201,6 +226,8 @@ def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_
         "class_balance": {"train": dict(balance["train"]), "eval": dict(balance["eval"]),
                           "all": dict(all_balance)},
         "reject_reasons": dict(reject_kinds),
+        "skipped_links": skipped,
+        "notes": dict(notes),
         "labels": names,
         "split_rule": "eval iff sha1(key)[:8] / 2**64 < eval_fraction",
         "fingerprint": fingerprint.hexdigest(),

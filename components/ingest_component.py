@@ -14,7 +14,8 @@ def IngestImages(config_json: Parameter[str], images: OutputArtifact[artifacts.E
     summary = ingest.run_ingest(
         source=cfg.source, output_dir=images.uri, image_size=cfg.image_size,
         channels=cfg.channels, eval_fraction=cfg.eval_fraction,
-        max_reject_fraction=cfg.max_reject_fraction, limit=cfg.limit, num_shards=cfg.num_shards)
+        max_reject_fraction=cfg.max_reject_fraction, limit=cfg.limit, num_shards=cfg.num_shards,
+        max_pixels=cfg.max_pixels)
     images.split_names = '["train", "eval"]'
     images.set_string_custom_property("source", cfg.source)
     images.set_int_custom_property("num_train", int(summary["counts"]["train"]))

@@ -5,11 +5,14 @@ Sources (the `data.source` string):
     keys `mnist5k/000000`...
   * `idx:PREFIX`: `PREFIX-images-idx3-ubyte[.gz]` + `PREFIX-labels-idx1-ubyte[.gz]` (MNIST format,
     e.g. `idx:/usr/share/datasets/fashion-mnist/train`); keys `BASENAME/000000`...
-  * `folder:PATH`: PNG/JPEG/BMP files found recursively. When top-level subfolders hold images they
+  * `folder:PATH`: image files (PNG, JPEG, BMP, GIF, WebP, TIFF; decoded by
+    `components/image_decode.py`) found recursively. When top-level subfolders hold images they
     are the classes: sorted names -> labels 0..K-1 (files directly in PATH then get -1); a flat folder
     gives label -1. Keys are paths relative to PATH with "/" (e.g. `3/d0012.png`). Files and folders
     whose name starts with "." are skipped (e.g. `.DS_Store`); every other file is either used or
-    rejected with a reason.
+    rejected with a reason. Symbolic links are followed except into loops or folders already read,
+    and each real file is read once (`components/folder_walk.py`); a link not followed is yielded
+    as a skipped item (not a reject) and its name never becomes a class.
   * `tfds:NAME[:SPLIT]`: a TensorFlow Datasets dataset (default split `train`; everything after the
     first ":" is the split, so `tfds:mnist:train[:10%]` works) with an `image` feature and an
     optional integer `label` (else -1); keys `NAME/SPLIT/000000`...
@@ -24,7 +27,10 @@ luma 0.299 R + 0.587 G + 0.114 B; channels=3 -> RGB, gray inputs replicated to 3
 
 Every input is decoded and checked. A bad one becomes `SourceItem(image=None, reason=...)` with a
 reason starting with one of: "unsupported file type", "unreadable", "empty file", "not an image",
-"corrupt or truncated", "bad image"; nothing is dropped silently.
+"too large" (width * height over `max_pixels`, refused before decoding), "corrupt or truncated",
+"bad image"; nothing is dropped silently. A used image may carry a `note` (e.g. "first frame
+only: ..." for an animated GIF); a path not read (a link into a loop, a second path to a file
+already read) is a skipped item: image None, reason None, `note` saying why.
 """
 
 from __future__ import annotations
@@ -38,32 +44,35 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png")
-KINDS = ("builtin", "idx", "folder", "tfds", "ingested")
+from components.folder_walk import list_folder
+from components.image_decode import DEFAULT_MAX_PIXELS, Decoded, decode_bytes
+from components.image_decode import short_error as _short
+from components.source_spec import (KINDS, SourceError, check_source, idx_file_names,  # noqa: F401
+                                    parse_source, split_ingested)
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 _CHUNK_IMAGES = 256
 _CHUNK_BYTES = 64 << 20
 
 
-class SourceError(ValueError):
-    """A source string or a whole source is unusable; the message names it and the fix."""
-
-
 class SourceItem(NamedTuple):
-    """One input: `image` uint8 [image_size, image_size, channels], or None with a `reason`."""
+    """One input: `image` uint8 [image_size, image_size, channels], or None with a `reason`.
+
+    Three kinds: used (image set; `note` may say e.g. that only a GIF's first frame was used),
+    rejected (image None, `reason` set) and skipped (image None, reason None, `note` set: a path
+    not read, e.g. a symbolic link into a loop; not an input, so not counted as a reject).
+    """
 
     key: str
     label: int
     image: np.ndarray | None
     reason: str | None = None
+    note: str | None = None
 
-
-def parse_source(source: str) -> tuple[str, str]:
-    """Split `KIND:ARG` and check the kind; SourceError naming the allowed forms otherwise."""
-    kind, sep, arg = str(source).partition(":")
-    if not sep or kind not in KINDS or not arg:
-        raise SourceError(f"data source {source!r} must be builtin:mnist5k, idx:PREFIX, folder:PATH, "
-                          "tfds:NAME[:SPLIT] or ingested:DIR[:SPLIT]")
-    return kind, arg
+    @property
+    def skipped(self) -> bool:
+        """True for a path that was not read (see the class docstring)."""
+        return self.image is None and self.reason is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,16 +96,15 @@ def normalize_images(images, image_size: int, channels: int) -> np.ndarray:
     x = tf.convert_to_tensor(images)
     if x.shape.rank != 4 or x.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"images must be [N, H, W, C] with C in 1..4, got shape {x.shape}")
-    x = tf.cast(x, tf.float32)
+    height, width = int(x.shape[1]), int(x.shape[2])
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    x = tf.cast(x[:, top:top + side, left:left + side, :], tf.float32)  # crop first: less memory
     cin = x.shape[-1]
     if cin in (2, 4):
         x = x[..., : cin - 1]
     if channels == 1 and x.shape[-1] == 3:
         x = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114], tf.float32), -1, keepdims=True)
-    height, width = int(x.shape[1]), int(x.shape[2])
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    x = x[:, top:top + side, left:left + side, :]
     if side > image_size:
         x = tf.image.resize(x, [image_size, image_size], method="area")
     elif side < image_size:
@@ -224,12 +232,12 @@ def read_idx(path: str, kind: str) -> np.ndarray:
 
 
 def _find_idx(prefix: str, kind: str) -> str:
-    name = f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
-    for candidate in (name, name + ".gz"):
+    names = idx_file_names(prefix, kind)
+    for candidate in names:
         if tf.io.gfile.exists(candidate):
             return candidate
-    raise SourceError(f"idx:{prefix}: neither {name} nor {name}.gz exists; give the prefix before "
-                      "'-images-idx3-ubyte', e.g. idx:/usr/share/datasets/fashion-mnist/train")
+    raise SourceError(f"idx:{prefix}: neither {names[0]} nor {names[1]} exists; give the prefix "
+                      "before '-images-idx3-ubyte', e.g. idx:/usr/share/datasets/fashion-mnist/train")
 
 
 def _raw_idx(prefix: str) -> Iterator[SourceItem]:
@@ -246,82 +254,50 @@ def _raw_idx(prefix: str) -> Iterator[SourceItem]:
 # ---------------------------------------------------------------------------------------------
 # folder.
 
-def _list_folder(root: str) -> list[str]:
-    if not tf.io.gfile.isdir(root):
-        raise SourceError(f"folder:{root} is not a folder; give a folder of PNG/JPEG/BMP images")
-    root = root.rstrip("/") or "/"
-    rels = []
-    for dirpath, _, filenames in tf.io.gfile.walk(root):
-        sub = dirpath[len(root):].strip("/")
-        if any(part.startswith(".") for part in sub.split("/") if part):
-            continue
-        rels.extend(posixpath.join(sub, name) if sub else name
-                    for name in filenames if not name.startswith("."))
-    return sorted(rels)
+def _classes(files: list[str]) -> list[str]:
+    return sorted({rel.split("/", 1)[0] for rel in files
+                   if "/" in rel and os.path.splitext(rel)[1].lower() in IMAGE_EXTENSIONS})
 
 
 def folder_classes(root: str) -> list[str]:
     """Sorted top-level subfolders of `root` holding image files; index = label. [] if flat."""
-    rels = _list_folder(root)
-    return sorted({rel.split("/", 1)[0] for rel in rels
-                   if "/" in rel and os.path.splitext(rel)[1].lower() in IMAGE_EXTENSIONS})
+    return _classes(list_folder(root).files)
 
 
-def _sniff(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data.startswith(b"BM"):
-        return "BMP"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "GIF"
-    return None
+def decode_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Read and decode one image file (gfile path; see components/image_decode.py).
 
-
-def _short(err: Exception) -> str:
-    text = getattr(err, "message", None) or str(err)
-    text = text.split("}}", 1)[-1].split(" [Op:", 1)[0].strip()
-    return text.splitlines()[0][:160] if text else type(err).__name__
-
-
-def decode_file(path: str) -> tuple[np.ndarray | None, str | None]:
-    """Read and decode one image file: (uint8 [H, W, C], None) or (None, reason)."""
+    Returns:
+      Decoded(image uint8 [H, W, C] or None, reason or None, note or None).
+    """
     ext = os.path.splitext(path)[1].lower()
     if ext not in IMAGE_EXTENSIONS:
-        return None, f"unsupported file type {ext or '(no extension)'!r}; expected {', '.join(IMAGE_EXTENSIONS)}"
+        return Decoded(None, f"unsupported file type {ext or '(no extension)'!r}; expected "
+                             f"{', '.join(IMAGE_EXTENSIONS)}")
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             data = f.read()
     except (tf.errors.OpError, OSError) as err:
-        return None, f"unreadable: {_short(err)}"
-    if not data:
-        return None, "empty file (0 bytes)"
-    fmt = _sniff(data)
-    if fmt is None:
-        return None, "not an image: content is not PNG, JPEG or BMP"
-    if fmt == "GIF":
-        return None, "not an image: GIF content is not supported; convert it to PNG"
-    try:
-        image = tf.io.decode_image(data, expand_animations=False, dtype=tf.uint8).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
-        return None, f"corrupt or truncated {fmt}: {_short(err)}"
-    if image.ndim != 3 or 0 in image.shape:
-        return None, f"bad image: decoded shape {image.shape}"
-    return image, None
+        return Decoded(None, f"unreadable: {_short(err)}")
+    return decode_bytes(data, max_pixels)
 
 
-def _raw_folder(root: str) -> Iterator[SourceItem]:
-    rels = _list_folder(root)
-    if not rels:
-        raise SourceError(f"folder:{root} holds no files; put PNG/JPEG/BMP images in it "
-                          "(class subfolders become labels)")
-    classes = {name: i for i, name in enumerate(folder_classes(root))}
+def _raw_folder(root: str, max_pixels: int) -> Iterator[SourceItem]:
+    listing = list_folder(root)
+    if not listing.files:
+        why = f" ({listing.unreadable[0][1]})" if listing.unreadable else ""
+        raise SourceError(f"folder:{root} holds no files{why}; put images in it (PNG, JPEG, BMP, "
+                          "GIF, WebP or TIFF; class subfolders become labels)")
+    for key, why in listing.skipped:  # first, so that a `limit` never hides them
+        yield SourceItem(key, -1, None, None, why)
+    classes = {name: i for i, name in enumerate(_classes(listing.files))}
     base = root.rstrip("/") or "/"
-    for rel in rels:
+    bad = dict(listing.unreadable)
+    for rel in sorted(listing.files + list(bad)):
         label = classes.get(rel.split("/", 1)[0], -1) if "/" in rel else -1
-        image, reason = decode_file(posixpath.join(base, rel))
-        yield SourceItem(rel, label, image, reason)
+        image, reason, note = (None, bad[rel], None) if rel in bad else \
+            decode_file(posixpath.join(base, rel), max_pixels)
+        yield SourceItem(rel, label, image, reason, note)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,8 +335,7 @@ def _raw_tfds(arg: str, limit: int) -> Iterator[SourceItem]:
 def _raw_ingested(arg: str) -> Iterator[SourceItem]:
     from components import records  # pylint: disable=import-outside-toplevel
 
-    head, _, tail = arg.rpartition(":")
-    directory, split = (head, tail) if head and tail in records.SPLITS else (arg, "eval")
+    directory, split = split_ingested(arg)
     try:
         dataset = records.ingested_dataset(directory, split)
     except ValueError as err:
@@ -369,27 +344,35 @@ def _raw_ingested(arg: str) -> Iterator[SourceItem]:
         yield SourceItem(example["key"].decode("utf-8"), int(example["label"]), example["image"])
 
 
-def iter_source(source: str, image_size: int, channels: int, limit: int = 0) -> Iterator[SourceItem]:
+def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[SourceItem]:
     """Iterate over a source's inputs, each checked, cropped, resized and channel-converted.
 
     Args:
       source: a source string (see the module docstring).
       image_size: output side in pixels. channels: 1 or 3.
       limit: stop after this many usable images (0 = all); rejects met on the way are yielded too.
+      max_pixels: refuse an image file whose header says width * height > this ("too large"),
+        before decoding it (>= 1; `folder:` sources; the other kinds hold small arrays).
 
     Yields:
-      SourceItem(key, label, image uint8 [image_size, image_size, channels] or None, reason).
+      SourceItem(key, label, image uint8 [image_size, image_size, channels] or None, reason, note);
+      skipped items (links not followed) come first.
 
     Raises:
       SourceError: the source string or the whole source is unusable (missing folder, bad idx).
     """
+    check_source(source)
     kind, arg = parse_source(source)
     if channels not in (1, 3):
         raise SourceError(f"channels={channels} must be 1 (grayscale) or 3 (RGB)")
     if int(image_size) < 1:
         raise SourceError(f"image_size={image_size} must be >= 1")
-    readers = {"builtin": _raw_builtin, "idx": _raw_idx, "folder": _raw_folder,
-               "ingested": _raw_ingested, "tfds": lambda a: _raw_tfds(a, limit)}
+    if int(max_pixels) < 1:
+        raise SourceError(f"max_pixels={max_pixels} must be >= 1 (pixels per input image)")
+    readers = {"builtin": _raw_builtin, "idx": _raw_idx, "ingested": _raw_ingested,
+               "folder": lambda a: _raw_folder(a, int(max_pixels)),
+               "tfds": lambda a: _raw_tfds(a, limit)}
     raw = readers[kind](arg)
     yield from _normalize_items(raw, int(image_size), int(channels), int(limit))
 
@@ -402,9 +385,11 @@ def label_names(source: str) -> list[str] | None:
     return None
 
 
-def load_images(source: str, image_size: int, channels: int,
-                limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_images(source: str, image_size: int, channels: int, limit: int = 0,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """All usable images of a source in memory (rejects skipped), e.g. for evaluators.
+
+    Args: as `iter_source`.
 
     Returns:
       (images uint8 [N, image_size, image_size, channels], labels int64 [N]).
@@ -413,7 +398,7 @@ def load_images(source: str, image_size: int, channels: int,
       SourceError: the source is unusable or yields no usable image.
     """
     images, labels = [], []
-    for item in iter_source(source, image_size, channels, limit):
+    for item in iter_source(source, image_size, channels, limit, max_pixels):
         if item.image is not None:
             images.append(item.image)
             labels.append(item.label)

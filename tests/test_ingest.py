@@ -1,10 +1,12 @@
-"""components.ingest: layout, split determinism, rejects, failure modes; records readers."""
+"""components.ingest: layout, split determinism, rejects, failure modes; records readers;
+skipped symbolic links, data.max_pixels and notes in the summary."""
 
 import json
 import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from components import ingest, records, sources
 from components.ingest import IngestError
@@ -148,3 +150,66 @@ def test_tfds_mock_ingest(tmp_path):
     train = _read_split(out, "train")
     assert all(k.startswith("cifar10/train/") for k in train)
     assert all(ex["image"].shape == (8, 8, 3) and 0 <= ex["label"] < 10 for ex in train.values())
+
+
+def _folder(root, write_png, rels, size=8):
+    rng = np.random.default_rng(11)
+    for rel in rels:
+        write_png(os.path.join(root, *rel.split("/")), rng.integers(0, 256, (size, size, 3), np.uint8))
+    return str(root)
+
+
+def test_symlink_loop_is_reported_not_rejected(tmp_path, write_png, capsys):
+    """The reported case: 13 files and a link to the root gave 575 inputs; now 13, and no fail."""
+    root = _folder(tmp_path / "src", write_png,
+                   [f"{c}/{i}.png" for c in ("cat", "dog") for i in range(6)] + ["flat.png"])
+    os.symlink(root, os.path.join(root, "cat", "loop"))
+    os.symlink(os.path.join(root, "dog"), os.path.join(root, "puppy"))
+    out = str(tmp_path / "out")
+    summary = ingest.run_ingest(f"folder:{root}", out, 8, 3)  # default max_reject_fraction 0.05
+    assert summary["counts"]["total"] == 13 and summary["counts"]["rejected"] == 0
+    assert summary["counts"]["train"] + summary["counts"]["eval"] == 13
+    assert [s["path"] for s in summary["skipped_links"]] == ["cat/loop", "puppy"]
+    assert "points back up" in summary["skipped_links"][0]["reason"]
+    assert "already read" in summary["skipped_links"][1]["reason"]
+    assert summary["labels"] == ["cat", "dog"]  # no "puppy", no "loop"
+    assert json.load(open(os.path.join(out, "labels.json"))) == {"classes": ["cat", "dog"]}
+    assert summary["class_balance"]["all"] == {"0": 6, "1": 6, "-1": 1}
+    assert open(os.path.join(out, "rejects.jsonl")).read() == ""
+    keys = set(_read_split(out, "train")) | set(_read_split(out, "eval"))
+    assert len(keys) == 13 and not any("loop" in k or "puppy" in k for k in keys)
+    err = capsys.readouterr().err
+    assert "not read: cat/loop" in err and "2 paths not read" in err
+
+
+def test_max_pixels_rejects_and_notes_in_summary(tmp_path, write_png):
+    root = _folder(tmp_path / "src", write_png, [f"s{i}.png" for i in range(4)])
+    _folder(root, write_png, ["big.png"], size=16)
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(os.path.join(root, "anim.gif"), save_all=True, append_images=frames[1:])
+    out = str(tmp_path / "out")
+    summary = ingest.run_ingest(f"folder:{root}", out, 8, 1, max_reject_fraction=0.2,
+                                max_pixels=100)
+    assert summary["max_pixels"] == 100
+    assert summary["counts"]["rejected"] == 1 and summary["counts"]["total"] == 6
+    assert summary["reject_reasons"] == {"too large": 1}
+    assert summary["notes"] == {"first frame only": 1}
+    rejects = [json.loads(line) for line in open(os.path.join(out, "rejects.jsonl"))]
+    assert rejects == [{"path": "big.png", "reason": "too large: 16x16 = 256 pixels > "
+                        "data.max_pixels=100; downscale it or raise data.max_pixels"}]
+    anim = {**_read_split(out, "train"), **_read_split(out, "eval")}["anim.gif"]
+    assert (anim["image"] == 10).all()  # the first frame
+    assert ingest.run_ingest(f"folder:{root}", str(tmp_path / "o2"), 8, 1,
+                             max_reject_fraction=0.2)["counts"]["rejected"] == 0  # default limit
+    with pytest.raises(IngestError, match="max_pixels=0"):
+        ingest.run_ingest(f"folder:{root}", str(tmp_path / "o3"), 8, 1, max_pixels=0)
+
+
+def test_missing_local_source_fails_before_the_output_is_touched(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(IngestError, match="does not exist or is not a folder"):
+        ingest.run_ingest(f"folder:{tmp_path / 'missing'}", str(out), 8, 1)
+    assert not out.exists()
+    with pytest.raises(IngestError, match="neither"):
+        ingest.run_ingest(f"idx:{tmp_path / 'missing'}", str(out), 8, 1)
+    assert not out.exists()

@@ -46,6 +46,8 @@ class DataConfig:
     max_reject_fraction: the ingest fails when more than this share of inputs is rejected.
     limit: keep at most this many images (0 = all); for smoke runs.
     num_shards: TFRecord shards per split.
+    max_pixels: an input image whose header says width * height is above this is rejected ("too
+    large") before it is decoded (decompression bombs); 100 megapixels covers camera photos.
     """
 
     source: str = "builtin:mnist5k"
@@ -55,6 +57,7 @@ class DataConfig:
     max_reject_fraction: float = 0.05
     limit: int = 0
     num_shards: int = 2
+    max_pixels: int = 100_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,6 +314,7 @@ def validate(cfg: Config) -> None:
              f"data.max_reject_fraction={d.max_reject_fraction} must be in [0, 1]")
     _require(d.limit >= 0, f"data.limit={d.limit} must be >= 0 (0 = all)")
     _require(d.num_shards >= 1, f"data.num_shards={d.num_shards} must be >= 1")
+    _require(d.max_pixels >= 1, f"data.max_pixels={d.max_pixels} must be >= 1 (pixels per input image)")
     validate_grids(p.grids, d.image_size)
     _one_of("pyramid.runner", p.runner, BEAM_RUNNERS)
     _require(p.num_shards >= 0, f"pyramid.num_shards={p.num_shards} must be >= 0 (0 = one file per bundle)")
