@@ -131,8 +131,11 @@ def test_torch_reference_matches_keras_net():
     assert _finite_positive(res["langevin"]["gflops"]) and _finite_positive(res["train_step"]["images_per_s"])
 
 
-def test_pipeline_worker_and_verdicts(tmp_path):
-    res = bench_pipeline.worker(40, "in_memory", str(tmp_path), bench_pipeline.SOURCE)
+def test_pipeline_worker_and_verdicts(tmp_path, idx_files):
+    # The benchmark's default source (Debian's dataset-fashion-mnist) is optional: the worker runs
+    # here on a small Fashion-MNIST-shaped idx data set made by the test (28x28, 10 classes).
+    data = idx_files(tmp_path / "data", n=48, rows=28, cols=28, gz=True, name="train")
+    res = bench_pipeline.worker(40, "in_memory", str(tmp_path / "work"), f"idx:{data.prefix}")
     assert res["images"] == 40 and sum(res["pyramid_counts"].values()) == 40
     assert _finite_positive(res["ingest_s"]) and _finite_positive(res["pyramid_s"])
     assert res["maxrss_self_kib"] >= res["maxrss_self_kib_after_import"] > 0
