@@ -159,7 +159,9 @@ def read_scalars(log_dir: str) -> dict[str, dict[str, tuple[list[int], list[floa
             run = folder[len(log_dir):].strip("/") if folder.startswith(log_dir) else folder
             run = run or "."
             series = out.setdefault(run, {})
-            for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            # tf.data rather than the deprecated tf_record_iterator behind summary_iterator.
+            for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
+                event = tf.compat.v1.Event.FromString(record.numpy())
                 for value in event.summary.value:
                     number = _scalar(value)
                     if number is not None:

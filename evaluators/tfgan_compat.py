@@ -14,6 +14,10 @@ points at the installed directories) are put in ``sys.modules`` just long enough
 previous ``sys.modules`` entries are then restored, so a later ``import tensorflow_gan`` elsewhere
 behaves exactly as it would have. The loaded module is cached per process under a private name.
 
+TF-GAN 2.1.0 calls ``tf.map_fn(..., back_prop=False)``, which makes TensorFlow log a multi-line
+deprecation notice on every first call; the exposed functions run TF-GAN's code under
+TensorFlow's ``deprecation.silence()`` (advice for TF-GAN's authors, not for our users).
+
 Exposed functions (TF-GAN's own, unchanged):
     frechet_classifier_distance_from_activations(activations1, activations2) -> scalar Tensor
     kernel_classifier_distance_and_std_from_activations(activations1, activations2,
@@ -21,6 +25,7 @@ Exposed functions (TF-GAN's own, unchanged):
     classifier_score_from_logits(logits) -> scalar Tensor
 """
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -120,22 +125,35 @@ def load_classifier_metrics():
         return module
 
 
+def _silenced():
+    """TensorFlow's deprecation logging switched off for the block (a no-op if TF lacks it)."""
+    try:
+        from tensorflow.python.util import deprecation
+    except ImportError:
+        return contextlib.nullcontext()
+    silence = getattr(deprecation, "silence", None)
+    return silence() if silence is not None else contextlib.nullcontext()
+
+
 def frechet_classifier_distance_from_activations(activations1, activations2):
     """TF-GAN's FID from activations ([N, D] and [M, D] float Tensors) -> scalar Tensor."""
-    return load_classifier_metrics().frechet_classifier_distance_from_activations(
-        activations1, activations2
-    )
+    with _silenced():
+        return load_classifier_metrics().frechet_classifier_distance_from_activations(
+            activations1, activations2
+        )
 
 
 def kernel_classifier_distance_and_std_from_activations(
     activations1, activations2, max_block_size=1024, dtype=None
 ):
     """TF-GAN's KID (cubic polynomial kernel, unbiased MMD^2) and its block std, as Tensors."""
-    return load_classifier_metrics().kernel_classifier_distance_and_std_from_activations(
-        activations1, activations2, max_block_size=max_block_size, dtype=dtype
-    )
+    with _silenced():
+        return load_classifier_metrics().kernel_classifier_distance_and_std_from_activations(
+            activations1, activations2, max_block_size=max_block_size, dtype=dtype
+        )
 
 
 def classifier_score_from_logits(logits):
     """TF-GAN's classifier (Inception) score exp(E[KL(p(y|x) || p(y))]) from [N, K] logits."""
-    return load_classifier_metrics().classifier_score_from_logits(logits)
+    with _silenced():
+        return load_classifier_metrics().classifier_score_from_logits(logits)

@@ -12,16 +12,14 @@ import os
 import sys
 import warnings
 
+from pipeline.checks import UsageError, check_args
+
 # Keras 3 everywhere: without this, importing TFX (tensorflow-transform) flips TensorFlow into
 # legacy-Keras mode. Must happen before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # google-api-core warns on every import under Python 3.10 (pulled in by Beam/TFX GCP extras).
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
-
-
-class UsageError(ValueError):
-    """A bad command line: exit code 2."""
 
 
 def _add_preset_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -31,11 +29,24 @@ def _add_preset_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="override a config field; repeatable (e.g. --set train.max_minutes=5)")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("multigrid-ebm")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed; run `make env`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mgebm", description="Multi-grid energy-based generative image models: "
         "ingest -> pyramid (Beam) -> train (Keras) -> evaluate -> export/push.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every log line, also TensorFlow's known-harmless start-up noise "
+                        "(default: filtered, see pipeline/logfilter.py; or set MGEBM_VERBOSE=1)")
+    parser.add_argument("--version", action="version", version=f"mgebm {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="the whole pipeline with TFX LocalDagRunner (SQLite metadata)")
@@ -59,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-reject-fraction", type=float, default=0.05)
     p.add_argument("--limit", type=int, default=0, help="keep at most N images (0 = all)")
     p.add_argument("--num-shards", type=int, default=2)
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images above this many pixels before decoding them "
+                   "(default: data.max_pixels)")
     p.add_argument("--output", required=True)
 
     p = sub.add_parser("pyramid", help="pyramid stage alone with Apache Beam (no TFX); "
@@ -125,15 +139,22 @@ def main(argv: list[str] | None = None) -> int:
         argv, beam_extra = argv[:cut], argv[cut + 1:]
     parser = build_parser()
     args = parser.parse_args(argv)
+    # --- quiet logs (pipeline/logfilter.py): filter fd 2 before TensorFlow is imported ---
+    from pipeline import logfilter
+
+    logfilter.install(verbose=args.verbose)
+    # --- end quiet logs ---
     if args.command is None:
         parser.print_help()
         return 2
     if beam_extra:
         args.beam_args = list(getattr(args, "beam_args", []) or []) + beam_extra
     from trainers.config import ConfigError  # light import (no TensorFlow)
-    from pipeline import commands
 
     try:
+        check_args(args)  # before TensorFlow, Beam or TFX is imported: usage errors answer at once
+        from pipeline import commands
+
         return int(getattr(commands, "cmd_" + args.command)(args) or 0)
     except (UsageError, ConfigError) as err:
         if args.debug:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from pipeline.cli import UsageError
+from pipeline.checks import UsageError, feature_names, parse_grids
 from pipeline.presets import PRESETS, load_preset
 
 
@@ -67,26 +67,20 @@ def cmd_compile(args) -> int:
 def cmd_ingest(args) -> int:
     from components.ingest import run_ingest
 
+    extra = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size,
                          channels=args.channels, eval_fraction=args.eval_fraction,
                          max_reject_fraction=args.max_reject_fraction, limit=args.limit,
-                         num_shards=args.num_shards)
+                         num_shards=args.num_shards, **extra)
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def _parse_grids(text: str) -> list[int]:
-    try:
-        return [int(g) for g in text.split(",") if g.strip()]
-    except ValueError:
-        raise UsageError(f"--grids={text!r} must be comma-separated integers, e.g. 1,4,16,32") from None
 
 
 def cmd_pyramid(args) -> int:
     from components.pyramid_beam import run_pyramid
 
     metadata = run_pyramid(input_dir=args.input, output_dir=args.output,
-                           grids=_parse_grids(args.grids), runner=args.runner,
+                           grids=parse_grids(args.grids), runner=args.runner,
                            beam_args=list(args.beam_args), num_shards=args.num_shards)
     print(json.dumps(metadata, indent=2))
     return 0
@@ -142,16 +136,6 @@ def _feature_spaces(names: list[str], classifier_dir: str | None, images=None, l
     return spaces
 
 
-def _split_names(text: str) -> list[str]:
-    from trainers.config import FEATURE_SPACES
-
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    for n in names:
-        if n not in FEATURE_SPACES:
-            raise UsageError(f"--features: unknown feature space {n!r}; allowed: {list(FEATURE_SPACES)}")
-    return names
-
-
 def cmd_evaluate(args) -> int:
     from components.sources import load_images
     from evaluators.evaluate import evaluate_model
@@ -162,7 +146,7 @@ def cmd_evaluate(args) -> int:
     cfg = _config(args) if args.preset else None
     ev = cfg.eval if cfg else None
     images, labels = load_images(args.data, info["image_size"], info["channels"])
-    names = _split_names(args.features)
+    names = feature_names(args.features)
     spaces = _feature_spaces(names, args.classifier, images, labels, args.output,
                              epochs=ev.classifier_epochs if ev else 3)
     metrics = evaluate_model(
@@ -186,7 +170,7 @@ def cmd_fid(args) -> int:
     from components.sources import load_images
     from evaluators.fid import compare_image_sets
 
-    names = _split_names(args.features)
+    names = feature_names(args.features)
     if len(names) != 1:
         raise UsageError("--features takes exactly one feature space for `mgebm fid`")
     real, real_labels = load_images(args.real, args.image_size, args.channels, args.limit)

@@ -43,11 +43,57 @@ def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
 
 
 def test_runtime_failure_exits_1_without_traceback(tmp_path):
-    result = run_cli("ingest", "--data", f"folder:{tmp_path / 'missing'}", "--image-size", "8",
-                     "--output", str(tmp_path / "out"))
+    # A complete-looking ingest output whose summary.json is not JSON: only the stage can tell.
+    bad = tmp_path / "ingest"
+    bad.mkdir()
+    (bad / "summary.json").write_text("{not json")
+    result = run_cli("pyramid", "--input", str(bad), "--grids", "1,4", "--output", str(tmp_path / "p"))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert "missing" in result.stderr
+    assert "mgebm pyramid: failed" in result.stderr
+
+
+# Usage errors that must be caught before TensorFlow, Beam or TFX is imported.
+_FAST_USAGE_ERRORS = [
+    (["ingest", "--data", "foo:bar", "--image-size", "8", "--output", "o"], "--data"),
+    (["ingest", "--data", "builtin:mnist5k", "--image-size", "0", "--output", "o"], "--image-size=0"),
+    (["ingest", "--data", "folder:{tmp}/missing", "--image-size", "8", "--output", "o"], "missing"),
+    (["ingest", "--data", "idx:{tmp}/nothing", "--image-size", "8", "--output", "o"], "idx3-ubyte"),
+    (["ingest", "--data", "builtin:mnist5k", "--image-size", "8", "--eval-fraction", "1.5",
+      "--output", "o"], "--eval-fraction"),
+    (["pyramid", "--input", "{tmp}/missing", "--grids", "1,4", "--output", "o"], "--input"),
+    (["pyramid", "--input", "{tmp}", "--grids", "1,4", "--output", "o"], "summary.json"),
+    (["train", "--pyramid", "{tmp}", "--preset", "mnist5k-multigrid", "--workdir", "w"], "metadata.json"),
+    (["train", "--pyramid", "{tmp}", "--preset", "nope", "--workdir", "w"], "unknown preset"),
+    (["run", "--preset", "mnist5k-multigrid", "--data", "folder:{tmp}/missing"], "--data"),
+    (["run", "--preset", "mnist5k-multigrid", "--set", "sampler.steps=0"], "sampler.steps=0"),
+    (["sample", "--model", "{tmp}", "--output", "x.png"], "saved_model.pb"),
+    (["sample", "--model", "{tmp}/missing", "--output", "x.png"], "--model"),
+    (["evaluate", "--model", "{tmp}/m", "--data", "builtin:mnist5k", "--output", "o"], "--model"),
+    (["fid", "--real", "builtin:nope", "--fake", "builtin:mnist5k", "--features", "domain"], "--real"),
+    (["classifier", "--data", "tfds", "--output", "o"], "--data"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", _FAST_USAGE_ERRORS)
+def test_usage_errors_exit_2_before_tensorflow_is_imported(argv, fragment, tmp_path):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code = ("import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
+            "heavy = [m for m in ('tensorflow', 'apache_beam', 'tfx', 'keras') if m in sys.modules]; "
+            "print('HEAVY=' + ','.join(heavy)); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "HEAVY=\n" in result.stdout, result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert lines[0].startswith(f"mgebm {argv[0]}: error:")
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("mgebm ") and result.stdout.split()[1][0].isdigit()
 
 
 def test_no_command_prints_help_and_exits_2(capsys):

@@ -1,0 +1,129 @@
+"""Command-line checks that run before TensorFlow, Beam or TFX is imported.
+
+`check_args(args)` validates everything a user can get wrong on the command line that needs no
+heavy library: the preset and its `--set` overrides, source strings (scheme, and for local paths
+that the folder or files exist), local input folders, counts and sizes. A problem raises
+`UsageError` (exit code 2) with one line naming the argument and the fix, in well under a
+second. Remote URIs (`gs://...`) are checked later by the stage that opens them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from components.source_spec import SourceError, check_source
+from pipeline.presets import load_preset
+from trainers.config import BEAM_RUNNERS, FEATURE_SPACES, ConfigError
+
+
+class UsageError(ValueError):
+    """A bad command line: exit code 2."""
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in str(path)
+
+
+def _source(flag: str, source: str) -> None:
+    try:
+        check_source(source)
+    except SourceError as err:
+        raise UsageError(f"{flag}: {err}") from None
+
+
+def _at_least(flag: str, value, minimum) -> None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag}={value} must be >= {minimum}")
+
+
+def _local_dir(flag: str, path: str, must_hold: str | None = None, what: str = "") -> None:
+    """A local folder must exist (and hold `must_hold`); remote URIs are left to the stage."""
+    if _is_remote(path):
+        return
+    if not os.path.isdir(path):
+        raise UsageError(f"{flag} {path} does not exist or is not a folder; give {what}")
+    if must_hold and not os.path.exists(os.path.join(path, must_hold)):
+        raise UsageError(f"{flag} {path} has no {must_hold}; give {what}")
+
+
+def feature_names(text: str) -> list[str]:
+    """Split `--features a,b` and check each name; UsageError naming the allowed spaces."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--features is empty; allowed: {list(FEATURE_SPACES)}")
+    for name in names:
+        if name not in FEATURE_SPACES:
+            raise UsageError(f"--features: unknown feature space {name!r}; allowed: {list(FEATURE_SPACES)}")
+    return names
+
+
+def parse_grids(text: str) -> list[int]:
+    """`--grids 1,4,16,32` -> [1, 4, 16, 32]; UsageError when it is not integers."""
+    try:
+        grids = [int(g) for g in text.split(",") if g.strip()]
+    except ValueError:
+        raise UsageError(f"--grids={text!r} must be comma-separated integers, e.g. 1,4,16,32") from None
+    if not grids:
+        raise UsageError(f"--grids={text!r} is empty; give sizes such as 1,4,16,32")
+    return grids
+
+
+def _preset_config(args, data: str | None = None):
+    overrides = list(getattr(args, "overrides", []) or [])
+    if data:
+        overrides.append(f"data.source={data}")
+    return load_preset(args.preset, overrides)  # ConfigError: exit 2 with the field named
+
+
+_MODEL = "an export folder of `mgebm train` (WORKDIR/export, with saved_model.pb inside)"
+
+
+def check_args(args) -> None:
+    """Validate `args` of any command; raise UsageError or ConfigError (both exit 2)."""
+    command = args.command
+    if getattr(args, "preset", None):
+        cfg = _preset_config(args, getattr(args, "data", None) if command in ("run", "compile") else None)
+        if command in ("run", "compile"):
+            _source("data.source" if not args.data else "--data", cfg.data.source)
+    if command in ("ingest", "classifier"):
+        _source("--data", args.data)
+    if command in ("ingest", "fid", "classifier"):
+        _at_least("--image-size", args.image_size, 1)
+        _at_least("--limit", args.limit, 0)
+    if command == "ingest":
+        if not 0.0 <= args.eval_fraction < 1.0:
+            raise UsageError(f"--eval-fraction={args.eval_fraction} must be in [0, 1)")
+        if not 0.0 <= args.max_reject_fraction <= 1.0:
+            raise UsageError(f"--max-reject-fraction={args.max_reject_fraction} must be in [0, 1]")
+        _at_least("--num-shards", args.num_shards, 1)
+        _at_least("--max-pixels", args.max_pixels, 1)
+    elif command == "pyramid":
+        _at_least("--grids", min(parse_grids(args.grids)), 1)
+        _local_dir("--input", args.input, "summary.json", "an output folder of `mgebm ingest`")
+        _at_least("--num-shards", args.num_shards, 0)
+        if args.runner not in BEAM_RUNNERS:
+            raise UsageError(f"--runner={args.runner!r} is not allowed; allowed: {list(BEAM_RUNNERS)}")
+    elif command == "train":
+        _local_dir("--pyramid", args.pyramid, "metadata.json", "an output folder of `mgebm pyramid`")
+    elif command == "sample":
+        _local_dir("--model", args.model, "saved_model.pb", _MODEL)
+        _at_least("--num", args.num, 1)
+    elif command == "evaluate":
+        _local_dir("--model", args.model, "saved_model.pb", _MODEL)
+        _source("--data", args.data)
+        feature_names(args.features)
+        _at_least("--num-samples", args.num_samples, 2)
+        for flag, path in (("--classifier", args.classifier), ("--random-model", args.random_model)):
+            if path:
+                _local_dir(flag, path, None, "an existing folder")
+    elif command == "fid":
+        _source("--real", args.real)
+        _source("--fake", args.fake)
+        if len(feature_names(args.features)) != 1:
+            raise UsageError("--features takes exactly one feature space for `mgebm fid`")
+        _at_least("--kid-subsets", args.kid_subsets, 1)
+    elif command == "classifier":
+        _at_least("--epochs", args.epochs, 1)
+
+
+__all__ = ["ConfigError", "UsageError", "check_args", "feature_names", "parse_grids"]
