@@ -61,7 +61,7 @@ def _classifier(kind: str, seed: int, svm_c: float, mlp_hidden: int):
 
 def classification_errors(pool_feats, pool_labels, test_feats, test_labels, counts,
                           classifier: str = "svm", seed: int = 0, svm_c: float = 0.1,
-                          mlp_hidden: int = 256) -> list[float | None]:
+                          mlp_hidden: int = 256, on_fit=None) -> list[float | None]:
     """Test error rates of a classifier trained on the first n pool rows, for each n in counts.
 
     Args:
@@ -69,6 +69,7 @@ def classification_errors(pool_feats, pool_labels, test_feats, test_labels, coun
       pool_labels: int [P]. test_feats: float [T, D]. test_labels: int [T].
       counts: numbers of training rows, each <= P.
       classifier: `svm` (L2-SVM) or `mlp` (two-layer perceptron).
+      on_fit: optional `on_fit(n)`, called after the classifier for count n is scored.
 
     Returns:
       One error rate in [0, 1] per count, or None where the first n rows hold a single class.
@@ -86,6 +87,8 @@ def classification_errors(pool_feats, pool_labels, test_feats, test_labels, coun
         y = pool_labels[:n]
         if len(np.unique(y)) < 2:
             errors.append(None)
+            if on_fit is not None:
+                on_fit(n)
             continue
         model = _classifier(classifier, seed, svm_c, mlp_hidden)
         # One BLAS thread: these are small dense problems, and multi-threaded OpenBLAS spin-waits
@@ -94,6 +97,8 @@ def classification_errors(pool_feats, pool_labels, test_feats, test_labels, coun
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(pool_x[:n], y)
             errors.append(float((model.predict(test_x) != test_labels).mean()))
+        if on_fit is not None:
+            on_fit(n)
     return errors
 
 
@@ -106,7 +111,7 @@ def _grids(feats: dict, name: str) -> dict[int, np.ndarray]:
 def downstream_table(train_images, train_labels, test_images, test_labels,
                      feature_fn: FeatureFn | None = None, random_feature_fn: FeatureFn | None = None,
                      label_counts=(1000, 2000, 4000), seed: int = 0, svm_c: float = 0.1,
-                     mlp_hidden: int = 256, include_mlp: bool = True) -> dict:
+                     mlp_hidden: int = 256, include_mlp: bool = True, progress=None) -> dict:
     """The experiment-2 table: error rates by method and number of labels.
 
     Args:
@@ -118,6 +123,8 @@ def downstream_table(train_images, train_labels, test_images, test_labels,
       seed: shuffles the pool and seeds the classifiers.
       svm_c: the SVM's C. mlp_hidden: hidden units of the two-layer classifier.
       include_mlp: also train the two-layer classifiers on all grids' features.
+      progress: optional `progress(done, total, note)`, called after each feature pass (pool or
+        test split through one extractor) and each classifier fit.
 
     Returns:
       {"columns": [counts as given], "rows": {method: {str(count): error or None}},
@@ -143,10 +150,20 @@ def downstream_table(train_images, train_labels, test_images, test_labels,
     pool_images, pool_labels = train_images[order], train_labels[order]
     n_used = [used[str(n)] for n in counts]
     rows, methods = {}, {}
+    extractors = [fn for fn in (feature_fn, random_feature_fn) if fn is not None]
+    fits = len(counts) * (1 + len(extractors) * (2 if include_mlp else 1))
+    done, total = 0, 2 * len(extractors) + fits
+
+    def step(note: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, note)
 
     def add(method: str, description: str, pool_x, test_x, kind: str) -> None:
         errs = classification_errors(pool_x, pool_labels, test_x, test_labels, n_used, kind,
-                                     seed, svm_c, mlp_hidden)
+                                     seed, svm_c, mlp_hidden,
+                                     on_fit=lambda n: step(f"{method}, {n} labels"))
         rows[method] = {str(n): e for n, e in zip(counts, errs)}
         methods[method] = description
 
@@ -155,7 +172,9 @@ def downstream_table(train_images, train_labels, test_images, test_labels,
         if fn is None:
             continue
         pool_f = _grids(fn(pool_images), f"{prefix} feature_fn")
+        step(f"{prefix} features of {len(pool_images)} pool images")
         test_f = _grids(fn(test_images), f"{prefix} feature_fn")
+        step(f"{prefix} features of {len(test_images)} test images")
         finest = max(pool_f)
         add(f"svm/{prefix}_finest_grid", f"L2-SVM on the {what} grid-{finest} net's features "
             f"({pool_f[finest].shape[1]}-d)", pool_f[finest], test_f[finest], "svm")

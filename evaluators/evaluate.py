@@ -9,6 +9,9 @@
 3. inpainting (`inpaint`; experiment 3) against mean-fill and interpolation;
 4. diversity from shared 1x1 starts (`sample_from_coarse`; figure 5);
 5. blessing by thresholds; metrics.json and report.html in output_dir.
+
+Each experiment shows counted progress on stderr (`trainers.progress.TaskProgress`: a bar on a
+terminal, a plain line every 15 s and at the end in logs).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from evaluators import downstream as downstream_lib
 from evaluators import inpainting as inpainting_lib
 from evaluators import report as report_lib
 from evaluators.model_client import ExportedModel
+from trainers.progress import TaskProgress
 
 _SPACE_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "num_real", "num_fake")
 
@@ -38,8 +42,9 @@ def _space_metrics(name: str, space, real: np.ndarray, fake: np.ndarray, kid_sub
     """
     from evaluators.fid import compare_activations
 
-    real_feats, real_logits = space.extract(real, batch_size=batch_size)
-    fake_feats, fake_logits = space.extract(fake, batch_size=batch_size)
+    with TaskProgress(f"features {name}", len(real) + len(fake), "images") as progress:
+        real_feats, real_logits = _extract(space, real, batch_size, progress)
+        fake_feats, fake_logits = _extract(space, fake, batch_size, progress)
     result = compare_activations(real_feats, fake_feats, kid_subsets)
     out = {k: result.get(k) for k in _SPACE_KEYS}
     out["info"] = dict(getattr(space, "info", None) or {})
@@ -58,6 +63,25 @@ def _space_metrics(name: str, space, real: np.ndarray, fake: np.ndarray, kid_sub
         out["reference"] = None
         notes.append(f"{name}: no real-vs-real reference ({err})")
     return out
+
+
+def _extract(space, images: np.ndarray, batch_size: int, progress: TaskProgress,
+             batches_per_chunk: int = 4):
+    """`space.extract` in chunks of whole batches (the same batches as one call, so the same
+    numbers), counting the images done in progress."""
+    if len(images) == 0:
+        return space.extract(images, batch_size=batch_size)
+    feats, logits = [], []
+    step = batch_size * batches_per_chunk
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step]
+        chunk_feats, chunk_logits = space.extract(chunk, batch_size=batch_size)
+        feats.append(np.asarray(chunk_feats))
+        logits.append(chunk_logits)
+        progress.update(len(chunk))
+    if any(part is None for part in logits):
+        return np.concatenate(feats), None
+    return np.concatenate(feats), np.concatenate([np.asarray(part) for part in logits])
 
 
 def _inception(logits, name: str, notes: list) -> tuple[float | None, float | None]:
@@ -139,7 +163,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
 
     # 1. Samples and feature-space metrics.
     t = time.time()
-    samples = model.sample(int(num_samples), seed)
+    with TaskProgress("sampling", int(num_samples), "images") as progress:
+        samples = model.sample(int(num_samples), seed, progress=progress)
     fake = samples["images"]
     for key in sorted((k for k in samples if k.startswith("grid_")), key=lambda k: int(k[5:])):
         images[f"samples/{key}"] = report_lib.tile_images(samples[key][:64], ncols=8)
@@ -169,9 +194,11 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         random_fn = ExportedModel(random_model_dir).features if random_model_dir else None
         if random_fn is None:
             notes.append("downstream: no random-weight model given; that baseline is omitted")
-        metrics["downstream"] = downstream_lib.downstream_table(
-            pool_x, pool_y, test_x, test_y, feature_fn=model.features, random_feature_fn=random_fn,
-            label_counts=label_counts, seed=seed)
+        with TaskProgress("downstream classification", 0, "steps") as progress:
+            metrics["downstream"] = downstream_lib.downstream_table(
+                pool_x, pool_y, test_x, test_y, feature_fn=model.features,
+                random_feature_fn=random_fn, label_counts=label_counts, seed=seed,
+                progress=progress)
         metrics["data"]["num_test"] = int(len(test_x))
     timings["downstream"] = time.time() - t
 
@@ -180,8 +207,11 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     metrics["inpainting"] = None
     source = held_images if held_images is not None else real
     if num_inpaint > 0 and masks:
-        table, examples = inpainting_lib.evaluate_inpainting(
-            source[:num_inpaint], model.inpaint, masks=tuple(masks), seed=seed)
+        runs = len(masks) * (1 + len(inpainting_lib.BASELINES))
+        with TaskProgress("inpainting", runs, "runs") as progress:
+            table, examples = inpainting_lib.evaluate_inpainting(
+                source[:num_inpaint], model.inpaint, masks=tuple(masks), seed=seed,
+                progress=progress)
         metrics["inpainting"] = table
         for mask, ex in examples.items():
             columns = ["original", "masked"] + [m for m in ex if m not in ("original", "masked")]
@@ -197,8 +227,14 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         k = max(1, min(4, num_diversity // 2))
         m = max(2, num_diversity // k)
         coarse = real[:k].astype(np.float32).mean(axis=(1, 2), keepdims=True) / 255.0
-        result, block = diversity_lib.evaluate_diversity(
-            lambda c, s: model.sample_from_coarse(c, s)["images"], coarse, m, real, seed=seed)
+        with TaskProgress("diversity", k, "starts") as progress:
+            def from_start(c, s):
+                images = model.sample_from_coarse(c, s)["images"]
+                progress.update(1, f"{len(images)} samples from start {progress.done + 1}")
+                return images
+
+            result, block = diversity_lib.evaluate_diversity(from_start, coarse, m, real,
+                                                             seed=seed)
         noise = ((model.config.get("config") or {}).get("sampler") or {}).get("noise")
         if result["fraction_pairs_differ"] == 0.0 and noise is False:
             notes.append("diversity: samples from one 1x1 start are identical because the "

@@ -215,7 +215,7 @@ def inpainting_metrics(original, recovered, mask) -> dict:
 
 def evaluate_inpainting(images, inpaint_fn: InpaintFn | None = None,
                         masks: tuple[str, ...] | list[str] = MASK_KINDS, seed: int = 0,
-                        num_examples: int = 4) -> tuple[dict, dict]:
+                        num_examples: int = 4, progress=None) -> tuple[dict, dict]:
     """Inpainting table (model and baselines for every mask) and example figure arrays.
 
     Args:
@@ -226,6 +226,7 @@ def evaluate_inpainting(images, inpaint_fn: InpaintFn | None = None,
       masks: mask kinds to run.
       seed: seeds the masks (mask k uses seed + k) and the model's Langevin chains.
       num_examples: images per mask in the example figures.
+      progress: optional `progress(done, total, note)`, called after each (mask, method) run.
 
     Returns:
       (table, examples): table = {"masks": {mask: {method: metrics dict}}, "methods": {...},
@@ -260,6 +261,9 @@ def evaluate_inpainting(images, inpaint_fn: InpaintFn | None = None,
                 recovered = np.where(mask.astype(bool), recovered, images)
             results[name] = inpainting_metrics(images, recovered, mask)
             ex[name] = recovered[:k]
+            if progress is not None:
+                progress(index * len(methods) + len(results), len(masks) * len(methods),
+                         f"{kind} mask, {name}")
         table["masks"][kind] = results
         examples[kind] = ex
     return table, examples

@@ -113,22 +113,27 @@ class ExportedModel:
                              f"{images.dtype} {images.shape}")
         return images
 
-    def _batched(self, name: str, n: int, make_args) -> dict[str, np.ndarray]:
+    def _batched(self, name: str, n: int, make_args, progress=None) -> dict[str, np.ndarray]:
         sig = self._signature(name)
         parts: dict[str, list] = {}
         for b, start in enumerate(range(0, n, self.batch_size)):
             out = sig(**make_args(b, start, min(start + self.batch_size, n)))
             for key, value in out.items():
                 parts.setdefault(key, []).append(value.numpy())
+            if progress is not None:
+                progress(min(start + self.batch_size, n), n, f"{name} batch {b + 1}")
         return {k: np.concatenate(v) for k, v in parts.items()}
 
-    def sample(self, num_samples: int, seed: int = 0) -> dict[str, np.ndarray]:
-        """Samples: {"images": uint8 [N,H,W,C], "grid_S": uint8 [N,S,S,C]} (N = num_samples >= 1)."""
+    def sample(self, num_samples: int, seed: int = 0, progress=None) -> dict[str, np.ndarray]:
+        """Samples: {"images": uint8 [N,H,W,C], "grid_S": uint8 [N,S,S,C]} (N = num_samples >= 1).
+
+        progress: optional `progress(done, total, note)`, called after each signature call.
+        """
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         return self._batched("sample", int(num_samples), lambda b, lo, hi: {
             "num_samples": tf.constant(hi - lo, tf.int32),
-            "seed": tf.constant(_batch_seed(seed, b), tf.int32)})
+            "seed": tf.constant(_batch_seed(seed, b), tf.int32)}, progress)
 
     def sample_from_coarse(self, coarse, seed: int = 0) -> dict[str, np.ndarray]:
         """Samples from given 1x1 starts: coarse float32 [N,1,1,C] in [0, 1] -> as `sample`."""

@@ -91,7 +91,8 @@ def test_client_rejects_bad_inputs(model, tmp_path):
         model.inpaint(np.zeros((2, 8, 8, 1), np.uint8), np.zeros((2, 8, 8, 1), np.float32))
 
 
-def test_evaluate_model_end_to_end(exports, digits, tmp_path):
+def test_evaluate_model_end_to_end(exports, digits, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MGEBM_STDERR_TTY", raising=False)  # captured stderr: plain lines
     images, labels = digits
     log_dir = tmp_path / "logs"
     with tf.summary.create_file_writer(str(log_dir / "train")).as_default():
@@ -122,6 +123,13 @@ def test_evaluate_model_end_to_end(exports, digits, tmp_path):
     html = (out_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 + 2 + 1 + 1 + 1  # grids, masks, div, data, curves
     assert "no TensorBoard scalars" not in html and "svm/random_finest_grid" in html
+    err = capsys.readouterr().err  # progress per experiment, with counts
+    for done in ("sampling: 40/40 images", "features projection: 400/400 images",
+                 "downstream classification: 14/14 steps", "inpainting: 6/6 runs",
+                 "diversity: 3/3 starts"):
+        assert f"[evaluate] {done.split(':')[0]}: started" in err
+        assert f"[evaluate] {done}, done in " in err
+    assert "\r" not in err
 
     # A failing threshold: not blessed, and the caller pushes nothing.
     failing = evaluate.evaluate_model(

@@ -147,7 +147,7 @@ def test_train_exports_logs_and_refuses_to_overwrite(pyramid_dir, tmp_path, caps
     result = train(cfg, pyramid_dir, workdir)
     out = capsys.readouterr().out
     assert f"tensorboard --logdir {workdir}/logs" in out
-    assert "energy gap" in out and "step 3/3" in out
+    assert "energy gap" in out and "step 3/3 (stops at the max_steps limit" in out
     assert result.steps == 3 and result.stopped_by == "max_steps"
     assert result.export_dir == os.path.join(workdir, "export")
     assert os.path.exists(os.path.join(result.export_dir, "saved_model.pb"))

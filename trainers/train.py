@@ -47,6 +47,7 @@ from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
 from trainers import multigrid
 from trainers.multigrid import MultiGridEBM
+from trainers.progress import TrainProgress
 
 
 class TrainingDiverged(RuntimeError):
@@ -242,7 +243,9 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
         ds = strategy.experimental_distribute_dataset(ds)
     iterator = iter(ds)
     step_fn = _make_step_fn(model, strategy, t.jit_compile)
-    deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes else math.inf
+    started = time.monotonic()
+    deadline = started + t.max_minutes * 60 if t.max_minutes else math.inf
+    progress = TrainProgress(total, budget_reason, t.max_minutes, int(step), started)
     retries, last_time = 0, time.monotonic()
     if int(step) >= total:
         return budget_reason
@@ -277,10 +280,7 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
         now = time.monotonic()
         dt, last_time = now - last_time, now
         logger.scalars(n, host, dt, batch, strategy, t.log_every)
-        if n % t.log_every == 0 or n == total:
-            gaps = " ".join(f"{k.split('/', 1)[1]}:{v:+.4g}" for k, v in host.items()
-                            if k.startswith("energy_gap/"))
-            print(f"[train] step {n}/{total} {dt:.3f} s/step energy gap {gaps}", flush=True)
+        progress.step_done(n, host, show=n % t.log_every == 0 or n == total)
         if n % t.image_log_every == 0 or n == total:
             logger.images(n, batch, strategy)
         if n % t.checkpoint_every == 0:
