@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainers.langevin import LangevinSampler
+from trainers.langevin import LangevinSampler, noise_factors
 
 MU, S = 0.3, 0.5
 
@@ -51,6 +51,33 @@ def test_noise_scale_tempers_the_gaussian_variance():
     assert abs(samples.mean() - MU) < 4 * eta * S / np.sqrt(samples.size)
     assert samples.var() == pytest.approx(eta ** 2 * delta ** 2 / (1 - a ** 2), rel=0.04)
     assert samples.var() == pytest.approx(eta ** 2 * S ** 2, rel=0.05)
+
+
+def test_noise_factors_schedules():
+    assert noise_factors(4, "constant") == [1.0] * 4
+    assert noise_factors(5, "linear") == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert noise_factors(1, "linear") == [0.0]
+    with pytest.raises(ValueError, match="noise_schedule='cosine'.*allowed"):
+        LangevinSampler(steps=3, step_size=0.1, noise=True, noise_schedule="cosine")
+
+
+def test_linear_noise_schedule_variance_follows_the_ar1_recursion():
+    # On N(MU, S^2) one step is x' = a x + (1 - a) MU + eta_i delta eps with a = 1 - delta^2/(2 S^2),
+    # so from a constant start the variance obeys v_{i+1} = a^2 v_i + (eta_i delta)^2 exactly and
+    # the mean relaxes as MU + a^T (x0 - MU), whatever the noise schedule.
+    delta, eta, steps = 0.2, 0.8, 60
+    sampler = LangevinSampler(steps=steps, step_size=delta, noise=True, noise_scale=eta,
+                              noise_schedule="linear", clip=False)
+    x, _ = sampler.run(quadratic, tf.zeros([2000, 4, 4, 1]), tf.constant([7, 8]))
+    samples = x.numpy().ravel()
+    a = 1 - delta ** 2 / (2 * S ** 2)
+    var = 0.0
+    for factor in noise_factors(steps, "linear"):
+        var = a ** 2 * var + (eta * factor * delta) ** 2
+    constant_var = (eta * delta) ** 2 * (1 - a ** (2 * steps)) / (1 - a ** 2)
+    assert var < 0.6 * constant_var  # the decay removes a real part of the noise
+    assert samples.var() == pytest.approx(var, rel=0.04)
+    assert abs(samples.mean() - MU * (1 - a ** steps)) < 4 * np.sqrt(var / samples.size)
 
 
 def test_reference_term_gives_product_gaussian():

@@ -219,3 +219,22 @@ def test_bad_arguments_raise():
         model.synthesize(tf.zeros([1, 1, 1, 1]), [1, 2, 3])
     with pytest.raises(ValueError, match="coarse"):
         model.synthesize(tf.zeros([1, 2, 2, 1]), [1, 2])
+
+
+def test_weight_average_follows_the_warmed_up_ema_and_is_exported_on_request():
+    decay = 0.9
+    model = build(ema_decay=decay)
+    assert not build().use_averaged_weights()  # off by default: nothing to copy
+    batch = make_batch()
+    expected = weights(model)
+    for k in range(4):  # numpy replay of avg <- d avg + (1 - d) w with d = min(decay, (1+k)/(10+k))
+        fit(model, batch, 1)
+        d = min(decay, (1 + k) / (10 + k))
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights(model))]
+    live = weights(model)
+    assert model.use_averaged_weights()
+    for got, want in zip(weights(model), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert any(np.abs(w - e).max() > 1e-6 for w, e in zip(live, expected))  # the average differs
+    with pytest.raises(ValueError, match="ema_decay"):
+        build(ema_decay=1.0)

@@ -30,6 +30,7 @@ ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 FEATURE_SPACES = ("domain", "efficientnet_lite0", "inception_v3", "inception_2015")
 MASKS = ("square", "doodle", "pepper")
+NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES (no TF import here)
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 
 
@@ -105,6 +106,8 @@ class SamplerConfig:
     use_reference: include the -x / sigma^2 term (the paper's formulation).
     noise: include the eta * delta * N(0, I) term (the paper's formulation; off in the reference
     code). noise_scale: eta; 1.0 is the textbook update, smaller values temper the noise.
+    noise_schedule: `constant` (eta at every step) or `linear` (eta decaying to 0 at the last step
+    of every chain, so samples end on noise-free steps); see `trainers.langevin.noise_factors`.
     clip: clip samples to [0, 1] after each step.
     """
 
@@ -114,6 +117,7 @@ class SamplerConfig:
     use_reference: bool = False
     noise: bool = False
     noise_scale: float = 1.0
+    noise_schedule: str = "constant"
     clip: bool = True
 
 
@@ -129,6 +133,9 @@ class TrainConfig:
     rate multiplied by retry_lr_factor.
     max_sample_abs: a synthesized pixel beyond this magnitude counts as exploding.
     pcd_buffer_size: persistent chains kept by the `pcd` family.
+    ema_decay: keep an exponential moving average of the energy nets' weights with this decay
+    (0 = off; e.g. 0.99) and export the averaged weights (the chains of training use the live
+    ones). The decay warms up as min(ema_decay, (1 + k) / (10 + k)) at step k.
     jit_compile: XLA-compile the train step and its Langevin loops. For GPU/TPU: on a CPU it is
     10-20x slower than plain tf.function (docs/BENCHMARKS.md), and training warns.
     """
@@ -152,6 +159,7 @@ class TrainConfig:
     jit_compile: bool = False
     pcd_buffer_size: int = 1000
     shuffle_buffer: int = 2048
+    ema_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,6 +334,7 @@ def validate(cfg: Config) -> None:
     _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
     _require(s.reference_sigma > 0, f"sampler.reference_sigma={s.reference_sigma} must be > 0")
     _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
+    _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
     _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be >= 1")
     _require(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0")
     _require(0 <= t.beta_1 < 1, f"train.beta_1={t.beta_1} must be in [0, 1)")
@@ -342,12 +351,14 @@ def validate(cfg: Config) -> None:
     _require(t.pcd_buffer_size >= t.batch_size or m.family != "pcd",
              f"train.pcd_buffer_size={t.pcd_buffer_size} must be >= train.batch_size={t.batch_size}")
     _require(t.shuffle_buffer >= 1, f"train.shuffle_buffer={t.shuffle_buffer} must be >= 1")
+    _require(0.0 <= t.ema_decay < 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1) (0 = off)")
     for name in e.features:
         _one_of("eval.features", name, FEATURE_SPACES)
     _require(e.num_samples >= 2, f"eval.num_samples={e.num_samples} must be >= 2")
     _require(e.num_real >= 2, f"eval.num_real={e.num_real} must be >= 2")
     _require(e.kid_subsets >= 4, f"eval.kid_subsets={e.kid_subsets} must be >= 4")
-    _require(all(n >= 10 for n in e.svm_label_counts), f"eval.svm_label_counts={list(e.svm_label_counts)} must each be >= 10")
+    _require(all(n >= 10 for n in e.svm_label_counts),
+             f"eval.svm_label_counts={list(e.svm_label_counts)} must each be >= 10")
     for name in e.inpaint_masks:
         _one_of("eval.inpaint_masks", name, MASKS)
     _require(e.num_inpaint >= 1, f"eval.num_inpaint={e.num_inpaint} must be >= 1")

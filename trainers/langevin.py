@@ -2,15 +2,17 @@
 
 One step, with delta the step size and sigma the reference Gaussian's standard deviation:
 
-    x <- x + (delta^2 / 2) * (grad f(x) - use_reference * x / sigma^2) + noise * eta * delta * N(0, I)
+    x <- x + (delta^2 / 2) * (grad f(x) - use_reference * x / sigma^2) + noise * eta_i * delta * N(0, I)
 
 then `clip(x, 0, 1)` when `clip`. With `noise` off this is gradient ascent on f (the reference
 code's sampler); with noise and the reference term on and eta = `noise_scale` = 1 it is the
-paper's formulation. eta < 1 tempers the noise (a common practice for short-run EBM chains): the
-drift keeps the step size that works for [0, 1] pixels while the chains still diverge from a
-shared start, which is what makes samples from one 1x1 image differ. It is the
-unadjusted Langevin algorithm: on a Gaussian N(mu, s^2) with noise it converges to N(mu,
-s^2 / (1 - delta^2 / (4 s^2))), i.e. the variance is biased up by a factor ~ 1 + delta^2/(4 s^2).
+paper's formulation. eta_i = eta * `noise_factors(T, noise_schedule)[i]`: the constant schedule
+keeps eta at every step, the linear one decays it to 0 at the last step. eta < 1 tempers the
+noise (a common practice for short-run EBM chains): the drift keeps the step size that works
+for [0, 1] pixels while the chains still diverge from a shared start, which is what makes
+samples from one 1x1 image differ. It is the unadjusted Langevin algorithm: on a Gaussian
+N(mu, s^2) with constant noise it converges to N(mu, s^2 / (1 - delta^2 / (4 s^2))), i.e. the
+variance is biased up by a factor ~ 1 + delta^2/(4 s^2).
 
 Step size for [0, 1] pixels (the networks centre them to [-1, 1] inside): delta = 0.3 (drift
 factor delta^2 / 2 = 0.045) with noise off works for the reference nets without norm (measured
@@ -35,6 +37,21 @@ import tensorflow as tf
 # One explicit stateless algorithm ("auto_select" may pick another per device), so the same seed
 # gives the same numbers on CPU and GPU (XLA's normal kernel still differs; see above).
 RNG_ALG = "philox"
+NOISE_SCHEDULES = ("constant", "linear")
+
+
+def noise_factors(steps: int, schedule: str) -> list[float]:
+    """Per-step multipliers of the noise term, a list of `steps` floats in [0, 1].
+
+    "constant": 1 at every step. "linear": (T - 1 - i) / (T - 1) at step i, decaying from 1 at the
+    first step to exactly 0 at the last (T = 1: one noise-free step), so a chain ends on
+    noise-free gradient steps that remove the grain the noise leaves behind.
+    """
+    if schedule == "constant":
+        return [1.0] * steps
+    if schedule == "linear":
+        return [(steps - 1 - i) / max(steps - 1, 1) for i in range(steps)]
+    raise ValueError(f"noise_schedule={schedule!r} is not allowed; allowed values: {list(NOISE_SCHEDULES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +64,7 @@ class _Settings:
     clip: bool
     jit_compile: bool
     noise_scale: float = 1.0
+    noise_schedule: str = "constant"
 
 
 class LangevinSampler:
@@ -61,6 +79,8 @@ class LangevinSampler:
       clip: clip to [0, 1] after every step.
       jit_compile: XLA-compile the loop.
       noise_scale: eta (> 0), multiplies the noise term; 1.0 is the textbook update.
+      noise_schedule: how eta changes along the chain, see `noise_factors`: "constant" (eta at
+        every step) or "linear" (eta decaying to 0 at the last step).
 
     Attributes:
       trace_count: how many times a loop body has been traced (Python int); a benchmark can
@@ -72,7 +92,8 @@ class LangevinSampler:
 
     def __init__(self, steps: int, step_size: float, reference_sigma: float = 1.0,
                  use_reference: bool = False, noise: bool = False, clip: bool = True,
-                 jit_compile: bool = False, noise_scale: float = 1.0):
+                 jit_compile: bool = False, noise_scale: float = 1.0,
+                 noise_schedule: str = "constant"):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps={steps!r} must be an integer >= 1")
         if not step_size > 0:
@@ -81,9 +102,10 @@ class LangevinSampler:
             raise ValueError(f"reference_sigma={reference_sigma!r} must be > 0")
         if not noise_scale > 0:
             raise ValueError(f"noise_scale={noise_scale!r} must be > 0")
+        noise_factors(1, noise_schedule)  # ValueError naming the allowed schedules
         self.settings = _Settings(int(steps), float(step_size), float(reference_sigma),
                                   bool(use_reference), bool(noise), bool(clip), bool(jit_compile),
-                                  float(noise_scale))
+                                  float(noise_scale), str(noise_schedule))
         self.trace_count = 0
         self._functions = {}
 
@@ -159,6 +181,8 @@ class LangevinSampler:
         movable = mask > 0
         drift_scale = 0.5 * s.step_size ** 2
         inv_var = 1.0 / s.reference_sigma ** 2
+        noise_std = tf.constant([s.noise_scale * s.step_size * f
+                                 for f in noise_factors(s.steps, s.noise_schedule)], tf.float32)
 
         def body(i, x, energy_start, grad_sum):
             energy, grad = self._grad(energy_fn, x)
@@ -169,7 +193,7 @@ class LangevinSampler:
             x_new = x + drift_scale * drift
             if s.noise:
                 step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(i, tf.int64), alg=RNG_ALG)
-                x_new = x_new + (s.noise_scale * s.step_size) * tf.random.stateless_normal(tf.shape(x), step_seed, alg=RNG_ALG)
+                x_new = x_new + noise_std[i] * tf.random.stateless_normal(tf.shape(x), step_seed, alg=RNG_ALG)
             if s.clip:
                 x_new = tf.clip_by_value(x_new, 0.0, 1.0)
             x_new = tf.where(movable, x_new, x0)

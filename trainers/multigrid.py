@@ -78,11 +78,15 @@ class MultiGridEBM(keras.Model):
         `sample_coarse` and the pcd buffer); default 0.5 and 0.25.
       pcd_buffer_size: persistent chains kept by "pcd" (>= the global batch size).
       seed: training seed.
+      ema_decay: 0 (off) or the decay in (0, 1) of an exponential moving average of every net's
+        trainable weights, updated after each step with the decay warmed up as
+        min(ema_decay, (1 + k) / (10 + k)) at step k; `use_averaged_weights` copies it into the
+        nets (for export). The chains of training always use the live weights.
     """
 
     def __init__(self, energy_nets: dict, sampler: LangevinSampler, grids, family: str = "multigrid",
                  coarse_mean=None, coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0,
-                 name: str = "multigrid_ebm"):
+                 ema_decay: float = 0.0, name: str = "multigrid_ebm"):
         super().__init__(name=name)
         grids = tuple(int(g) for g in grids)
         if len(grids) < 2 or grids[0] != 1 or any(b <= a or b % a for a, b in zip(grids, grids[1:])):
@@ -137,6 +141,13 @@ class MultiGridEBM(keras.Model):
                 initializer=lambda shape, dtype=None: pyramid_ops.nearest_upsample(
                     self.sample_coarse(shape[0], [self.seed, -1]), shape[1]),
                 trainable=False, aggregation="only_first_replica", name="pcd_buffer")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay={ema_decay!r} must be in [0, 1) (0 = off)")
+        self.ema_decay = float(ema_decay)
+        self._ema = [self.add_weight(shape=v.shape, initializer=lambda shape, dtype=None, v=v: tf.identity(v),
+                                     trainable=False, aggregation="only_first_replica", name=f"ema_{g}_{j}")
+                     for g, net in zip(self.trained_grids, self.nets) if self.ema_decay > 0
+                     for j, v in enumerate(net.trainable_variables)]
         self._plain.trackers = {(m, g): keras.metrics.Mean(name=f"{m}_{g}") for g in self.trained_grids
                                 for m in _METRICS}
         self.trackers = list(self._plain.trackers.values())
@@ -274,7 +285,13 @@ class MultiGridEBM(keras.Model):
             scale = opt.dynamic_scale if isinstance(opt, keras.optimizers.LossScaleOptimizer) else 1.0
             param_norms[g] = tf.linalg.global_norm(gv) / tf.cast(scale, tf.float32)  # before the update
             opt.apply_gradients(zip(gv, vs))
-        # 5. State: persistent chains, previews for TensorBoard, the step counter.
+        # 5. State: weight averages, persistent chains, previews for TensorBoard, the step counter.
+        if self._ema:
+            k = tf.cast(self.train_counter, tf.float32)
+            decay = tf.minimum(self.ema_decay, (1.0 + k) / (10.0 + k))
+            live = [v for vs in variables for v in vs]
+            for avg, var in zip(self._ema, live):
+                avg.assign(decay * avg + (1.0 - decay) * tf.cast(var, avg.dtype))
         if self.family == "pcd":
             self.pcd_buffer.assign(tf.tensor_scatter_nd_update(
                 tf.convert_to_tensor(self.pcd_buffer), global_idx[:, None], flat[-1]))
@@ -298,6 +315,15 @@ class MultiGridEBM(keras.Model):
                 self._plain.trackers[(m, g)].update_state(v)
         return {f"{m}/{g}": self._plain.trackers[(m, g)].result() for g in self.trained_grids for m in _METRICS}
 
+    def use_averaged_weights(self) -> bool:
+        """Copy the weight averages into the nets (before export); False when ema_decay is 0."""
+        if not self._ema:
+            return False
+        live = [v for net in self.nets for v in net.trainable_variables]
+        for avg, var in zip(self._ema, live):
+            var.assign(tf.convert_to_tensor(avg))
+        return True
+
     @property
     def last_samples(self) -> dict:
         """dict grid size -> float32 [k, S, S, C]: up to 16 synthesized images of the last train
@@ -313,7 +339,8 @@ class MultiGridEBM(keras.Model):
         Args:
           num: int32 scalar (Python int or tensor). seed: int32 [2].
         """
-        z = tf.random.stateless_normal(tf.stack([tf.cast(num, tf.int32), 1, 1, self.channels]), _seed2(seed), alg=RNG_ALG)
+        shape = tf.stack([tf.cast(num, tf.int32), 1, 1, self.channels])
+        z = tf.random.stateless_normal(shape, _seed2(seed), alg=RNG_ALG)
         return tf.clip_by_value(z * tf.constant(self.coarse_std) + tf.constant(self.coarse_mean), 0.0, 1.0)
 
     def _check_images(self, images, name, channels=None):
@@ -400,8 +427,9 @@ def build_model(grids, channels: int, family: str = "multigrid", norm: str = "no
                 activation: str = "leaky_relu", width: float = 1.0, steps: int = 30,
                 step_size: float = 0.3, reference_sigma: float = 1.0, use_reference: bool = False,
                 noise: bool = False, clip: bool = True, jit_compile: bool = False,
-                noise_scale: float = 1.0, coarse_mean=None,
-                coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0) -> MultiGridEBM:
+                noise_scale: float = 1.0, noise_schedule: str = "constant", coarse_mean=None,
+                coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0,
+                ema_decay: float = 0.0) -> MultiGridEBM:
     """Build the energy nets (only the trained grids), the sampler and the model.
 
     Call inside a strategy scope for distributed training; seeds Keras' initialisers with
@@ -416,6 +444,6 @@ def build_model(grids, channels: int, family: str = "multigrid", norm: str = "no
     nets = {g: build_energy_net(g, channels, norm=norm, activation=activation, width=width) for g in trained}
     sampler = LangevinSampler(steps, step_size, reference_sigma=reference_sigma, use_reference=use_reference,
                               noise=noise, clip=clip, jit_compile=jit_compile,
-                              noise_scale=noise_scale)
+                              noise_scale=noise_scale, noise_schedule=noise_schedule)
     return MultiGridEBM(nets, sampler, grids, family=family, coarse_mean=coarse_mean, coarse_std=coarse_std,
-                        pcd_buffer_size=pcd_buffer_size, seed=seed)
+                        pcd_buffer_size=pcd_buffer_size, seed=seed, ema_decay=ema_decay)

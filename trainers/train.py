@@ -26,8 +26,8 @@ Divergence guard. After every step the non-finite values among the metrics and t
 checkpoint is restored (including its step counter, so the budget is unchanged), every optimizer's
 learning rate is multiplied by `train.retry_lr_factor` (cumulatively: lr * factor^k after k
 restarts; the reduced rate is saved in later checkpoints) and training continues with the next
-batches (the data position is not rewound); after `train.max_retries` such restarts in one invocation `TrainingDiverged` is raised and
-nothing is exported.
+batches (the data position is not rewound); after `train.max_retries` such restarts in one
+invocation `TrainingDiverged` is raised and nothing is exported.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def model_from_config(config: Config, metadata: dict) -> MultiGridEBM:
         metadata["grids"], int(metadata["channels"]), family=m.family, norm=m.norm,
         activation=m.activation, width=m.width, steps=s.steps, step_size=s.step_size,
         reference_sigma=s.reference_sigma, use_reference=s.use_reference, noise=s.noise,
-        noise_scale=s.noise_scale, clip=s.clip, jit_compile=t.jit_compile,
+        noise_scale=s.noise_scale, noise_schedule=s.noise_schedule, clip=s.clip,
+        jit_compile=t.jit_compile, ema_decay=t.ema_decay,
         coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
         pcd_buffer_size=t.pcd_buffer_size, seed=t.seed)
 
@@ -202,6 +203,8 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
               flush=True)
         exported = None
         if export and scale.is_chief(strategy):
+            if model.use_averaged_weights():  # after the last checkpoint, which keeps both
+                print(f"[train] exporting the weight averages (train.ema_decay={t.ema_decay})", flush=True)
             exported = export_saved_model(model, export_dir, config, metadata)
             print(f"[train] exported SavedModel to {exported}", flush=True)
     return TrainResult(steps=steps, export_dir=exported, log_dir=log_dir, checkpoint_dir=ckpt_dir,
