@@ -4,7 +4,7 @@ PRESET ?= mnist5k-multigrid
 WORKDIR ?= runs/$(PRESET)
 PYTEST_ARGS ?=
 
-.PHONY: env env-latest demo test test-latest test-all bench-quick
+.PHONY: env env-latest demo test test-latest test-all lint bench-quick
 
 env:
 	@scripts/setup_env.sh primary
@@ -24,6 +24,9 @@ test-latest: env-latest
 
 test-all: env
 	.venv/bin/python -m pytest -n 2 -m "" $(PYTEST_ARGS)
+
+lint: env
+	.venv/bin/ruff check .
 
 bench-quick: env
 	.venv/bin/python -m benchmarks.langevin --quick

@@ -279,7 +279,7 @@ def convert_state_dict(model, state):
     for layer_name, prefix, kind in _torch_to_keras_names():
         layer = model.get_layer(layer_name)
 
-        def take(suffix):
+        def take(suffix, prefix=prefix):
             key = f"{prefix}.{suffix}"
             if key not in state:
                 raise CheckpointError(f"Checkpoint lacks {key}: not an EfficientNet-Lite0 state dict.")

@@ -49,7 +49,7 @@ def test_energy_and_features_match_numpy_forward_pass():
     x = np.random.default_rng(0).uniform(size=(3, 8, 8, 3)).astype(np.float32)
     h = (x.astype(np.float64) - 0.5) * 2.0  # the documented centring
     pooled = []
-    for conv, (k, s, c) in zip(net.convs, net.specs):
+    for conv, (_, s, _) in zip(net.convs, net.specs):
         kernel, bias = [v.numpy().astype(np.float64) for v in conv.weights]
         h = _np_conv_same(h, kernel, bias, s)
         h = np.where(h > 0, h, 0.2 * h)  # leaky ReLU 0.2

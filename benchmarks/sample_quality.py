@@ -1,0 +1,152 @@
+"""Which settings make a preset's samples look like its data: variants at equal step budgets.
+
+`python -m benchmarks.sample_quality --variants base: decay:sampler.noise_schedule=linear
+--steps 200,400` on the demo preset (`mnist5k-multigrid`, the built-in offline digits):
+
+1. ingest, pyramid and the `domain` classifier exactly as the demo builds them (the preset's
+   data, grids and `eval.classifier_epochs`), once per WORKDIR;
+2. per variant (`NAME:section.key=value,...`, applied on top of the preset): train to each
+   step count in `--steps` in turn (a fixed step budget, not minutes, so machine load cannot
+   change what is compared; later budgets resume the same run), then draw `eval.num_samples`
+   images through the exported `sample` signature with the evaluator's seed and score them
+   against the preset's `eval.num_real` held-out images in the `domain` and
+   `efficientnet_lite0` spaces: FID, KID, precision, recall, with the real-vs-real floor the
+   demo's report uses (two disjoint halves of the real images);
+3. an 8x8 grid of samples per variant and budget in `--docs`.
+
+Results go to WORKDIR/sample_quality.json after every evaluation and are printed as JSON with a
+table on stderr. Lower FID/KID and higher precision/recall are better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import common
+from benchmarks.quality import tile, write_png
+
+SPACES = ("domain", "efficientnet_lite0")
+_KEYS = ("fid", "kid", "kid_std", "precision", "recall")
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """`NAME:a.b=1,c.d=x` -> ("NAME", ["a.b=1", "c.d=x"]); `NAME:` is the preset unchanged."""
+    name, sep, rest = text.partition(":")
+    if not sep or not name:
+        raise ValueError(f"variant {text!r} must look like NAME:section.key=value,... (NAME: alone = preset)")
+    return name, [item for item in rest.split(",") if item]
+
+
+def scores(real, fake, spaces, kid_subsets: int, seed: int) -> dict:
+    """Model-vs-real metrics per space and the real-vs-real floor of two halves of `real`."""
+    from evaluators.fid import compare_activations  # pylint: disable=import-outside-toplevel
+    out = {}
+    order = np.random.default_rng(seed).permutation(len(real))
+    half = len(real) // 2
+    for name, space in spaces.items():
+        real_feats, _ = space.extract(real, batch_size=64)
+        fake_feats, _ = space.extract(fake, batch_size=64)
+        res = compare_activations(real_feats, fake_feats, kid_subsets)
+        floor = compare_activations(real_feats[order[:half]], real_feats[order[half:2 * half]], kid_subsets)
+        out[name] = {k: res.get(k) for k in _KEYS}
+        out[name]["floor"] = {k: floor.get(k) for k in _KEYS}
+    return out
+
+
+def prepare(cfg, workdir: str):
+    """Ingest + pyramid + domain classifier as the demo makes them (reused when present)."""
+    from components.ingest import run_ingest  # pylint: disable=import-outside-toplevel
+    from components.pyramid_beam import run_pyramid  # pylint: disable=import-outside-toplevel
+    from components.sources import load_images  # pylint: disable=import-outside-toplevel
+    from evaluators.domain_classifier import train_classifier  # pylint: disable=import-outside-toplevel
+    from evaluators.features import get_feature_space  # pylint: disable=import-outside-toplevel
+    d = cfg.data
+    ingest_dir, pyramid_dir, classifier_dir = (os.path.join(workdir, n) for n in ("ingest", "pyramid", "classifier"))
+    if not tf.io.gfile.exists(os.path.join(ingest_dir, "summary.json")):
+        run_ingest(d.source, ingest_dir, d.image_size, d.channels, eval_fraction=d.eval_fraction,
+                   limit=d.limit, num_shards=d.num_shards, progress_every=0)
+    if not tf.io.gfile.exists(os.path.join(pyramid_dir, "metadata.json")):
+        run_pyramid(ingest_dir, pyramid_dir, cfg.pyramid.grids)
+    train_images, train_labels = load_images(f"ingested:{ingest_dir}:train", d.image_size, d.channels)
+    real, _ = load_images(f"ingested:{ingest_dir}:eval", d.image_size, d.channels, limit=cfg.eval.num_real)
+    if not tf.io.gfile.exists(os.path.join(classifier_dir, "info.json")):
+        train_classifier(train_images, train_labels, classifier_dir, epochs=cfg.eval.classifier_epochs,
+                         seed=cfg.train.seed, trained_on=d.source)
+    spaces = {"domain": get_feature_space("domain", classifier_dir=classifier_dir),
+              "efficientnet_lite0": get_feature_space("efficientnet_lite0")}
+    return pyramid_dir, spaces, real
+
+
+def run_variant(args, name: str, extra: list[str], steps: int, pyramid_dir: str, spaces, real) -> dict:
+    """Train (or resume) one variant to `steps`, sample, score, draw; a JSON-able dict."""
+    import keras  # pylint: disable=import-outside-toplevel
+    from evaluators.model_client import ExportedModel  # pylint: disable=import-outside-toplevel
+    from pipeline.presets import load_preset  # pylint: disable=import-outside-toplevel
+    from trainers.train import train  # pylint: disable=import-outside-toplevel
+    keras.backend.clear_session()
+    overrides = ["train.max_minutes=0", "train.epochs=100000", f"train.max_steps={steps}",
+                 f"train.seed={args.seed}", "train.image_log_every=100000"] + extra
+    cfg = load_preset(args.preset, overrides)
+    start = time.perf_counter()
+    result = train(cfg, pyramid_dir, os.path.join(args.workdir, name), resume=True)
+    train_s = time.perf_counter() - start
+    model = ExportedModel(result.export_dir, batch_size=250)
+    fake = model.sample(cfg.eval.num_samples, seed=args.seed)["images"]
+    picture = os.path.join(args.docs, f"sample_quality_{name}_{steps}.png")
+    write_png(picture, tile(fake[:64]))
+    return {"variant": name, "overrides": extra, "steps": result.steps, "train_s_this_leg": train_s,
+            "num_samples": int(len(fake)), "num_real": int(len(real)), "picture": picture,
+            "metrics": scores(real, fake, spaces, cfg.eval.kid_subsets, args.seed)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--preset", default="mnist5k-multigrid")
+    parser.add_argument("--variants", nargs="+", default=["preset:"], help="NAME:section.key=value,...")
+    parser.add_argument("--steps", default="400", help="comma-separated increasing step budgets")
+    parser.add_argument("--workdir", default="/tmp/mgebm-sample-quality")
+    parser.add_argument("--docs", default="/tmp/mgebm-sample-quality/pictures")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from pipeline.presets import load_preset  # pylint: disable=import-outside-toplevel
+    variants = [parse_variant(v) for v in args.variants]
+    budgets = sorted(int(s) for s in args.steps.split(",") if s)
+    tf.io.gfile.makedirs(args.docs)
+    out_path = os.path.join(args.workdir, "sample_quality.json")
+    doc = {"machine": common.machine_info({"tensorflow": tf.__version__}), "args": vars(args), "runs": []}
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        pyramid_dir, spaces, real = prepare(load_preset(args.preset), args.workdir)
+    for steps in budgets:
+        for name, extra in variants:
+            print(f"[sample_quality] {name} to {steps} steps", file=sys.stderr, flush=True)
+            with contextlib.redirect_stdout(sys.stderr):
+                row = run_variant(args, name, extra, steps, pyramid_dir, spaces, real)
+            row["loadavg_after"] = common.load_average()
+            doc["runs"].append(row)
+            with tf.io.gfile.GFile(out_path, "w") as handle:
+                handle.write(json.dumps(doc, indent=2))
+    doc["wall_s"] = time.perf_counter() - start
+    with tf.io.gfile.GFile(out_path, "w") as handle:
+        handle.write(json.dumps(doc, indent=2))
+    rows = []
+    for r in doc["runs"]:
+        m = r["metrics"]
+        rows.append([r["variant"], r["steps"]]
+                    + [common.fmt(m[s][k]) for s in SPACES for k in ("fid", "precision", "recall")]
+                    + [common.fmt(m[s]["floor"]["fid"]) for s in SPACES])
+    common.emit(doc, rows, ["variant", "steps", "FID dom", "P dom", "R dom", "FID eff", "P eff", "R eff",
+                            "floor dom", "floor eff"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
