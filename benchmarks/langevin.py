@@ -37,7 +37,7 @@ import tensorflow as tf
 from benchmarks import common
 from trainers import pyramid_ops
 from trainers.langevin import LangevinSampler
-from trainers.multigrid import build_model
+from trainers.families.multigrid import build_model
 from trainers.networks import build_energy_net, layer_specs
 
 GRIDS = {32: (1, 4, 16, 32), 64: (1, 4, 16, 64)}
@@ -134,7 +134,7 @@ def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: 
     grids = tuple(grids or GRIDS[grid])
     jit = variant == "xla"
     with precision(policy) as policy_name:
-        model = build_model(grids, channels, family="multigrid", steps=steps, step_size=STEP_SIZE,
+        model = build_model(grids, channels, variant="multigrid", steps=steps, step_size=STEP_SIZE,
                             jit_compile=jit, seed=seed)
         model.compile(learning_rate=1e-4, beta_1=0.5)
     strategy = tf.distribute.get_strategy()

@@ -22,7 +22,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from trainers.multigrid import build_model
+from trainers.families.multigrid import build_model
 
 rng = np.random.default_rng(0)
 x = rng.uniform(size=(8, 8, 8, 1)).astype(np.float32)
@@ -32,7 +32,7 @@ batch = {"grid_1": x.mean(axis=(1, 2), keepdims=True), "grid_4": x.reshape(8, 4,
 
 def run(strategy, family):
     with strategy.scope():
-        model = build_model((1, 4, 8), 1, family=family, width=0.1, steps=2, step_size=0.3,
+        model = build_model((1, 4, 8), 1, variant=family, width=0.1, steps=2, step_size=0.3,
                             pcd_buffer_size=16, seed=0)
         model.compile(learning_rate=1e-3, beta_1=0.5)
     ds = tf.data.Dataset.from_tensor_slices(batch).batch(8, drop_remainder=True)  # global batch 8
@@ -57,7 +57,7 @@ for family in ("multigrid", "pcd"):
         "max_weight_diff": max(float(np.abs(p - q).max()) for p, q in zip(a, b)),
         "max_weight_change": max(float(np.abs(p - q).max()) for p, q in
                                  zip(a, [v.numpy() for v in build_model(
-                                     (1, 4, 8), 1, family=family, width=0.1, pcd_buffer_size=16,
+                                     (1, 4, 8), 1, variant=family, width=0.1, pcd_buffer_size=16,
                                      seed=0).trainable_variables])),
         "loss_one": ha["loss/8"][-1], "loss_two": hb["loss/8"][-1],
     }

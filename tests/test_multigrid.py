@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from trainers.config import Config
 from trainers.langevin import LangevinSampler
-from trainers.multigrid import MultiGridEBM, build_model
+from trainers.families.multigrid import MultiGridEBM, build_model
 from trainers.train import model_from_config
 from trainers.networks import build_energy_net
 
@@ -23,7 +23,7 @@ def make_batch(n=4, seed=0):
 
 def build(family="multigrid", seed=0, **kwargs):
     kwargs = {"width": 0.1, "steps": 2, "step_size": 0.3, "pcd_buffer_size": 8, **kwargs}
-    model = build_model(GRIDS, 1, family=family, seed=seed, **kwargs)
+    model = build_model(GRIDS, 1, variant=family, seed=seed, **kwargs)
     model.compile(learning_rate=1e-3, beta_1=0.5)
     return model
 
@@ -195,7 +195,7 @@ def test_model_from_config():
                        train={"batch_size": 4, "pcd_buffer_size": 16, "seed": 7})
     meta = {"grids": [1, 4, 8], "image_size": 8, "channels": 1, "coarse_mean": [0.3], "coarse_std": [0.1]}
     model = model_from_config(cfg, meta)
-    assert model.family == "pcd" and model.sampler.steps == 3 and model.seed == 7
+    assert model.start == "persistent" and model.sampler.steps == 3 and model.seed == 7
     assert model.pcd_buffer.shape == (16, 8, 8, 1) and model.coarse_mean == [0.3]
     with pytest.raises(ValueError, match="grids"):
         model_from_config(cfg, {**meta, "grids": [1, 2, 8]})
@@ -206,15 +206,19 @@ def test_model_from_config():
 def test_bad_arguments_raise():
     sampler = LangevinSampler(1, 0.1)
     nets = {8: build_energy_net(8, 1, width=0.1)}
-    with pytest.raises(ValueError, match="family"):
-        MultiGridEBM(nets, sampler, GRIDS, family="gan")
+    with pytest.raises(ValueError, match="start"):
+        MultiGridEBM(nets, sampler, GRIDS, start="gan")
     with pytest.raises(ValueError, match="needs exactly"):
-        MultiGridEBM(nets, sampler, GRIDS, family="multigrid")
+        MultiGridEBM({4: build_energy_net(4, 1, width=0.1)}, sampler, GRIDS)
+    with pytest.raises(ValueError, match="needs exactly"):
+        MultiGridEBM({4: build_energy_net(4, 1, width=0.1), **nets}, sampler, GRIDS, start="observed")
+    with pytest.raises(ValueError, match="variant"):
+        build_model(GRIDS, 1, variant="gan")
     with pytest.raises(ValueError, match="grids"):
-        MultiGridEBM(nets, sampler, (1, 3, 8), family="single_grid")
+        MultiGridEBM(nets, sampler, (1, 3, 8))
     with pytest.raises(ValueError, match="coarse_mean"):
-        MultiGridEBM(nets, sampler, GRIDS, family="single_grid", coarse_mean=[0.1, 0.2])
-    model = MultiGridEBM(nets, sampler, GRIDS, family="single_grid")
+        MultiGridEBM(nets, sampler, GRIDS, coarse_mean=[0.1, 0.2])
+    model = MultiGridEBM(nets, sampler, GRIDS)
     with pytest.raises(ValueError, match="seed"):
         model.synthesize(tf.zeros([1, 1, 1, 1]), [1, 2, 3])
     with pytest.raises(ValueError, match="coarse"):

@@ -222,8 +222,8 @@ def test_divergence_guard_raises_without_export(pyramid_dir, tmp_path, capsys):
         train(cfg, pyramid_dir, workdir)
     out = capsys.readouterr().out
     assert "retry 1/2" in out and "retry 2/2" in out
-    assert "learning rate now 4:5e-05 8:5e-05 (retry 1/2)" in out
-    assert "learning rate now 4:2.5e-05 8:2.5e-05 (retry 2/2)" in out
+    assert "learning rate now grid_4:5e-05 grid_8:5e-05 (retry 1/2)" in out
+    assert "learning rate now grid_4:2.5e-05 grid_8:2.5e-05 (retry 2/2)" in out
     assert not os.path.exists(os.path.join(workdir, "export"))
     assert not glob.glob(os.path.join(workdir, "export*"))
 

@@ -23,14 +23,11 @@ from typing import Any
 from trainers.config_values import ConfigError
 from trainers.config_values import coerce as _coerce
 from trainers.config_values import parse as _parse
+from trainers.families import get_family
 
-MODEL_FAMILIES = ("multigrid", "single_grid", "cd1", "pcd")
-NORMS = ("none", "batch", "spectral")
-ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 FEATURE_SPACES = ("domain", "efficientnet_lite0", "inception_v3", "inception_2015")
 MASKS = ("square", "doodle", "pepper")
-NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES (no TF import here)
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 
 
@@ -82,9 +79,10 @@ class PyramidConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Energy networks and training family.
+    """The model family and its network settings.
 
-    family: `multigrid` (the paper), or its baselines `single_grid`, `cd1`, `pcd`.
+    family: a registered family (`trainers.families.family_names()`): the multi-grid EBM
+    (the default) or one of its baselines, ...; the family validates the fields it reads.
     norm: normalization inside each energy net: `none` (default), `batch` or `spectral`.
     activation: nonlinearity after each conv.
     width: multiplier on every conv's channel count (1.0 = the reference code's widths).
@@ -132,7 +130,7 @@ class TrainConfig:
     max_retries: divergence-guard restarts from the last good checkpoint, each with the learning
     rate multiplied by retry_lr_factor.
     max_sample_abs: a synthesized pixel beyond this magnitude counts as exploding.
-    pcd_buffer_size: persistent chains kept by the `pcd` family.
+    pcd_buffer_size: persistent chains kept by a family that trains with them (>= batch_size).
     ema_decay: keep an exponential moving average of the energy nets' weights with this decay
     (0 = off; e.g. 0.99) and export the averaged weights (the chains of training use the live
     ones). The decay warms up as min(ema_decay, (1 + k) / (10 + k)) at step k.
@@ -312,7 +310,7 @@ def validate_grids(grids: tuple[int, ...] | list[int], image_size: int, name: st
 
 def validate(cfg: Config) -> None:
     """Check every field's range; raise ConfigError naming the first bad field."""
-    d, p, m, s, t, e, x = cfg.data, cfg.pyramid, cfg.model, cfg.sampler, cfg.train, cfg.eval, cfg.export
+    d, p, m, t, e, x = cfg.data, cfg.pyramid, cfg.model, cfg.train, cfg.eval, cfg.export
     _require(":" in d.source and d.source.split(":", 1)[0] in ("builtin", "idx", "folder", "tfds"),
              f"data.source={d.source!r} must be builtin:mnist5k, idx:PREFIX, folder:PATH or tfds:NAME[:SPLIT]")
     _require(d.image_size >= 1, f"data.image_size={d.image_size} must be >= 1")
@@ -326,15 +324,6 @@ def validate(cfg: Config) -> None:
     validate_grids(p.grids, d.image_size)
     _one_of("pyramid.runner", p.runner, BEAM_RUNNERS)
     _require(p.num_shards >= 0, f"pyramid.num_shards={p.num_shards} must be >= 0 (0 = one file per bundle)")
-    _one_of("model.family", m.family, MODEL_FAMILIES)
-    _one_of("model.norm", m.norm, NORMS)
-    _one_of("model.activation", m.activation, ACTIVATIONS)
-    _require(m.width > 0, f"model.width={m.width} must be > 0")
-    _require(s.steps >= 1, f"sampler.steps={s.steps} must be >= 1")
-    _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
-    _require(s.reference_sigma > 0, f"sampler.reference_sigma={s.reference_sigma} must be > 0")
-    _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
-    _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
     _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be >= 1")
     _require(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be > 0")
     _require(0 <= t.beta_1 < 1, f"train.beta_1={t.beta_1} must be in [0, 1)")
@@ -348,8 +337,6 @@ def validate(cfg: Config) -> None:
     _require(0 < t.retry_lr_factor < 1, f"train.retry_lr_factor={t.retry_lr_factor} must be in (0, 1)")
     _require(t.max_sample_abs > 1, f"train.max_sample_abs={t.max_sample_abs} must be > 1")
     _one_of("train.strategy", t.strategy, STRATEGIES)
-    _require(t.pcd_buffer_size >= t.batch_size or m.family != "pcd",
-             f"train.pcd_buffer_size={t.pcd_buffer_size} must be >= train.batch_size={t.batch_size}")
     _require(t.shuffle_buffer >= 1, f"train.shuffle_buffer={t.shuffle_buffer} must be >= 1")
     _require(0.0 <= t.ema_decay < 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1) (0 = off)")
     for name in e.features:
@@ -369,6 +356,9 @@ def validate(cfg: Config) -> None:
     _require(bool(x.model_name) and x.model_name.replace("_", "").replace("-", "").isalnum(),
              f"export.model_name={x.model_name!r} must be letters, digits, '_' or '-'")
     _require(x.max_num_samples >= 1, f"export.max_num_samples={x.max_num_samples} must be >= 1")
+    family = get_family(m.family)  # ConfigError naming model.family and the registered names
+    if family.validate is not None:
+        family.validate(cfg)  # the model. / sampler. / train. fields the family reads
 
 
 def parse_threshold(rule: str) -> tuple[str, str, float]:

@@ -1,14 +1,15 @@
 """Training entry point: budgets, checkpoints, resume, divergence guard, TensorBoard, export.
 
-`train(config, pyramid_dir, workdir, resume=False)` trains a `MultiGridEBM` on the pyramid
-TFRecords and exports a SavedModel. Layout of WORKDIR:
+`train(config, pyramid_dir, workdir, resume=False)` trains the model of `config.model.family`
+(looked up in the registry `trainers.families`; the loop uses only the family-neutral model
+contract described there) on the pyramid TFRecords and exports a SavedModel. Layout of WORKDIR:
 
-- `checkpoints/`: `tf.train.CheckpointManager` files (model variables including the pcd buffer
-  and the sampler seed state, every optimizer, the global step), every `train.checkpoint_every`
+- `checkpoints/`: `tf.train.CheckpointManager` files (every model variable, e.g. persistent
+  chains and the sampler seed state, every optimizer by name, the global step), every `train.checkpoint_every`
   steps, at step 0 of a fresh run (the restore point of the divergence guard) and at the end.
-- `logs/train/`: TensorBoard events: scalars per grid (the model's metric names, e.g.
-  `energy_gap/16`) every `log_every` steps, images `observed/grid_S` and `synthesized/grid_S` and
-  histograms `energy_observed/grid_S`, `energy_synthesized/grid_S` every `image_log_every` steps.
+- `logs/train/`: TensorBoard events: the model's metrics (e.g. `energy_gap/16`) and
+  `learning_rate/NAME` per optimizer every `log_every` steps; images `observed/grid_S` of the
+  batch and the model's `tensorboard_previews` (images and histograms) every `image_log_every`.
 - `export/`: the SavedModel (written to a temporary folder, then renamed into place).
 
 Resume semantics. The step budget is global: `min(epochs * steps_per_epoch, max_steps)` counts
@@ -21,8 +22,9 @@ budget per invocation. `resume=False` with checkpoints in WORKDIR raises `Workdi
 is overwritten silently); `resume=True` without checkpoints starts fresh (so pipeline reruns can
 always pass `resume=True`). A run that already reached its budget only (re-)exports.
 
-Divergence guard. After every step the non-finite values among the metrics and the largest
-|synthesized pixel| (> `train.max_sample_abs` counts as exploding) are checked. On trouble the last
+Divergence guard. After every step the non-finite values among the metrics and the metrics named
+`sample_abs_max[/...]` (the largest |synthesized pixel|; > `train.max_sample_abs` counts as
+exploding) are checked. On trouble the last
 checkpoint is restored (including its step counter, so the budget is unchanged), every optimizer's
 learning rate is multiplied by `train.retry_lr_factor` (cumulatively: lr * factor^k after k
 restarts; the reduced rate is saved in later checkpoints) and training continues with the next
@@ -42,11 +44,9 @@ import numpy as np
 import tensorflow as tf
 
 from trainers import data as data_lib
-from trainers import scale
+from trainers import families, scale
 from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
-from trainers import multigrid
-from trainers.multigrid import MultiGridEBM
 from trainers.progress import TrainProgress
 
 
@@ -84,31 +84,24 @@ def check_geometry(config: Config, metadata: dict) -> None:
                 "or rebuild the pyramid")
 
 
-def model_from_config(config: Config, metadata: dict) -> MultiGridEBM:
-    """`trainers.multigrid.build_model` from a `Config` and the pyramid metadata dict (keys grids,
-    image_size, channels, coarse_mean, coarse_std); not compiled.
+def model_from_config(config: Config, metadata: dict):
+    """The uncompiled model of `config.model.family` (the registry's `build`) from a `Config` and
+    the pyramid metadata dict (keys grids, image_size, channels, and what the family reads, e.g.
+    coarse_mean, coarse_std).
 
     Raises:
       ValueError: metadata misses a key; ConfigError: its geometry disagrees with the config.
     """
-    for key in ("grids", "image_size", "channels", "coarse_mean", "coarse_std"):
+    for key in ("grids", "image_size", "channels"):
         if key not in metadata:
             raise ValueError(f"pyramid metadata lacks {key!r}; rebuild the pyramid (metadata.json)")
     check_geometry(config, metadata)
-    m, s, t = config.model, config.sampler, config.train
-    return multigrid.build_model(
-        metadata["grids"], int(metadata["channels"]), family=m.family, norm=m.norm,
-        activation=m.activation, width=m.width, steps=s.steps, step_size=s.step_size,
-        reference_sigma=s.reference_sigma, use_reference=s.use_reference, noise=s.noise,
-        noise_scale=s.noise_scale, noise_schedule=s.noise_schedule, clip=s.clip,
-        jit_compile=t.jit_compile, ema_decay=t.ema_decay,
-        coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
-        pcd_buffer_size=t.pcd_buffer_size, seed=t.seed)
+    return families.get_family(config.model.family).build(config, metadata)
 
 
-def build_model(config: Config, metadata: dict) -> MultiGridEBM:
-    """A compiled `MultiGridEBM` for the config and pyramid metadata (call under the strategy's
-    scope); initial weights are a function of `train.seed`."""
+def build_model(config: Config, metadata: dict):
+    """The compiled model for the config and pyramid metadata (call under the strategy's scope);
+    initial weights are a function of `train.seed`."""
     model = model_from_config(config, metadata)
     model.compile(learning_rate=config.train.learning_rate, beta_1=config.train.beta_1)
     return model
@@ -136,7 +129,7 @@ def _is_bad(host: dict, limit: float) -> str | None:
         if not np.all(np.isfinite(value)):
             return f"{key} is not finite ({value})"
     for key, value in host.items():
-        if key.startswith("sample_abs_max/") and value > limit:
+        if (key == "sample_abs_max" or key.startswith("sample_abs_max/")) and value > limit:
             return f"{key}={value:.3g} exceeds train.max_sample_abs={limit}"
     return None
 
@@ -268,12 +261,12 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
                     "train.learning_rate or sampler.step_size, or enable sampler.clip.")
             # The checkpoint may hold an older learning rate: reduce the current one, so the
             # reductions accumulate (lr0 * factor^retries).
-            rates = {g: _lr(o) * t.retry_lr_factor
-                     for g, o in optimizers_of(model).items()}
+            rates = {name: _lr(o) * t.retry_lr_factor
+                     for name, o in model.optimizers_by_name().items()}
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            for g, opt in optimizers_of(model).items():
-                opt.learning_rate = rates[g]
-            lr = " ".join(f"{g}:{_lr(o):.3g}" for g, o in optimizers_of(model).items())
+            for name, opt in model.optimizers_by_name().items():
+                opt.learning_rate = rates[name]
+            lr = " ".join(f"{name}:{_lr(o):.3g}" for name, o in model.optimizers_by_name().items())
             print(f"[train] divergence guard: {trouble}; restored {manager.latest_checkpoint} "
                   f"(step {int(step)}), learning rate now {lr} (retry {retries}/{t.max_retries})",
                   flush=True)
@@ -294,11 +287,6 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
 # ---------------------------------------------------------------------------------------------
 # Checkpoint contents, TensorBoard.
 
-def optimizers_of(model) -> dict:
-    """{grid: optimizer} of a compiled MultiGridEBM."""
-    return dict(model.grid_optimizers)
-
-
 def _lr(optimizer) -> float:
     """The optimizer's current learning rate (also when its variable is a MirroredVariable)."""
     return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
@@ -308,14 +296,14 @@ def checkpoint_objects(model) -> dict:
     """What a checkpoint tracks besides the step: every optimizer and every model variable, keyed
     by its Keras path (e.g. `energy_4/conv1/kernel`; the energy nets name their layers, so the keys
     are the same in every process). The model's variables include the sampler seed counter
-    `train_counter`, batch-norm statistics, the TensorBoard previews and the pcd buffer: Keras 3
+    `train_counter`, batch-norm statistics, the TensorBoard previews and persistent chains: Keras 3
     keeps sub-layers in lists that `tf.train.Checkpoint` does not see, so the model object alone
-    would miss non-trainable weights."""
+    would miss non-trainable weights. Optimizers are keyed by `model.optimizers_by_name()`."""
     variables = {}
     for i, v in enumerate(model.variables):
         key = v.path.replace("/", ".")
         variables[key if key not in variables else f"{key}.{i}"] = v
-    optimizers = {f"grid_{g}": opt for g, opt in optimizers_of(model).items()}
+    optimizers = dict(model.optimizers_by_name())
     return {"model": model, "optimizers": optimizers, "variables": variables}
 
 
@@ -338,27 +326,21 @@ class TensorBoardLogger:
             for key, value in host.items():
                 tf.summary.scalar(key, value)
             tf.summary.scalar("time_per_step", seconds)
-            for grid, opt in optimizers_of(self.model).items():
-                tf.summary.scalar(f"learning_rate/{grid}", _lr(opt))
+            for name, opt in self.model.optimizers_by_name().items():
+                tf.summary.scalar(f"learning_rate/{name}", _lr(opt))
 
     def images(self, step: int, batch, strategy, max_outputs: int = 8) -> None:
         if self.writer is None:
             return
         observed = self._local(batch, strategy)
-        synth = {int(g): x for g, x in self.model.last_samples.items()}
-        size = max(int(k.split("_")[1]) for k in observed)
-        obs_energy = self.model.energies(observed[f"grid_{size}"][:max_outputs * 4])
+        previews, histograms = self.model.tensorboard_previews(observed, max_outputs)
         with self.writer.as_default(step=step):
             for key, x in observed.items():
                 tf.summary.image(f"observed/{key}", x[:max_outputs], max_outputs=max_outputs)
-            for grid, x in synth.items():
-                x = tf.clip_by_value(tf.cast(x, tf.float32), 0.0, 1.0)
-                tf.summary.image(f"synthesized/grid_{grid}", x[:max_outputs], max_outputs=max_outputs)
-            for grid, e in obs_energy.items():
-                tf.summary.histogram(f"energy_observed/grid_{int(grid)}", e)
-                if int(grid) in synth:
-                    e_syn = self.model.energy_nets[int(grid)](synth[int(grid)][:max_outputs * 4])
-                    tf.summary.histogram(f"energy_synthesized/grid_{int(grid)}", e_syn)
+            for tag, x in previews.items():
+                tf.summary.image(tag, x[:max_outputs], max_outputs=max_outputs)
+            for tag, values in histograms.items():
+                tf.summary.histogram(tag, values)
         self.writer.flush()
 
     def close(self) -> None:

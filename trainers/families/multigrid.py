@@ -2,15 +2,16 @@
 
 `MultiGridEBM` holds one `EnergyNet` per trained grid and a `LangevinSampler`, and trains with a
 custom `train_step` (keras-io style) under `model.fit`, `tf.distribute` strategies and mixed
-precision. Families (`family`):
+precision. The variants (`model.family` values, registered in `multigrid_spec`) differ only in
+explicit constructor arguments: which grids have an energy net (`energy_nets`), where the
+training chains start (`start`) and how many Langevin steps they run (`train_steps`):
 
-- "multigrid": chains start from the observed 1x1 images; at each grid S > 1 in turn the previous
-  grid's samples are upsampled (nearest) and moved by T Langevin steps of f_S. All grids > 1 are
-  trained together, one Adam each.
-- "single_grid": only the finest net; chains from the upsampled observed 1x1 images, T steps.
-- "cd1": only the finest net; chains start from the observed images, exactly 1 step.
-- "pcd": only the finest net; persistent chains in a buffer [pcd_buffer_size, H, W, C]
-  (initialised from upsampled 1x1 draws of N(coarse_mean, coarse_std)), T steps per batch.
+- start "coarse": from the observed 1x1 images; the coarse-to-fine chain (`trainers.chain`)
+  upsamples (nearest) to each trained grid S in turn and moves the chains by T Langevin steps of
+  f_S ("multigrid": all grids > 1; "single_grid": the finest only).
+- start "observed": from the observed images at the (single) trained grid ("cd1", 1 step).
+- start "persistent": persistent chains in a buffer [pcd_buffer_size, H, W, C] (initialised
+  from upsampled 1x1 draws of N(coarse_mean, coarse_std)), T steps per batch ("pcd").
 
 Per trained grid: loss_S = mean f_S(synth) - mean f_S(obs) (synth under stop_gradient).
 Pixels are float32 in [0, 1]; p(x) is proportional to exp(f(x)) (higher f = more probable).
@@ -22,6 +23,9 @@ train step sums all grids' gradients over replicas in one all-reduce, so N repli
 update as one device on the same global batch (tested with MirroredStrategy on 2 logical CPUs).
 Create the model, and call `compile`, inside the strategy's scope; use one MirroredStrategy
 object per process (a second one over the same devices reuses collective keys).
+
+The family-neutral model contract (`trainers.families`): `optimizers_by_name`,
+`tensorboard_previews`, `use_averaged_weights`, `export_signatures`, `export_info`.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ import keras
 import tensorflow as tf
 
 from trainers import pyramid_ops
+from trainers.chain import coarse_to_fine, fold_seed
+from trainers.families import multigrid_signatures
+from trainers.families.multigrid_inference import MultiGridInference
 from trainers.langevin import RNG_ALG, LangevinSampler
 from trainers.networks import EnergyNet, build_energy_net
 
-FAMILIES = ("multigrid", "single_grid", "cd1", "pcd")
+STARTS = ("coarse", "observed", "persistent")
 NUM_PREVIEW = 16
 _METRICS = ("loss", "energy_gap", "energy_obs", "energy_synth", "langevin_gain", "grad_norm",
             "param_grad_norm", "sample_mean", "sample_std", "sample_abs_max")
@@ -46,17 +53,6 @@ class _Plain:
         self.__dict__.update(kwargs)
 
 
-def _fold(seed, value):
-    return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), tf.cast(value, tf.int64), alg=RNG_ALG)
-
-
-def _seed2(seed):
-    seed = tf.convert_to_tensor(seed)
-    if seed.shape.rank != 1 or seed.shape[0] != 2 or seed.dtype not in (tf.int32, tf.int64):
-        raise ValueError(f"seed must be an int32 tensor of shape [2], got {seed.dtype.name} {seed.shape}")
-    return tf.cast(seed, tf.int64)
-
-
 class _SummedAdam(keras.optimizers.Adam):
     """Adam whose gradients arrive already summed over replicas (MultiGridEBM.train_step does one
     all-reduce for all grids), so it skips Keras' own per-optimizer all-reduce."""
@@ -65,18 +61,19 @@ class _SummedAdam(keras.optimizers.Adam):
         return list(grads_and_vars)
 
 
-class MultiGridEBM(keras.Model):
+class MultiGridEBM(MultiGridInference, keras.Model):
     """Multi-grid EBM; see the module docstring.
 
     Args:
-      energy_nets: dict grid size -> EnergyNet, exactly `trained_grids` (all grids > 1 for
-        "multigrid", the finest grid otherwise).
-      sampler: the Langevin sampler (its `steps` is T; "cd1" trains with a 1-step copy).
+      energy_nets: dict grid size -> EnergyNet; its keys are the trained grids, either every
+        grid > 1 or one grid (the finest) for the "observed" and "persistent" starts.
+      sampler: the Langevin sampler (its `steps` is T).
       grids: increasing sizes starting at 1, each dividing the next, e.g. (1, 4, 16, 32).
-      family: "multigrid", "single_grid", "cd1" or "pcd".
+      start: where the training chains start: "coarse", "observed" or "persistent".
+      train_steps: Langevin steps of the training chains; None = `sampler.steps`.
       coarse_mean, coarse_std: per-channel [C] statistics of the training 1x1 images (for
-        `sample_coarse` and the pcd buffer); default 0.5 and 0.25.
-      pcd_buffer_size: persistent chains kept by "pcd" (>= the global batch size).
+        `sample_coarse` and the persistent buffer); default 0.5 and 0.25.
+      pcd_buffer_size: persistent chains kept with start "persistent" (>= the global batch).
       seed: training seed.
       ema_decay: 0 (off) or the decay in (0, 1) of an exponential moving average of every net's
         trainable weights, updated after each step with the decay warmed up as
@@ -84,24 +81,28 @@ class MultiGridEBM(keras.Model):
         nets (for export). The chains of training always use the live weights.
     """
 
-    def __init__(self, energy_nets: dict, sampler: LangevinSampler, grids, family: str = "multigrid",
-                 coarse_mean=None, coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0,
-                 ema_decay: float = 0.0, name: str = "multigrid_ebm"):
+    def __init__(self, energy_nets: dict, sampler: LangevinSampler, grids, start: str = "coarse",
+                 train_steps: int | None = None, coarse_mean=None, coarse_std=None,
+                 pcd_buffer_size: int = 1000, seed: int = 0, ema_decay: float = 0.0,
+                 name: str = "multigrid_ebm"):
         super().__init__(name=name)
         grids = tuple(int(g) for g in grids)
         if len(grids) < 2 or grids[0] != 1 or any(b <= a or b % a for a, b in zip(grids, grids[1:])):
             raise ValueError(f"grids={list(grids)} must start at 1 and increase, each dividing the next")
-        if family not in FAMILIES:
-            raise ValueError(f"family={family!r} is not allowed; allowed values: {list(FAMILIES)}")
+        if start not in STARTS:
+            raise ValueError(f"start={start!r} is not allowed; allowed values: {list(STARTS)}")
         if not isinstance(sampler, LangevinSampler):
             raise ValueError(f"sampler must be a LangevinSampler, got {type(sampler).__name__}")
+        if train_steps is not None and int(train_steps) < 1:
+            raise ValueError(f"train_steps={train_steps!r} must be >= 1 (or None = sampler.steps)")
         self.grids = grids
         self.image_size = grids[-1]
-        self.family = family
-        self.trained_grids = tuple(g for g in grids if g > 1) if family == "multigrid" else (grids[-1],)
-        if sorted(energy_nets) != list(self.trained_grids):
-            raise ValueError(f"energy_nets has grids {sorted(energy_nets)}; family {family!r} with grids "
-                             f"{list(grids)} needs exactly {list(self.trained_grids)}")
+        self.start = start
+        self.trained_grids = tuple(sorted(int(g) for g in energy_nets))
+        allowed = (tuple(g for g in grids if g > 1), (grids[-1],)) if start == "coarse" else ((grids[-1],),)
+        if self.trained_grids not in allowed:
+            raise ValueError(f"energy_nets has grids {list(self.trained_grids)}; start={start!r} with "
+                             f"grids {list(grids)} needs exactly one of {[list(a) for a in allowed]}")
         channels = {net.channels for net in energy_nets.values()}
         if len(channels) != 1:
             raise ValueError(f"energy_nets disagree on channels: {sorted(channels)}")
@@ -121,7 +122,7 @@ class MultiGridEBM(keras.Model):
         self.seed = int(seed)
         self.pcd_buffer_size = int(pcd_buffer_size)
         self.sampler = sampler
-        self.train_sampler = sampler.replace(steps=1) if family == "cd1" else sampler
+        self.train_sampler = sampler if train_steps is None else sampler.replace(steps=int(train_steps))
         self.nets = [energy_nets[g] for g in self.trained_grids]
         self._plain = _Plain(energy_fns={g: (lambda x, n=energy_nets[g]: n(x, training=False))
                                          for g in self.trained_grids}, optimizers={}, trackers={})
@@ -133,7 +134,7 @@ class MultiGridEBM(keras.Model):
         self._preview_count = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
                                               aggregation="only_first_replica", name="last_samples_count")
         self.pcd_buffer = None
-        if family == "pcd":
+        if start == "persistent":
             if self.pcd_buffer_size < 1:
                 raise ValueError(f"pcd_buffer_size={pcd_buffer_size} must be >= the global batch size")
             self.pcd_buffer = self.add_weight(
@@ -162,6 +163,10 @@ class MultiGridEBM(keras.Model):
     def grid_optimizers(self) -> dict:
         """dict grid size -> the Adam (possibly loss-scaled) of that grid, after `compile`."""
         return dict(self._plain.optimizers)
+
+    def optimizers_by_name(self) -> dict:
+        """The model contract's optimizers: {"grid_S": optimizer} per trained grid."""
+        return {f"grid_{g}": opt for g, opt in self._plain.optimizers.items()}
 
     @property
     def metrics(self):
@@ -216,39 +221,32 @@ class MultiGridEBM(keras.Model):
             obs[g] = tf.cast(data[key], tf.float32) if key in data else pyramid_ops.box_downsample(full, g)
         return obs
 
+    def _persistent_start(self, n, num_replicas, replica_id, step_seed):
+        """This replica's chains from the buffer, and the global buffer indices of the batch."""
+        size = self.pcd_buffer_size
+        tf.debugging.assert_less_equal(n * num_replicas, size,
+                                       message="pcd_buffer_size must be >= the global batch size")
+        order = tf.argsort(tf.random.stateless_uniform([size], fold_seed(step_seed, -1), alg=RNG_ALG))
+        global_idx = order[:n * num_replicas]
+        local_idx = global_idx[replica_id * n:(replica_id + 1) * n]
+        return tf.gather(tf.convert_to_tensor(self.pcd_buffer), local_idx), global_idx
+
     def train_step(self, data):
         ctx = tf.distribute.get_replica_context()
         num_replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         replica_id = ctx.replica_id_in_sync_group if ctx is not None else 0
         step_seed = tf.stack([tf.constant(self.seed, tf.int64), tf.convert_to_tensor(self.train_counter)])
-        seed = _fold(step_seed, replica_id)
+        seed = fold_seed(step_seed, replica_id)
         # 1. The observed pyramid of the (per-replica) batch.
         obs = self._observed(data)
         n = tf.shape(obs[1])[0]
-        # 2. Synthesize: run the chains of this family.
-        synth, diags = {}, {}
-        if self.family == "multigrid":
-            x = obs[1]
-            for g in self.trained_grids:
-                x = pyramid_ops.nearest_upsample(x, g)
-                x, diags[g] = self.sampler.run(self._plain.energy_fns[g], x, _fold(seed, g))
-                synth[g] = x
+        # 2. Synthesize: the coarse-to-fine chain over the trained grids from this variant's start.
+        if self.start == "persistent":
+            x0, global_idx = self._persistent_start(n, num_replicas, replica_id, step_seed)
         else:
-            g = self.image_size
-            if self.family == "single_grid":
-                x0 = pyramid_ops.nearest_upsample(obs[1], g)
-            elif self.family == "cd1":
-                x0 = obs[g]
-            else:
-                size = self.pcd_buffer_size
-                tf.debugging.assert_less_equal(n * num_replicas, size,
-                                               message="pcd_buffer_size must be >= the global batch size")
-                order = tf.argsort(tf.random.stateless_uniform([size], _fold(step_seed, -1), alg=RNG_ALG))
-                global_idx = order[:n * num_replicas]
-                local_idx = global_idx[replica_id * n:(replica_id + 1) * n]
-                x0 = tf.gather(tf.convert_to_tensor(self.pcd_buffer), local_idx)
-            x, diags[g] = self.train_sampler.run(self._plain.energy_fns[g], x0, _fold(seed, g))
-            synth[g] = x
+            x0 = obs[1] if self.start == "coarse" else obs[self.trained_grids[0]]
+        synth, diags = coarse_to_fine(x0, seed, self.trained_grids, self._plain.energy_fns,
+                                      self.train_sampler)
         # 3. Per-grid losses mean f(synth) - mean f(obs), scaled for the global batch.
         variables = [net.trainable_variables for net in self.nets]
         with tf.GradientTape() as tape:
@@ -261,15 +259,15 @@ class MultiGridEBM(keras.Model):
                 opt = self._plain.optimizers[g]
                 scaled = losses[g] / num_replicas
                 total += opt.scale_loss(scaled) if hasattr(opt, "scale_loss") else scaled
-        # 4. Sum the gradients (and the pcd chains) over replicas in ONE all-reduce: separate
-        # collectives per optimizer can get mismatched instance keys across the replica threads
-        # of a MirroredStrategy trace. The optimizers then skip their own reduction.
+        # 4. Sum the gradients (and the persistent chains) over replicas in ONE all-reduce:
+        # separate collectives per optimizer can get mismatched instance keys across the replica
+        # threads of a MirroredStrategy trace. The optimizers then skip their own reduction.
         grads = tape.gradient(total, variables)
         sizes = [len(gv) for gv in grads]
         flat = [g for gv in grads for g in gv]
         if any(g is None for g in flat):
             raise ValueError("an energy net has a variable without gradient; check its layers")
-        if self.family == "pcd":
+        if self.pcd_buffer is not None:
             chains = synth[self.image_size]
             if num_replicas > 1:  # place this replica's chains in the global batch, zeros elsewhere
                 chains = tf.scatter_nd(replica_id * n + tf.range(n)[:, None], chains,
@@ -292,7 +290,7 @@ class MultiGridEBM(keras.Model):
             live = [v for vs in variables for v in vs]
             for avg, var in zip(self._ema, live):
                 avg.assign(decay * avg + (1.0 - decay) * tf.cast(var, avg.dtype))
-        if self.family == "pcd":
+        if self.pcd_buffer is not None:
             self.pcd_buffer.assign(tf.tensor_scatter_nd_update(
                 tf.convert_to_tensor(self.pcd_buffer), global_idx[:, None], flat[-1]))
         for g, var in zip(self.trained_grids, self._previews):
@@ -331,99 +329,41 @@ class MultiGridEBM(keras.Model):
         k = tf.convert_to_tensor(self._preview_count)
         return {g: tf.convert_to_tensor(v)[:k] for g, v in zip(self.trained_grids, self._previews)}
 
-    # ---------------------------------------------------------------- inference
-
-    def sample_coarse(self, num, seed):
-        """1x1 starts: float32 [num, 1, 1, C] from N(coarse_mean, coarse_std), clipped to [0, 1].
+    def tensorboard_previews(self, batch: dict, max_outputs: int = 8):
+        """The model contract's TensorBoard pictures of the last train step.
 
         Args:
-          num: int32 scalar (Python int or tensor). seed: int32 [2].
-        """
-        shape = tf.stack([tf.cast(num, tf.int32), 1, 1, self.channels])
-        z = tf.random.stateless_normal(shape, _seed2(seed), alg=RNG_ALG)
-        return tf.clip_by_value(z * tf.constant(self.coarse_std) + tf.constant(self.coarse_mean), 0.0, 1.0)
-
-    def _check_images(self, images, name, channels=None):
-        images = tf.convert_to_tensor(images)
-        c = self.channels if channels is None else channels
-        if images.shape.rank != 4 or images.shape[1:] != (self.image_size, self.image_size, c):
-            raise ValueError(f"{name} must be float32 [N, {self.image_size}, {self.image_size}, {c}], "
-                             f"got shape {images.shape}")
-        return tf.cast(images, tf.float32)
-
-    def synthesize(self, coarse, seed) -> dict:
-        """The full sampling chain from 1x1 starts.
-
-        Args:
-          coarse: float32 [N, 1, 1, C] in [0, 1]. seed: int32 [2].
+          batch: the observed pyramid batch {"grid_S": float32 [N, S, S, C]} (one replica's).
+          max_outputs: images per tag.
 
         Returns:
-          dict grid size -> float32 [N, S, S, C] in [0, 1] for every grid (grid 1 is `coarse`).
-          "multigrid": T steps at every grid > 1, each from the previous grid's samples; the
-          other families run T steps of the finest net from the upsampled 1x1 image and give the
-          intermediate grids as box averages of the finest samples.
+          (images, histograms): {"synthesized/grid_S": float32 [k, S, S, C] in [0, 1]} and
+          {"energy_observed/grid_S" | "energy_synthesized/grid_S": float32 [n]} per trained grid.
         """
-        coarse = tf.convert_to_tensor(coarse, tf.float32)
-        if coarse.shape.rank != 4 or coarse.shape[1:] != (1, 1, self.channels):
-            raise ValueError(f"coarse must be float32 [N, 1, 1, {self.channels}], got shape {coarse.shape}")
-        seed = _seed2(seed)
-        out, x = {1: coarse}, coarse
-        if self.family == "multigrid":
-            for g in self.trained_grids:
-                x = pyramid_ops.nearest_upsample(x, g)
-                x, _ = self.sampler.run(self._plain.energy_fns[g], x, _fold(seed, g))
-                out[g] = x
-            return out
-        g = self.image_size
-        x, _ = self.sampler.run(self._plain.energy_fns[g], pyramid_ops.nearest_upsample(coarse, g), _fold(seed, g))
-        for s in self.grids[1:]:
-            out[s] = pyramid_ops.box_downsample(x, s)
-        return out
+        synth = self.last_samples
+        obs_energy = self.energies(batch[f"grid_{self.image_size}"][:max_outputs * 4])
+        images, histograms = {}, {}
+        for g, x in synth.items():
+            x = tf.clip_by_value(tf.cast(x, tf.float32), 0.0, 1.0)
+            images[f"synthesized/grid_{g}"] = x[:max_outputs]
+        for g, e in obs_energy.items():
+            histograms[f"energy_observed/grid_{g}"] = e
+            histograms[f"energy_synthesized/grid_{g}"] = self.energy_nets[g](synth[g][:max_outputs * 4])
+        return images, histograms
 
-    def energies(self, images) -> dict:
-        """dict trained grid size -> float32 [N] energies f_S of the pyramid of full-size images
-        float32 [N, H, W, C] in [0, 1]."""
-        pyr = pyramid_ops.build_pyramid(self._check_images(images, "images"), self.grids)
-        return {g: net(pyr[g], training=False) for g, net in zip(self.trained_grids, self.nets)}
+    # ---------------------------------------------------------------- export (model contract)
 
-    def features(self, images) -> dict:
-        """dict trained grid size -> float32 [N, D_S] pooled activations (see networks.py)."""
-        pyr = pyramid_ops.build_pyramid(self._check_images(images, "images"), self.grids)
-        return {g: net.features(pyr[g], training=False) for g, net in zip(self.trained_grids, self.nets)}
+    def export_signatures(self, max_num_samples: int) -> dict:
+        """{name: tf.function} of the five signatures (`multigrid_signatures`)."""
+        return multigrid_signatures.signature_functions(self, int(max_num_samples))
 
-    def inpaint(self, images, mask, seed):
-        """Fill the missing pixels by Langevin, coarse to fine, with observed pixels clamped.
-
-        At grid 1 the start is the mean of each image's observed pixels (coarse_mean if none);
-        at each trained grid S the image with its missing pixels filled by the upsampled previous
-        result is box-averaged to S, and Langevin moves only the S-pixels whose block contains a
-        missing pixel. The finest grid moves exactly the missing pixels.
-
-        Args:
-          images: float32 [N, H, W, C] in [0, 1]. mask: float32 [N, H, W, 1], 1 = missing.
-          seed: int32 [2].
-
-        Returns:
-          float32 [N, H, W, C]; observed pixels (mask 0) equal `images` exactly.
-        """
-        images = self._check_images(images, "images")
-        mask = self._check_images(mask, "mask", channels=1)
-        seed = _seed2(seed)
-        missing = mask > 0.5
-        known = 1.0 - tf.cast(missing, tf.float32)
-        count = tf.reduce_sum(known, axis=[1, 2], keepdims=True)
-        mean = tf.reduce_sum(images * known, axis=[1, 2], keepdims=True) / tf.maximum(count, 1.0)
-        x = tf.where(count > 0, mean, tf.reshape(tf.constant(self.coarse_mean), [1, 1, 1, -1]))
-        for g in self.trained_grids:
-            up = pyramid_ops.nearest_upsample(x, self.image_size)
-            filled = tf.where(missing, up, images)
-            start = pyramid_ops.box_downsample(filled, g)
-            movable = tf.cast(pyramid_ops.box_downsample(tf.cast(missing, tf.float32), g) > 0, tf.float32)
-            x, _ = self.sampler.run(self._plain.energy_fns[g], start, _fold(seed, g), mask=movable)
-        return tf.where(missing, x, images)
+    def export_info(self) -> dict:
+        """Facts for the export's config.json: grids, image_size, channels, trained_grids."""
+        return {"grids": [int(g) for g in self.grids], "image_size": int(self.image_size),
+                "channels": int(self.channels), "trained_grids": [int(g) for g in self.trained_grids]}
 
 
-def build_model(grids, channels: int, family: str = "multigrid", norm: str = "none",
+def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "none",
                 activation: str = "leaky_relu", width: float = 1.0, steps: int = 30,
                 step_size: float = 0.3, reference_sigma: float = 1.0, use_reference: bool = False,
                 noise: bool = False, clip: bool = True, jit_compile: bool = False,
@@ -433,17 +373,22 @@ def build_model(grids, channels: int, family: str = "multigrid", norm: str = "no
     """Build the energy nets (only the trained grids), the sampler and the model.
 
     Call inside a strategy scope for distributed training; seeds Keras' initialisers with
-    `seed` so the same seed gives the same initial weights. Arguments as in `EnergyNet`,
-    `LangevinSampler` and `MultiGridEBM`.
+    `seed` so the same seed gives the same initial weights. `variant` is a key of
+    `multigrid_spec.VARIANTS`; the other arguments as in `EnergyNet`, `LangevinSampler` and
+    `MultiGridEBM`.
     """
+    from trainers.families.multigrid_spec import VARIANTS
+
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r} is not allowed; allowed values: {list(VARIANTS)}")
+    trained, start, train_steps = VARIANTS[variant]
     grids = tuple(int(g) for g in grids)
-    if family not in FAMILIES:
-        raise ValueError(f"family={family!r} is not allowed; allowed values: {list(FAMILIES)}")
-    trained = [g for g in grids if g > 1] if family == "multigrid" else [grids[-1]]
+    trained = [g for g in grids if g > 1] if trained == "all" else [grids[-1]]
     keras.utils.set_random_seed(seed)
     nets = {g: build_energy_net(g, channels, norm=norm, activation=activation, width=width) for g in trained}
     sampler = LangevinSampler(steps, step_size, reference_sigma=reference_sigma, use_reference=use_reference,
                               noise=noise, clip=clip, jit_compile=jit_compile,
                               noise_scale=noise_scale, noise_schedule=noise_schedule)
-    return MultiGridEBM(nets, sampler, grids, family=family, coarse_mean=coarse_mean, coarse_std=coarse_std,
-                        pcd_buffer_size=pcd_buffer_size, seed=seed, ema_decay=ema_decay)
+    return MultiGridEBM(nets, sampler, grids, start=start, train_steps=train_steps, coarse_mean=coarse_mean,
+                        coarse_std=coarse_std, pcd_buffer_size=pcd_buffer_size, seed=seed,
+                        ema_decay=ema_decay)
