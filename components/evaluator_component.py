@@ -14,12 +14,12 @@ from trainers.config import Config
 
 
 @component
-def EvaluateMultiGrid(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
-                      model_run: InputArtifact[artifacts.ModelRun],
-                      images: InputArtifact[artifacts.Examples],
-                      classifier: InputArtifact[artifacts.DomainClassifier],
-                      evaluation: OutputArtifact[artifacts.ModelEvaluation],
-                      blessing: OutputArtifact[artifacts.ModelBlessing]) -> None:
+def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
+             model_run: InputArtifact[artifacts.ModelRun],
+             images: InputArtifact[artifacts.Examples],
+             classifier: InputArtifact[artifacts.DomainClassifier],
+             evaluation: OutputArtifact[artifacts.ModelEvaluation],
+             blessing: OutputArtifact[artifacts.ModelBlessing]) -> None:
     """Metrics in every configured feature space (domain only when labels exist)."""
     config = Config.from_json(config_json)
     ev = config.eval

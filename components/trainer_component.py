@@ -1,4 +1,4 @@
-"""TFX component: train a multi-grid EBM on a pyramid and export its SavedModel.
+"""TFX component: train the model family of `model.family` on a pyramid and export its SavedModel.
 
 Training state (checkpoints, TensorBoard logs) lives in `state_root/<run key>/`, a folder that
 outlives the execution, so rerunning an interrupted pipeline resumes from the last checkpoint.
@@ -36,10 +36,10 @@ def _copy_tree(src: str, dst: str) -> None:
 
 
 @component
-def TrainMultiGrid(config_json: Parameter[str], state_root: Parameter[str],
-                   pyramid: InputArtifact[artifacts.Pyramid],
-                   model: OutputArtifact[artifacts.Model],
-                   model_run: OutputArtifact[artifacts.ModelRun]) -> None:
+def Train(config_json: Parameter[str], state_root: Parameter[str],
+          pyramid: InputArtifact[artifacts.Pyramid],
+          model: OutputArtifact[artifacts.Model],
+          model_run: OutputArtifact[artifacts.ModelRun]) -> None:
     """Train (resuming when state exists), export to `model.uri`, logs to `model_run.uri`."""
     config = Config.from_json(config_json)
     fingerprint = pyramid.get_string_custom_property("fingerprint")

@@ -1,6 +1,9 @@
 """Evaluate an exported model end to end: metrics.json, report.html and the blessing.
 
-`evaluate_model` talks to the model only through its SavedModel signatures (`ExportedModel`):
+`evaluate_model` talks to the model only through its SavedModel signatures (`ExportedModel`).
+Each experiment declares the signatures it needs (`EXPERIMENTS`); it runs when the model exports
+all of them (config.json's `signatures`), otherwise metrics.json's `skipped` and the report
+name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signature"`):
 1. samples (`sample`), and per feature space FID / KID / precision / recall
    (`evaluators.fid.compare_activations`, one feature extraction per image set) and the
    Inception score of the samples' logits, with a
@@ -29,6 +32,13 @@ from evaluators import report as report_lib
 from evaluators.model_client import ExportedModel
 from trainers.progress import TaskProgress
 
+# Experiment (its key in metrics.json) -> the signatures it needs.
+EXPERIMENTS = {
+    "feature_spaces": ("sample",),
+    "downstream": ("features",),
+    "inpainting": ("inpaint",),
+    "diversity": ("sample_from_coarse",),
+}
 _SPACE_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "num_real", "num_fake")
 
 
@@ -104,6 +114,39 @@ def _split(images, labels, test_images, test_labels, seed: int, notes: list):
     return images[pool], labels[pool], images[test], labels[test]
 
 
+def _samples_and_spaces(model, real, metrics, images, feature_spaces, num_samples, num_real,
+                        kid_subsets, notes, timings, seed) -> None:
+    """Experiment 1: samples (pictures) and the metrics in every feature space."""
+    t = time.time()
+    with TaskProgress("sampling", int(num_samples), "images") as progress:
+        samples = model.sample(int(num_samples), seed, progress=progress)
+    fake = samples["images"]
+    for key in sorted((k for k in samples if k.startswith("grid_")), key=lambda k: int(k[5:])):
+        images[f"samples/{key}"] = report_lib.tile_images(samples[key][:64], ncols=8)
+    images["samples/real_data"] = report_lib.tile_images(real[:64], ncols=8)
+    timings["sample"] = time.time() - t
+    t = time.time()
+    real_for_metrics = real
+    if num_real is not None and num_real < len(real):
+        pick = np.sort(np.random.default_rng(seed).permutation(len(real))[:int(num_real)])
+        real_for_metrics = real[pick]
+    metrics["data"]["num_real_for_metrics"] = int(len(real_for_metrics))
+    metrics["feature_spaces"] = {
+        name: _space_metrics(name, space, real_for_metrics, fake, kid_subsets, notes, seed=seed)
+        for name, space in feature_spaces.items()}
+    timings["feature_spaces"] = time.time() - t
+
+
+def missing_signatures(model: ExportedModel) -> dict[str, str]:
+    """{experiment: reason} for every experiment of EXPERIMENTS whose signatures the model lacks."""
+    skipped = {}
+    for name, needs in EXPERIMENTS.items():
+        lacking = [sig for sig in needs if not model.has(sig)]
+        if lacking:
+            skipped[name] = "the model has no " + " or ".join(f"{sig!r}" for sig in lacking) + " signature"
+    return skipped
+
+
 def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, feature_spaces: dict,
                    num_samples: int = 1000, kid_subsets: int = 10,
                    label_counts=(1000, 2000, 4000), masks=inpainting_lib.MASK_KINDS,
@@ -133,11 +176,13 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         (None = all); downstream classification still draws on all real images.
 
     Returns:
-      The metrics dict exactly as written to metrics.json (schema in `evaluators.report`).
+      The metrics dict exactly as written to metrics.json (schema in `evaluators.report`);
+      `skipped` maps each experiment that did not run to the reason.
     """
     t_start = time.time()
     timings, notes = {}, []
     model = ExportedModel(model_dir)
+    skipped = missing_signatures(model)
     real = np.asarray(real_images)
     want = (model.image_size, model.image_size, model.channels)
     if real.ndim != 4 or real.shape[1:] != want or real.dtype != np.uint8:
@@ -145,7 +190,7 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                          f"the model in {model_dir}, got {real.dtype} {real.shape}")
     if len(real) < 4:
         raise ValueError(f"real_images needs at least 4 images, got {len(real)}")
-    if feature_spaces and min(len(real), int(num_samples)) < 2 * int(kid_subsets):
+    if feature_spaces and "feature_spaces" not in skipped and min(len(real), int(num_samples)) < 2 * int(kid_subsets):
         raise ValueError(f"KID with kid_subsets={kid_subsets} needs at least {2 * kid_subsets} real "
                          f"images and samples; got {len(real)} real and num_samples={num_samples}: "
                          "raise them or lower kid_subsets (>= 4)")
@@ -157,37 +202,28 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         "model": {"dir": model_dir, "family": model.family, "grids": model.grids,
                   "trained_grids": model.trained_grids, "image_size": model.image_size,
                   "channels": model.channels},
+        "signatures": model.signature_names,
         "data": {"num_real": int(len(real))}, "notes": notes, "timings_s": timings,
+        "skipped": skipped,
     }
     images: dict = {}
 
     # 1. Samples and feature-space metrics.
-    t = time.time()
-    with TaskProgress("sampling", int(num_samples), "images") as progress:
-        samples = model.sample(int(num_samples), seed, progress=progress)
-    fake = samples["images"]
-    for key in sorted((k for k in samples if k.startswith("grid_")), key=lambda k: int(k[5:])):
-        images[f"samples/{key}"] = report_lib.tile_images(samples[key][:64], ncols=8)
-    images["samples/real_data"] = report_lib.tile_images(real[:64], ncols=8)
-    timings["sample"] = time.time() - t
-    t = time.time()
-    real_for_metrics = real
-    if num_real is not None and num_real < len(real):
-        pick = np.sort(np.random.default_rng(seed).permutation(len(real))[:int(num_real)])
-        real_for_metrics = real[pick]
-    metrics["data"]["num_real_for_metrics"] = int(len(real_for_metrics))
-    metrics["feature_spaces"] = {
-        name: _space_metrics(name, space, real_for_metrics, fake, kid_subsets, notes, seed=seed)
-        for name, space in feature_spaces.items()}
-    timings["feature_spaces"] = time.time() - t
+    metrics["feature_spaces"] = {}
+    if "feature_spaces" not in skipped:
+        _samples_and_spaces(model, real, metrics, images, feature_spaces, num_samples, num_real,
+                            kid_subsets, notes, timings, seed)
 
     # 2. Downstream classification.
     t = time.time()
     labels = None if real_labels is None else np.asarray(real_labels)
     held_images = None if test_images is None else np.asarray(test_images)
     metrics["downstream"] = None
-    if labels is None or (labels < 0).any():
+    if "downstream" in skipped:
+        pass
+    elif labels is None or (labels < 0).any():
         notes.append("downstream: skipped (real images are unlabelled)")
+        skipped["downstream"] = "the real images are unlabelled"
     else:
         pool_x, pool_y, test_x, test_y = _split(real, labels, held_images, test_labels, seed, notes)
         held_images = test_x
@@ -206,7 +242,9 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     t = time.time()
     metrics["inpainting"] = None
     source = held_images if held_images is not None else real
-    if num_inpaint > 0 and masks:
+    if "inpainting" not in skipped and not (num_inpaint > 0 and masks):
+        skipped["inpainting"] = "no masks or eval.num_inpaint=0"
+    if "inpainting" not in skipped:
         runs = len(masks) * (1 + len(inpainting_lib.BASELINES))
         with TaskProgress("inpainting", runs, "runs") as progress:
             table, examples = inpainting_lib.evaluate_inpainting(
@@ -223,7 +261,9 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     # 4. Diversity from shared 1x1 starts.
     t = time.time()
     metrics["diversity"] = None
-    if num_diversity >= 2:
+    if "diversity" not in skipped and num_diversity < 2:
+        skipped["diversity"] = "eval.num_diversity < 2"
+    if "diversity" not in skipped:
         k = max(1, min(4, num_diversity // 2))
         m = max(2, num_diversity // k)
         coarse = real[:k].astype(np.float32).mean(axis=(1, 2), keepdims=True) / 255.0
@@ -242,6 +282,9 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         metrics["diversity"] = result
         images["diversity (start | samples)"] = block
     timings["diversity"] = time.time() - t
+
+    for name, reason in skipped.items():
+        print(f"[evaluate] skipped {name}: {reason}", flush=True)
 
     # 5. Blessing, files.
     metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(thresholds), metrics)

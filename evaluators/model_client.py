@@ -7,7 +7,9 @@ and call its signatures (contract in contracts.md / trainers/export.py):
 - `energy(images uint8 [N,H,W,C]) -> {energy_S: float32 [N]}` per trained grid S
 - `inpaint(images uint8 [N,H,W,C], mask uint8 [N,H,W,1], seed int32 []) -> {images: uint8}`
 - `features(images uint8 [N,H,W,C]) -> {features_S: float32 [N, D_S]}` per trained grid S
-and read `assets/config.json` for `grids`, `image_size`, `channels`, `trained_grids`, `config`.
+and read `assets/config.json` for `family`, `signatures`, `grids`, `image_size`, `channels`,
+`trained_grids`, `config`. A family exports only the signatures it has (`signature_names`,
+`has`); calling one it lacks raises ValueError naming it.
 
 Requests larger than the export's cap (`config.export.max_num_samples`, default 1024) are split
 into batches; batch b of a seeded call uses seed `(seed + b * 1_000_003) mod 2^31`, so batch 0
@@ -98,6 +100,16 @@ class ExportedModel:
     def family(self) -> str:
         nested = (self.config.get("config") or {}).get("model", {}).get("family")
         return str(nested or self.config.get("family") or "unknown")
+
+    @property
+    def signature_names(self) -> list[str]:
+        """The exported signatures: config.json's `signatures`, else those of the SavedModel."""
+        names = self.config.get("signatures")
+        return [str(n) for n in names] if names is not None else sorted(self.signatures)
+
+    def has(self, name: str) -> bool:
+        """Whether the model exports the signature `name` (a capability such as `inpaint`)."""
+        return name in self.signature_names
 
     def _signature(self, name: str):
         if name not in self.signatures:

@@ -6,6 +6,8 @@
     {
       "schema_version": 1,
       "model": {"dir", "family", "grids", "trained_grids", "image_size", "channels"},
+      "signatures": [the exported signature names],
+      "skipped": {EXPERIMENT: reason}  (experiments not run, e.g. a signature the model lacks),
       "data": {"num_real", "num_test", ...},
       "feature_spaces": {NAME: {"fid", "kid", "kid_std", "inception_score",
                                 "inception_score_std", "precision", "recall", "num_real",
@@ -333,6 +335,8 @@ def write_report(output_dir: str, metrics: dict, images: dict, config: dict,
     nav = " | ".join(f"<a href='#s{i}'>{html.escape(t)}</a>" for i, t in enumerate(order))
     body = "".join(f"<h2 id='s{i}'>{html.escape(t)}</h2>{sections[t]}" for i, t in enumerate(order))
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in metrics.get("notes") or [])
+    skipped = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>"
+                      for k, v in (metrics.get("skipped") or {}).items())
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>"
@@ -341,6 +345,7 @@ def write_report(output_dir: str, metrics: dict, images: dict, config: dict,
         "font-size:13px}th{background:#eee}figure{display:inline-block;margin:8px}"
         ".none,.note{color:#666}pre{background:#f6f6f6;padding:1em;overflow:auto}"
         f"</style></head><body><h1>{html.escape(title)}</h1><p>{nav}</p>"
+        + (f"<p>Skipped experiments:</p><ul class='skipped'>{skipped}</ul>" if skipped else "")
         + (f"<ul>{notes}</ul>" if notes else "") + body + "</body></html>")
     tf.io.gfile.makedirs(output_dir)
     path = os.path.join(output_dir, "report.html")

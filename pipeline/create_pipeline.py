@@ -1,7 +1,10 @@
 """`create_pipeline(config, ...)`: the one TFX pipeline of multigrid-ebm.
 
-    IngestImages -> BuildPyramid -> TrainMultiGrid ----------> EvaluateMultiGrid -> PushModel
+    IngestImages -> BuildPyramid -> Train --------------------------> Evaluate -> PushModel
              \\-> TrainDomainClassifier (labelled data only) -/
+
+The components are family-neutral: `Train` builds whatever `model.family` names (through the
+registry `trainers.families`) and `Evaluate` runs the experiments the export's signatures allow.
 
 The same pipeline object runs under LocalDagRunner (SQLite metadata) and compiles for Kubeflow.
 """
@@ -35,21 +38,21 @@ def create_pipeline(config: Config, pipeline_root: str, metadata_path: str | Non
     from tfx.orchestration import metadata, pipeline
 
     from components.classifier_component import TrainDomainClassifier
-    from components.evaluator_component import EvaluateMultiGrid
+    from components.evaluator_component import Evaluate
     from components.ingest_component import IngestImages
     from components.pusher_component import PushModel
     from components.pyramid_component import BuildPyramid
-    from components.trainer_component import TrainMultiGrid
+    from components.trainer_component import Train
 
     ingest = IngestImages(config_json=stage_config_json(config, ()))
     pyramid = BuildPyramid(config_json=stage_config_json(config, ()),
                            images=ingest.outputs["images"])
-    trainer = TrainMultiGrid(
+    trainer = Train(
         config_json=stage_config_json(config, ("model", "sampler", "train", "export")),
         pyramid=pyramid.outputs["pyramid"], state_root=state_root)
     classifier = TrainDomainClassifier(config_json=stage_config_json(config, ("eval", "train")),
                                        images=ingest.outputs["images"])
-    evaluator = EvaluateMultiGrid(
+    evaluator = Evaluate(
         config_json=stage_config_json(config, ("eval", "train")), model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"], images=ingest.outputs["images"],
         classifier=classifier.outputs["classifier"])

@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("tfx", reason="TFX lives in the primary environment only")
 pytestmark = pytest.mark.tfx
 
-COMPONENTS = ("IngestImages", "BuildPyramid", "TrainMultiGrid", "TrainDomainClassifier",
-              "EvaluateMultiGrid", "PushModel")
+COMPONENTS = ("IngestImages", "BuildPyramid", "Train", "TrainDomainClassifier",
+              "Evaluate", "PushModel")
 
 
 def run_cli(*args, cwd):
