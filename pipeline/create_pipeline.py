@@ -1,6 +1,6 @@
 """`create_pipeline(config, ...)`: the one TFX pipeline of multigrid-ebm.
 
-    IngestImages -> BuildPyramid -> Train --------------------------> Evaluate -> PushModel
+    IngestImages -> BuildPyramid -> Train ---------------------> Evaluate -> PushModel
              \\-> TrainDomainClassifier (labelled data only) -/
 
 The components are family-neutral: `Train` builds whatever `model.family` names (through the
