@@ -11,7 +11,9 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
 2. downstream classification (`features`; experiment 2), when labels are given;
 3. inpainting (`inpaint`; experiment 3) against mean-fill and interpolation;
 4. diversity from shared 1x1 starts (`sample_from_coarse`; figure 5);
-5. blessing by thresholds; metrics.json and report.html in output_dir.
+5. out-of-distribution detection by energy (`energy`; `evaluators.ood`): AUROC of the held-out
+   images against uniform noise, constant images, interpolations and any `ood_sets` given;
+6. blessing by thresholds; metrics.json and report.html in output_dir.
 
 Each experiment shows counted progress on stderr (`trainers.progress.TaskProgress`: a bar on a
 terminal, a plain line every 15 s and at the end in logs).
@@ -28,6 +30,7 @@ from evaluators import blessing as blessing_lib
 from evaluators import diversity as diversity_lib
 from evaluators import downstream as downstream_lib
 from evaluators import inpainting as inpainting_lib
+from evaluators import ood as ood_lib
 from evaluators import report as report_lib
 from evaluators.model_client import ExportedModel
 from trainers.progress import TaskProgress
@@ -38,6 +41,7 @@ EXPERIMENTS = {
     "downstream": ("features",),
     "inpainting": ("inpaint",),
     "diversity": ("sample_from_coarse",),
+    "ood": ("energy",),
 }
 _SPACE_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "num_real", "num_fake")
 
@@ -152,7 +156,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                    label_counts=(1000, 2000, 4000), masks=inpainting_lib.MASK_KINDS,
                    num_inpaint: int = 100, num_diversity: int = 16, thresholds=(),
                    log_dir: str | None = None, random_model_dir: str | None = None, seed: int = 0,
-                   test_images=None, test_labels=None, num_real: int | None = None) -> dict:
+                   test_images=None, test_labels=None, num_real: int | None = None,
+                   num_ood: int = 500, ood_sets: dict | None = None) -> dict:
     """Evaluate the SavedModel in model_dir; write metrics.json and report.html to output_dir.
 
     Args:
@@ -174,6 +179,10 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         (default: a seeded random 20% of the real images).
       num_real: real images for the feature-space metrics: a seeded random subset of this size
         (None = all); downstream classification still draws on all real images.
+      num_ood: held-out images (and images per synthetic set) for out-of-distribution detection
+        (0 = skip).
+      ood_sets: {name: uint8 [M,H,W,C]} other data sets to tell apart by energy (e.g. MNIST
+        digits against a Fashion-MNIST model), besides the synthetic ones.
 
     Returns:
       The metrics dict exactly as written to metrics.json (schema in `evaluators.report`);
@@ -283,10 +292,30 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         images["diversity (start | samples)"] = block
     timings["diversity"] = time.time() - t
 
+    # 5. Out-of-distribution detection by energy.
+    t = time.time()
+    metrics["ood"] = None
+    if "ood" not in skipped and num_ood < 1:
+        skipped["ood"] = "eval.num_ood=0"
+    if "ood" not in skipped:
+        test = source[:num_ood]
+        sets = dict(ood_lib.synthetic_sets(test, len(test), seed=seed), **(ood_sets or {}))
+        total = len(test) + sum(len(v) for v in sets.values())
+        with TaskProgress("out-of-distribution", total, "images") as progress:
+            def energy_fn(batch):
+                out = model.energy(batch)
+                progress.update(len(batch))
+                return out
+
+            table = ood_lib.ood_table(energy_fn, test, sets)
+        images["ood/energy histograms"] = ood_lib.energy_histogram(table.pop("energies"), table["grid"])
+        metrics["ood"] = table
+    timings["ood"] = time.time() - t
+
     for name, reason in skipped.items():
         print(f"[evaluate] skipped {name}: {reason}", flush=True)
 
-    # 5. Blessing, files.
+    # 6. Blessing, files.
     metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(thresholds), metrics)
     timings["total"] = time.time() - t_start
     clean = report_lib.write_metrics_json(os.path.join(output_dir, "metrics.json"), metrics)
@@ -295,6 +324,7 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                              "num_samples": num_samples, "kid_subsets": kid_subsets,
                              "label_counts": list(label_counts), "masks": list(masks),
                              "num_inpaint": num_inpaint, "num_diversity": num_diversity,
+                             "num_ood": num_ood, "ood_sets": sorted(ood_sets or {}),
                              "thresholds": list(thresholds), "random_model_dir": random_model_dir,
                              "seed": seed, "log_dir": log_dir}}
     report_lib.write_report(output_dir, clean, images, config, log_dir)

@@ -51,7 +51,7 @@ import numpy as np
 SCHEMA_VERSION = 1
 SECTION_TITLES = ("Samples", "Inpainting examples", "Diversity", "Feature-space metrics",
                   "Downstream classification", "Inpainting metrics", "Diversity metrics",
-                  "Blessing", "Training curves", "Configuration")
+                  "Out-of-distribution detection", "Blessing", "Training curves", "Configuration")
 _SPACE_COLUMNS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std", "precision",
                   "recall", "num_real", "num_fake")
 
@@ -259,6 +259,8 @@ def _space_rows(spaces: dict) -> list[list]:
 def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) -> dict[str, str]:
     groups = {"Samples": [], "Inpainting examples": [], "Diversity": [], "Other figures": []}
     for key, image in images.items():
+        if key.startswith("ood/"):
+            continue  # drawn in the out-of-distribution section
         section = ("Samples" if key.startswith("samples") else "Inpainting examples"
                    if key.startswith("inpainting") else "Diversity" if key.startswith("diversity")
                    else "Other figures")
@@ -290,6 +292,19 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
     out["Diversity metrics"] = (_table(["quantity", "value"], [[k, v] for k, v in div.items()
                                                                if not isinstance(v, (list, dict))])
                                 if div else _none("not computed"))
+    ood = metrics.get("ood")
+    if ood and ood.get("auroc"):
+        grids = sorted(ood.get("auroc_by_grid") or {}, key=int)
+        rows = [[name, value, ood.get("num_ood", {}).get(name), ood.get("mean_energy", {}).get(name)]
+                + [ood["auroc_by_grid"][g].get(name) for g in grids] for name, value in ood["auroc"].items()]
+        out["Out-of-distribution detection"] = (
+            f"<p>AUROC of {ood.get('num_test')} held-out images against each set, scored by the "
+            f"energy of grid {ood.get('grid')} (1 = perfectly separated, 0.5 = chance); mean energy "
+            f"of the held-out images: {_fmt(ood.get('mean_energy', {}).get('test'))}.</p>"
+            + _table(["set", "AUROC", "images", "mean energy"] + [f"AUROC grid {g}" for g in grids], rows)
+            + "".join(_img(k, v) for k, v in images.items() if k.startswith("ood/")))
+    else:
+        out["Out-of-distribution detection"] = _none("not computed")
     bless = metrics.get("blessing")
     if bless:
         verdict = "BLESSED" if bless.get("blessed") else "NOT BLESSED"

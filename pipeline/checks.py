@@ -85,6 +85,8 @@ def check_args(args) -> None:
         cfg = _preset_config(args, getattr(args, "data", None) if command in ("run", "compile") else None)
         if command in ("run", "compile"):
             _source("data.source" if not args.data else "--data", cfg.data.source)
+        for source in cfg.eval.ood_sources:
+            _source("eval.ood_sources", source)
     if command in ("ingest", "classifier"):
         _source("--data", args.data)
     if command in ("ingest", "fid", "classifier"):
@@ -111,6 +113,9 @@ def check_args(args) -> None:
     elif command == "evaluate":
         _local_dir("--model", args.model, "saved_model.pb", _MODEL)
         _source("--data", args.data)
+        for source in (s.strip() for s in args.ood_data.split(",")):
+            if source:
+                _source("--ood-data", source)
         feature_names(args.features)
         _at_least("--num-samples", args.num_samples, 2)
         for flag, path in (("--classifier", args.classifier), ("--random-model", args.random_model)):

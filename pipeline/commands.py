@@ -149,6 +149,9 @@ def cmd_evaluate(args) -> int:
     names = feature_names(args.features)
     spaces = _feature_spaces(names, args.classifier, images, labels, args.output,
                              epochs=ev.classifier_epochs if ev else 3)
+    num_ood = ev.num_ood if ev else 500
+    ood_sets = {src: load_images(src, info["image_size"], info["channels"], num_ood)[0]
+                for src in _sources(args.ood_data) or (ev.ood_sources if ev else ())}
     metrics = evaluate_model(
         args.model, images, labels, args.output, spaces,
         num_samples=args.num_samples or (ev.num_samples if ev else 500),
@@ -159,11 +162,16 @@ def cmd_evaluate(args) -> int:
         num_inpaint=ev.num_inpaint if ev else 64,
         num_diversity=ev.num_diversity if ev else 16,
         thresholds=list(ev.thresholds) if ev else [],
-        log_dir=args.logs, random_model_dir=args.random_model)
+        log_dir=args.logs, random_model_dir=args.random_model,
+        num_ood=num_ood, ood_sets=ood_sets)
     print(json.dumps(metrics.get("blessing", {}), indent=2))
     print(f"report:  {os.path.join(args.output, 'report.html')}")
     print(f"metrics: {os.path.join(args.output, 'metrics.json')}")
     return 0
+
+
+def _sources(text: str) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
 def cmd_fid(args) -> int:

@@ -31,7 +31,8 @@ PRESETS: dict[str, dict] = {
         pyramid=dict(grids=[1, 4, 16, 32]),
         sampler=dict(noise=True, noise_scale=0.05),
         train=dict(batch_size=64, epochs=20, max_minutes=60.0),
-        eval=dict(features=["domain", "efficientnet_lite0"], num_samples=2000, num_real=2000),
+        eval=dict(features=["domain", "efficientnet_lite0"], num_samples=2000, num_real=2000,
+                  ood_sources=["builtin:mnist5k"]),
     ),
     "cifar10-multigrid": dict(
         data=dict(source="tfds:cifar10", image_size=32, channels=3),
@@ -56,7 +57,7 @@ SMOKE = dict(
     train=dict(batch_size=8, epochs=1, max_steps=4, max_minutes=2.0, checkpoint_every=2,
                log_every=1, image_log_every=2, shuffle_buffer=64, pcd_buffer_size=16),
     eval=dict(num_samples=16, num_real=32, kid_subsets=4, svm_label_counts=[20], num_inpaint=4,
-              num_diversity=4, classifier_epochs=1),
+              num_diversity=4, num_ood=16, classifier_epochs=1),
 )
 
 

@@ -120,13 +120,18 @@ def test_evaluate_model_end_to_end(exports, digits, tmp_path, capsys, monkeypatc
     assert metrics["diversity"]["num_starts"] == 3 and metrics["diversity"]["samples_per_start"] == 2
     assert metrics["blessing"]["blessed"] is True and len(metrics["blessing"]["checks"]) == 2
     assert metrics["model"]["trained_grids"] == [4, 8]
+    ood = metrics["ood"]  # held-out images against the three synthetic sets, by energy
+    assert ood["grid"] == 8 and sorted(ood["auroc"]) == ["constant", "interpolation", "uniform_noise"]
+    assert all(0.0 <= v <= 1.0 for v in ood["auroc"].values()) and "energies" not in ood
+    assert sorted(ood["auroc_by_grid"]) == ["4", "8"]  # JSON keys
     html = (out_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 + 2 + 1 + 1 + 1  # grids, masks, div, data, curves
     assert "no TensorBoard scalars" not in html and "svm/random_finest_grid" in html
+    assert "Out-of-distribution detection" in html and "uniform_noise" in html
     err = capsys.readouterr().err  # progress per experiment, with counts
     for done in ("sampling: 40/40 images", "features projection: 400/400 images",
                  "downstream classification: 14/14 steps", "inpainting: 6/6 runs",
-                 "diversity: 3/3 starts"):
+                 "diversity: 3/3 starts", "out-of-distribution: 288/288 images"):
         assert f"[evaluate] {done.split(':')[0]}: started" in err
         assert f"[evaluate] {done}, done in " in err
     assert "\r" not in err

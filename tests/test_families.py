@@ -176,6 +176,7 @@ def test_toy_family_trains_exports_and_is_evaluated_with_skips(toy_family, tmp_p
         "diversity": "the model has no 'sample_from_coarse' signature"}
     assert metrics["downstream"] is None and metrics["inpainting"] is None
     assert metrics["diversity"] is None
+    assert sorted(metrics["ood"]["auroc"]) == ["constant", "interpolation", "uniform_noise"]  # has energy
     report = (tmp_path / "eval" / "report.html").read_text()
     assert "Skipped experiments" in report and "no &#x27;inpaint&#x27; signature" in report
     on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())

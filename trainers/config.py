@@ -169,6 +169,10 @@ class EvalConfig:
     svm_label_counts: labelled examples for the L2-SVM experiment.
     thresholds: blessing rules `metric<=value` or `metric>=value`, e.g. `fid/domain<=200`;
     the model is pushed only when all hold.
+    num_ood: held-out images (and images per synthetic set: uniform noise, constant images,
+    interpolations) for out-of-distribution detection by energy (0 = skip).
+    ood_sources: other image sources told apart from the data by energy (e.g. `builtin:mnist5k`
+    against a Fashion-MNIST model), each reported as `ood/auroc/<source>`.
     """
 
     features: tuple[str, ...] = ("domain", "efficientnet_lite0")
@@ -179,6 +183,8 @@ class EvalConfig:
     inpaint_masks: tuple[str, ...] = MASKS
     num_inpaint: int = 100
     num_diversity: int = 16
+    num_ood: int = 500
+    ood_sources: tuple[str, ...] = ()
     classifier_epochs: int = 5
     thresholds: tuple[str, ...] = ()
     inception_weights: str = ""
@@ -350,6 +356,7 @@ def validate(cfg: Config) -> None:
         _one_of("eval.inpaint_masks", name, MASKS)
     _require(e.num_inpaint >= 1, f"eval.num_inpaint={e.num_inpaint} must be >= 1")
     _require(e.num_diversity >= 2, f"eval.num_diversity={e.num_diversity} must be >= 2")
+    _require(e.num_ood >= 0, f"eval.num_ood={e.num_ood} must be >= 0 (0 = no out-of-distribution test)")
     _require(e.classifier_epochs >= 1, f"eval.classifier_epochs={e.classifier_epochs} must be >= 1")
     for rule in e.thresholds:
         parse_threshold(rule)
