@@ -107,6 +107,37 @@ def run_variant(args, name: str, extra: list[str], steps: int, pyramid_dir: str,
             "metrics": scores(real, fake, spaces, cfg.eval.kid_subsets, args.seed)}
 
 
+def plot_curves(runs: list[dict], path: str, seconds_per_step: float | None = None) -> None:
+    """One PNG: FID (both spaces, with the floors) and EfficientNet precision/recall against
+    training steps, one line per variant; a second x axis in minutes when seconds_per_step."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+    from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+    fig = Figure(figsize=(12, 3.6), dpi=90)
+    FigureCanvasAgg(fig)
+    panels = [("domain", "fid", "FID domain"), ("efficientnet_lite0", "fid", "FID efficientnet_lite0"),
+              ("efficientnet_lite0", "precision", "precision / recall efficientnet_lite0")]
+    variants = sorted({r["variant"] for r in runs})
+    for i, (space, key, title) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, i + 1)
+        for name in variants:
+            rows = sorted((r for r in runs if r["variant"] == name), key=lambda r: r["steps"])
+            steps = [r["steps"] for r in rows]
+            ax.plot(steps, [r["metrics"][space][key] for r in rows], "o-", label=f"{name} {key}")
+            if key == "precision":
+                ax.plot(steps, [r["metrics"][space]["recall"] for r in rows], "s--", label=f"{name} recall")
+            else:
+                ax.axhline(rows[-1]["metrics"][space]["floor"][key], color="gray", lw=0.8, ls=":",
+                           label="real vs real")
+        if key == "precision":
+            ax.axhline(0.3, color="red", lw=0.8, ls=":", label="target 0.3")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("training steps" + (f" (x {seconds_per_step / 60:.3f} = minutes)" if seconds_per_step else ""),
+                      fontsize=8)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--preset", default="mnist5k-multigrid")
@@ -115,7 +146,14 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="/tmp/mgebm-sample-quality")
     parser.add_argument("--docs", default="/tmp/mgebm-sample-quality/pictures")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", help="also draw the curves of every run (metric against steps) to this PNG")
+    parser.add_argument("--plot-only", metavar="JSON", help="draw --plot from the runs of earlier sample_quality "
+                        "JSON files (comma-separated) and exit")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        runs = [r for path in args.plot_only.split(",") for r in json.load(open(path))["runs"]]
+        plot_curves(runs, args.plot or "sample_quality.png")
+        return 0
     from pipeline.presets import load_preset  # pylint: disable=import-outside-toplevel
     variants = [parse_variant(v) for v in args.variants]
     budgets = sorted(int(s) for s in args.steps.split(",") if s)
@@ -137,6 +175,8 @@ def main(argv=None) -> int:
     doc["wall_s"] = time.perf_counter() - start
     with tf.io.gfile.GFile(out_path, "w") as handle:
         handle.write(json.dumps(doc, indent=2))
+    if args.plot:
+        plot_curves(doc["runs"], args.plot)
     rows = []
     for r in doc["runs"]:
         m = r["metrics"]
