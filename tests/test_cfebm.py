@@ -234,3 +234,20 @@ def test_bad_inputs_raise_invalid_argument_naming_the_argument(loaded):
     # uint8 pixels cannot be out of range; a wrong dtype is refused at the signature boundary.
     with pytest.raises((tf.errors.InvalidArgumentError, TypeError, ValueError)):
         loaded.signatures["denoise"](images=tf.zeros([2, 8, 8, 1], tf.float32), seed=seed)
+
+
+@pytest.mark.parametrize("name", ["mnist5k-cfebm", "fashion-mnist-cfebm", "cifar10-cfebm",
+                                  "celeba64-cfebm"])
+def test_presets_smoke_schedule_reaches_the_final_stage(name):
+    from pipeline.presets import load_preset
+
+    full, smoke = load_preset(name), load_preset(f"{name}:smoke")
+    assert full.model.family == smoke.model.family == "cfebm"
+    assert smoke.pyramid.grids == full.pyramid.grids and smoke.data.image_size == full.data.image_size
+    sizes = stage_sizes(smoke.model.base_size, smoke.data.image_size)
+    assert sizes[0] == 8 and set(sizes) <= set(smoke.pyramid.grids)
+    t = smoke.train
+    images = t.max_steps * t.batch_size
+    assert stage_at(images, len(sizes), t.fade_images, t.stable_images) == (len(sizes) - 1, 1.0)
+    assert final_stage_images(len(sizes), t.fade_images, t.stable_images) < images  # a stable step too
+    assert full.sampler.noise_schedule == "linear" and full.sampler.steps == 15

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.presets import PRESETS, SMOKE, load_preset
+from pipeline.presets import PRESETS, SMOKE, SMOKE_BY_PRESET, load_preset
 from trainers.config import Config, ConfigError, parse_threshold, validate_grids
 
 
@@ -30,9 +30,12 @@ def test_required_presets_geometry():
 
 
 def test_smoke_never_touches_geometry_keys():
-    assert "image_size" not in SMOKE.get("data", {})
-    assert "channels" not in SMOKE.get("data", {})
-    assert "grids" not in SMOKE.get("pyramid", {})
+    assert set(SMOKE_BY_PRESET) <= set(PRESETS)
+    for smoke in [SMOKE, *SMOKE_BY_PRESET.values()]:
+        assert "image_size" not in smoke.get("data", {})
+        assert "channels" not in smoke.get("data", {})
+        assert "grids" not in smoke.get("pyramid", {})
+        assert "base_size" not in smoke.get("model", {})
 
 
 def test_overrides_parse_by_type():
