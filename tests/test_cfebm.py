@@ -251,3 +251,56 @@ def test_presets_smoke_schedule_reaches_the_final_stage(name):
     assert stage_at(images, len(sizes), t.fade_images, t.stable_images) == (len(sizes) - 1, 1.0)
     assert final_stage_images(len(sizes), t.fade_images, t.stable_images) < images  # a stable step too
     assert full.sampler.noise_schedule == "linear" and full.sampler.steps == 15
+
+
+# ------------------------------------------------------------------ CLI
+
+def _png_folder(root, n=3):
+    from PIL import Image
+
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8), mode="L").save(root / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("command", ["denoise", "translate"])
+def test_cli_writes_outputs_and_a_side_by_side_grid(command, export_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from pipeline.cli import main
+
+    src = _png_folder(tmp_path / "src")
+    out = tmp_path / "out"
+    extra = ["--add-noise", "0.1"] if command == "denoise" else []
+    assert main([command, "--model", export_dir, "--input", str(src), "--output", str(out),
+                 "--seed", "4", *extra]) == 0
+    assert "wrote 3" in capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["00000_input.png", "00000_output.png", "00001_input.png", "00001_output.png",
+                     "00002_input.png", "00002_output.png", "grid.png"]
+    assert np.asarray(Image.open(out / "00001_output.png")).shape == (8, 8)
+    assert np.asarray(Image.open(out / "grid.png")).shape[0] == 8 + 2 * 2
+
+
+def test_cli_usage_errors_exit_2_with_one_line(export_dir, tmp_path, capsys):
+    from pipeline.cli import main
+
+    src = _png_folder(tmp_path / "src")
+    lacking = tmp_path / "lacking"
+    (lacking / "assets").mkdir(parents=True)
+    (lacking / "saved_model.pb").write_bytes(b"")
+    (lacking / "assets" / "config.json").write_text(json.dumps({"family": "toy", "signatures": ["sample"]}))
+    cases = [(["denoise", "--model", str(tmp_path / "none"), "--input", str(src), "--output", "o"],
+              "--model"),
+             (["translate", "--model", str(lacking), "--input", str(src), "--output", "o"],
+              "has no 'translate' signature"),
+             (["translate", "--model", export_dir, "--input", str(tmp_path / "nope"), "--output", "o"],
+              "does not exist"),
+             (["denoise", "--model", export_dir, "--input", str(src), "--output", "o",
+               "--add-noise", "-1"], "--add-noise=-1.0 must be >= 0")]
+    for argv, fragment in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and len(err.splitlines()) == 1, err
