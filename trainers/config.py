@@ -109,6 +109,8 @@ class SamplerConfig:
     code). noise_scale: eta; 1.0 is the textbook update, smaller values temper the noise.
     noise_schedule: `constant` (eta at every step) or `linear` (eta decaying to 0 at the last step
     of every chain, so samples end on noise-free steps); see `trainers.langevin.noise_factors`.
+    step_size_schedule: `constant` (delta at every step) or `linear` (delta * (T - i) / T at step i);
+    see `trainers.langevin.step_factors`.
     clip: clip samples to [0, 1] after each step.
     upsample_noise: CF-EBM (`cfebm`): std of the Gaussian noise added to a stage's samples after
     their nearest upsampling, before the next stage's chain (smooth MCMC). Others ignore it.
@@ -121,6 +123,7 @@ class SamplerConfig:
     noise: bool = False
     noise_scale: float = 1.0
     noise_schedule: str = "constant"
+    step_size_schedule: str = "constant"
     clip: bool = True
     upsample_noise: float = 0.05
 

@@ -264,7 +264,8 @@ class CFEBM(CFEBMInference, keras.Model):
 
 def build_model(sizes, channels: int, width: int = 128, activation: str = "swish",
                 spectral: bool = True, steps: int = 15, step_size: float = 0.3,
-                noise_scale: float = 1.0, noise_schedule: str = "linear", clip: bool = True,
+                noise_scale: float = 1.0, noise_schedule: str = "linear",
+                step_size_schedule: str = "constant", clip: bool = True,
                 upsample_noise: float = 0.05, fade_images: int = 50_000,
                 stable_images: int = 50_000, seed: int = 0) -> CFEBM:
     """Build the net (seeded by `seed`), the noisy Langevin sampler and the model; the arguments
@@ -273,6 +274,6 @@ def build_model(sizes, channels: int, width: int = 128, activation: str = "swish
     net = ExpandingEnergyNet(sizes, channels, width=width, activation=activation, spectral=spectral)
     net.build_all()
     sampler = LangevinSampler(steps, step_size, noise=True, clip=clip, noise_scale=noise_scale,
-                              noise_schedule=noise_schedule)
+                              noise_schedule=noise_schedule, step_size_schedule=step_size_schedule)
     return CFEBM(net, sampler, fade_images=fade_images, stable_images=stable_images,
                  upsample_noise=upsample_noise, seed=seed)

@@ -31,6 +31,7 @@ NAME = "cfebm"
 NORMS = ("none", "spectral")
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
 NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES
+STEP_SIZE_SCHEDULES = ("constant", "linear")  # trainers.langevin.STEP_SIZE_SCHEDULES
 SIGNATURES = ("sample", "energy", "inpaint", "denoise", "translate")
 METADATA_KEYS = ("grids", "image_size", "channels")
 BASE_CHANNELS = 128  # channels of every block at model.width = 1.0
@@ -98,6 +99,7 @@ def validate(config) -> None:
     _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
     _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
     _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
+    _one_of("sampler.step_size_schedule", s.step_size_schedule, STEP_SIZE_SCHEDULES)
     _require(s.upsample_noise >= 0, f"sampler.upsample_noise={s.upsample_noise} must be >= 0")
     _require(t.fade_images >= 0, f"train.fade_images={t.fade_images} must be >= 0 (0 = no fade)")
     _require(t.stable_images >= 1, f"train.stable_images={t.stable_images} must be >= 1")
@@ -122,7 +124,8 @@ def build(config, metadata: dict):
         stage_sizes(m.base_size, int(metadata["image_size"])), int(metadata["channels"]),
         width=max(1, int(round(BASE_CHANNELS * m.width))), activation=m.activation,
         spectral=m.norm == "spectral", steps=s.steps, step_size=s.step_size,
-        noise_scale=s.noise_scale, noise_schedule=s.noise_schedule, clip=s.clip,
+        noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
+        step_size_schedule=s.step_size_schedule, clip=s.clip,
         upsample_noise=s.upsample_noise, fade_images=t.fade_images,
         stable_images=t.stable_images, seed=t.seed)
 
