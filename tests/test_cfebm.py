@@ -119,6 +119,10 @@ def test_smooth_mcmc_goes_through_every_stage_and_is_seeded():
     np.testing.assert_array_equal(filled.numpy()[keep], images.numpy()[keep])
     assert model.denoise(images, tf.constant([0, 1])).shape == [3, 8, 8, 1]
     assert model.translate(images, tf.constant([0, 1])).shape == [3, 8, 8, 1]
+    # An untrained model is at stage 0: its export is flagged, not refused (the downstream
+    # baseline exports initial weights).
+    info = model.export_info()
+    assert info["stage"] == 0 and info["final_stage_reached"] is False and info["stages"] == [4, 8]
 
 
 # ------------------------------------------------------------------ training and resume
