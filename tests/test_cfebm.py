@@ -127,6 +127,23 @@ def test_smooth_mcmc_goes_through_every_stage_and_is_seeded():
 
 # ------------------------------------------------------------------ training and resume
 
+def test_a_train_step_moves_the_current_stage_and_leaves_later_stages_alone():
+    model = build_model((4, 8), 1, width=4, steps=2, step_size=0.5, noise_scale=0.01,
+                        fade_images=8, stable_images=4, seed=1)
+    model.compile(learning_rate=1e-2)
+    before = {v.path: v.numpy().copy() for v in model.net.trainable_variables}
+    out = tf.function(model.train_step)({"grid_8": tf.random.stateless_uniform([4, 8, 8, 1], [3, 4])})
+    assert float(out["stage"]) == 0 and float(out["images_seen"]) == 4
+    after = {v.path: v.numpy() for v in model.net.trainable_variables}
+    moved = {k for k in before if not np.array_equal(before[k], after[k])}
+    # Stage 0 uses from_rgb_4, block_4 (the head) and the dense output; Adam moves them (biases
+    # too: no spectral renormalisation there; the output bias cancels in the loss), and nothing
+    # of stage 1.
+    assert "energy/kernel" in moved and "energy/bias" not in moved
+    assert any("from_rgb_4" in k and "bias" in k for k in moved)
+    assert not any("from_rgb_8" in k or "block_8" in k for k in moved), moved
+
+
 def test_resume_in_the_middle_of_a_fade_equals_the_uninterrupted_run(pyramid_dir, tmp_path):
     # batch 4, stable 4, fade 8: step 1 at stage 0, step 2 starts stage 1 (beta 0), step 3 at
     # beta 0.5, step 4 at beta 1. The "kill" after step 2 leaves the run in the middle of the fade.

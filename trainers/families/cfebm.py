@@ -166,7 +166,8 @@ class CFEBM(CFEBMInference, keras.Model):
                                     beta if k else None, training=True)
                 e_obs, e_syn = e[:n], e[n:]
                 loss = tf.reduce_mean(e_syn) - tf.reduce_mean(e_obs)
-            grads = tape.gradient(loss / num_replicas, variables)
+                scaled = loss / num_replicas  # inside the tape, or the gradient is None
+            grads = tape.gradient(scaled, variables)
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
             d = diags[self.sizes[k]]
             values = [loss, tf.reduce_mean(e_obs) - tf.reduce_mean(e_syn), tf.reduce_mean(e_obs),
