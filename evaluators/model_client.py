@@ -7,6 +7,8 @@ and call its signatures (contract in contracts.md / trainers/export.py):
 - `energy(images uint8 [N,H,W,C]) -> {energy_S: float32 [N]}` per trained grid S
 - `inpaint(images uint8 [N,H,W,C], mask uint8 [N,H,W,1], seed int32 []) -> {images: uint8}`
 - `features(images uint8 [N,H,W,C]) -> {features_S: float32 [N, D_S]}` per trained grid S
+- `denoise(images uint8 [N,H,W,C], seed int32 []) -> {images: uint8 [N,H,W,C]}`
+- `translate(images uint8 [N,H,W,C], seed int32 []) -> {images: uint8 [N,H,W,C]}`
 and read `assets/config.json` for `family`, `signatures`, `grids`, `image_size`, `channels`,
 `trained_grids`, `config`. A family exports only the signatures it has (`signature_names`,
 `has`); calling one it lacks raises ValueError naming it.
@@ -180,3 +182,19 @@ class ExportedModel:
             "images": tf.constant(images[lo:hi]), "mask": tf.constant(mask[lo:hi]),
             "seed": tf.constant(_batch_seed(seed, b), tf.int32)})
         return out["images"]
+
+    def _images_to_images(self, name: str, images, seed: int) -> np.ndarray:
+        images = self._images(images)
+        if len(images) < 1:
+            raise ValueError("images must hold N >= 1 images")
+        out = self._batched(name, len(images), lambda b, lo, hi: {
+            "images": tf.constant(images[lo:hi]), "seed": tf.constant(_batch_seed(seed, b), tf.int32)})
+        return out["images"]
+
+    def denoise(self, images, seed: int = 0) -> np.ndarray:
+        """Langevin from noisy images under the model's energy: uint8 [N,H,W,C] -> the same."""
+        return self._images_to_images("denoise", images, seed)
+
+    def translate(self, images, seed: int = 0) -> np.ndarray:
+        """Source-domain images -> the model's (target) domain: uint8 [N,H,W,C] -> the same."""
+        return self._images_to_images("translate", images, seed)

@@ -9,6 +9,7 @@ second. Remote URIs (`gs://...`) are checked later by the stage that opens them.
 
 from __future__ import annotations
 
+import json
 import os
 
 from components.source_spec import SourceError, check_source
@@ -75,6 +76,26 @@ def _preset_config(args, data: str | None = None):
     return load_preset(args.preset, overrides)  # ConfigError: exit 2 with the field named
 
 
+def input_source(text: str) -> str:
+    """`--input` of denoise/translate: a source string (`folder:PATH`, `idx:PREFIX`, ...) or a
+    plain path, read as `folder:PATH`."""
+    kind = str(text).partition(":")[0]
+    return text if kind in ("builtin", "idx", "folder", "tfds", "ingested") else f"folder:{text}"
+
+
+def _exports(flag: str, model_dir: str, signature: str) -> None:
+    """A local export must declare `signature` in its config.json (read without TensorFlow)."""
+    path = os.path.join(model_dir, "assets", "config.json")
+    if _is_remote(model_dir) or not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        info = json.load(f)
+    names = info.get("signatures")
+    if names is not None and signature not in names:
+        raise UsageError(f"{flag} {model_dir} has no {signature!r} signature (model family "
+                         f"{info.get('family', 'unknown')!r} exports {names})")
+
+
 _MODEL = "an export folder of `mgebm train` (WORKDIR/export, with saved_model.pb inside)"
 
 
@@ -129,6 +150,13 @@ def check_args(args) -> None:
         _at_least("--kid-subsets", args.kid_subsets, 1)
     elif command == "classifier":
         _at_least("--epochs", args.epochs, 1)
+    elif command in ("denoise", "translate"):
+        _local_dir("--model", args.model, "saved_model.pb", _MODEL)
+        _exports("--model", args.model, command)
+        _source("--input", input_source(args.input))
+        _at_least("--limit", args.limit, 0)
+        if command == "denoise" and args.add_noise < 0:
+            raise UsageError(f"--add-noise={args.add_noise} must be >= 0")
 
 
-__all__ = ["ConfigError", "UsageError", "check_args", "feature_names", "parse_grids"]
+__all__ = ["ConfigError", "UsageError", "check_args", "feature_names", "input_source", "parse_grids"]

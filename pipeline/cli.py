@@ -129,6 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--output", required=True)
 
+    for name, what in (("denoise", "Langevin from noisy images under the learned energy"),
+                       ("translate", "unpaired image-to-image translation: Langevin from source-"
+                                     "domain images under a model trained on the target domain")):
+        p = sub.add_parser(name, help=f"{what} (a model whose export has `{name}`)")
+        p.add_argument("--model", required=True, help="export folder (saved_model.pb inside)")
+        p.add_argument("--input", required=True,
+                       help="images: a folder (or folder:PATH | idx:PREFIX | tfds:NAME[:SPLIT])")
+        p.add_argument("--output", required=True, help="folder for the PNGs and grid.png")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--limit", type=int, default=0, help="use at most N images (0 = all)")
+        if name == "denoise":
+            p.add_argument("--add-noise", type=float, default=0.0, metavar="SIGMA",
+                           help="first add N(0, SIGMA^2) noise to [0, 1] pixels (0 = the inputs "
+                           "are already noisy)")
+
     sub.add_parser("presets", help="list the presets")
     return parser
 

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from pipeline.checks import UsageError, feature_names, parse_grids
+from pipeline.checks import UsageError, feature_names, input_source, parse_grids
 from pipeline.presets import PRESETS, load_preset
 
 
@@ -111,6 +111,43 @@ def cmd_sample(args) -> int:
         save_chain_gif(outputs, args.gif)
         print(f"wrote {args.gif}")
     return 0
+
+
+def _image_to_image(args, name: str) -> int:
+    """denoise / translate: read --input at the model's size, call the signature, write
+    OUTPUT/NNNNN_input.png, OUTPUT/NNNNN_output.png and OUTPUT/grid.png (input | output pairs)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from components.sources import load_images
+    from evaluators.model_client import ExportedModel
+    from trainers.sample_grid import save_pairs_grid, save_png
+
+    model = ExportedModel(args.model)
+    if not model.has(name):
+        raise UsageError(f"--model {args.model} has no {name!r} signature (exports "
+                         f"{model.signature_names})")
+    images, _ = load_images(input_source(args.input), model.image_size, model.channels, args.limit)
+    if name == "denoise" and args.add_noise > 0:
+        rng = np.random.default_rng(args.seed)
+        noisy = images / 255.0 + rng.normal(0.0, args.add_noise, images.shape)
+        images = np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
+    out = getattr(model, name)(images, args.seed)
+    tf.io.gfile.makedirs(args.output)
+    for i, (a, b) in enumerate(zip(images, out)):
+        save_png(a, os.path.join(args.output, f"{i:05d}_input.png"))
+        save_png(b, os.path.join(args.output, f"{i:05d}_output.png"))
+    save_pairs_grid(images, out, os.path.join(args.output, "grid.png"))
+    print(f"wrote {len(out)} {name}d images and grid.png to {args.output}")
+    return 0
+
+
+def cmd_denoise(args) -> int:
+    return _image_to_image(args, "denoise")
+
+
+def cmd_translate(args) -> int:
+    return _image_to_image(args, "translate")
 
 
 def _feature_spaces(names: list[str], classifier_dir: str | None, images=None, labels=None,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.presets import PRESETS, SMOKE, load_preset
+from pipeline.presets import PRESETS, SMOKE, SMOKE_BY_PRESET, load_preset
 from trainers.config import Config, ConfigError, parse_threshold, validate_grids
 
 
@@ -30,9 +30,12 @@ def test_required_presets_geometry():
 
 
 def test_smoke_never_touches_geometry_keys():
-    assert "image_size" not in SMOKE.get("data", {})
-    assert "channels" not in SMOKE.get("data", {})
-    assert "grids" not in SMOKE.get("pyramid", {})
+    assert set(SMOKE_BY_PRESET) <= set(PRESETS)
+    for smoke in [SMOKE, *SMOKE_BY_PRESET.values()]:
+        assert "image_size" not in smoke.get("data", {})
+        assert "channels" not in smoke.get("data", {})
+        assert "grids" not in smoke.get("pyramid", {})
+        assert "base_size" not in smoke.get("model", {})
 
 
 def test_overrides_parse_by_type():
@@ -48,7 +51,7 @@ def test_overrides_parse_by_type():
     ("nosuch.key=1", "unknown section 'nosuch'"),
     ("train.batch_size=abc", "train.batch_size must be an integer"),
     ("train.batch_size=0", "train.batch_size=0"),
-    ("model.family=gan", "allowed values: ['multigrid', 'single_grid', 'cd1', 'pcd']"),
+    ("model.family=gan", "allowed values: ['multigrid', 'single_grid', 'cd1', 'pcd', 'cfebm']"),
     ("data.channels=2", "data.channels=2"),
     ("pyramid.grids=1,3,32", "divisible by 3"),
     ("pyramid.grids=2,4,32", "must start at 1"),

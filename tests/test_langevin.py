@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainers.langevin import LangevinSampler, noise_factors
+from trainers.langevin import LangevinSampler, noise_factors, step_factors
 
 MU, S = 0.3, 0.5
 
@@ -78,6 +78,35 @@ def test_linear_noise_schedule_variance_follows_the_ar1_recursion():
     assert var < 0.6 * constant_var  # the decay removes a real part of the noise
     assert samples.var() == pytest.approx(var, rel=0.04)
     assert abs(samples.mean() - MU * (1 - a ** steps)) < 4 * np.sqrt(var / samples.size)
+
+
+def test_step_factors_schedules():
+    assert step_factors(3, "constant") == [1.0] * 3
+    assert step_factors(4, "linear") == [1.0, 0.75, 0.5, 0.25]
+    assert step_factors(1, "linear") == [1.0]
+    with pytest.raises(ValueError, match="step_size_schedule='cosine'.*allowed"):
+        LangevinSampler(steps=3, step_size=0.1, step_size_schedule="cosine")
+
+
+@pytest.mark.parametrize("noise_schedule", ["constant", "linear"])
+def test_linear_step_size_schedule_follows_the_ar1_recursion(noise_schedule):
+    # With delta_i = delta (T - i) / T, step i on N(MU, S^2) is x' = a_i x + (1 - a_i) MU +
+    # eta_i delta_i eps with a_i = 1 - delta_i^2 / (2 S^2): from a constant start the mean is
+    # MU + prod(a_i) (x0 - MU) and the variance obeys v_{i+1} = a_i^2 v_i + (eta_i delta_i)^2.
+    delta, eta, steps = 0.4, 0.8, 40
+    sampler = LangevinSampler(steps=steps, step_size=delta, noise=True, noise_scale=eta,
+                              noise_schedule=noise_schedule, step_size_schedule="linear", clip=False)
+    x, _ = sampler.run(quadratic, tf.zeros([2000, 4, 4, 1]), tf.constant([9, 10]))
+    samples = x.numpy().ravel()
+    var, shrink = 0.0, 1.0
+    for f, g in zip(step_factors(steps, "linear"), noise_factors(steps, noise_schedule)):
+        a = 1 - (delta * f) ** 2 / (2 * S ** 2)
+        var, shrink = a ** 2 * var + (eta * g * delta * f) ** 2, shrink * a
+    assert samples.var() == pytest.approx(var, rel=0.04)
+    assert abs(samples.mean() - MU * (1 - shrink)) < 4 * np.sqrt(var / samples.size)
+    # Noise off: deterministic gradient ascent, exactly the product of the contractions.
+    plain = sampler.replace(noise=False).run(quadratic, tf.zeros([2, 4, 4, 1]), tf.constant([0, 0]))[0]
+    np.testing.assert_allclose(plain.numpy(), MU * (1 - shrink), rtol=1e-5)
 
 
 def test_reference_term_gives_product_gaussian():

@@ -86,12 +86,15 @@ class ModelConfig:
     norm: normalization inside each energy net: `none` (default), `batch` or `spectral`.
     activation: nonlinearity after each conv.
     width: multiplier on every conv's channel count (1.0 = the reference code's widths).
+    base_size: CF-EBM (`cfebm`): side of the first, coarsest stage; the stages double from it up
+    to data.image_size (8 -> 16 -> 32). Other families ignore it.
     """
 
     family: str = "multigrid"
     norm: str = "none"
     activation: str = "leaky_relu"
     width: float = 1.0
+    base_size: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +109,11 @@ class SamplerConfig:
     code). noise_scale: eta; 1.0 is the textbook update, smaller values temper the noise.
     noise_schedule: `constant` (eta at every step) or `linear` (eta decaying to 0 at the last step
     of every chain, so samples end on noise-free steps); see `trainers.langevin.noise_factors`.
+    step_size_schedule: `constant` (delta at every step) or `linear` (delta * (T - i) / T at step i);
+    see `trainers.langevin.step_factors`.
     clip: clip samples to [0, 1] after each step.
+    upsample_noise: CF-EBM (`cfebm`): std of the Gaussian noise added to a stage's samples after
+    their nearest upsampling, before the next stage's chain (smooth MCMC). Others ignore it.
     """
 
     steps: int = 30
@@ -116,7 +123,9 @@ class SamplerConfig:
     noise: bool = False
     noise_scale: float = 1.0
     noise_schedule: str = "constant"
+    step_size_schedule: str = "constant"
     clip: bool = True
+    upsample_noise: float = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +145,10 @@ class TrainConfig:
     ones). The decay warms up as min(ema_decay, (1 + k) / (10 + k)) at step k.
     jit_compile: XLA-compile the train step and its Langevin loops. For GPU/TPU: on a CPU it is
     10-20x slower than plain tf.function (docs/BENCHMARKS.md), and training warns.
+    fade_images, stable_images: CF-EBM (`cfebm`): training images (summed over steps) over which
+    a new stage's fade weight beta ramps from 0 to 1, and images of the stabilisation phase that
+    follows each fade (and the first stage); the last stage trains until the budget ends.
+    Other families ignore them.
     """
 
     batch_size: int = 64
@@ -158,6 +171,8 @@ class TrainConfig:
     pcd_buffer_size: int = 1000
     shuffle_buffer: int = 2048
     ema_decay: float = 0.0
+    fade_images: int = 50_000
+    stable_images: int = 50_000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,17 +2,18 @@
 
 One step, with delta the step size and sigma the reference Gaussian's standard deviation:
 
-    x <- x + (delta^2 / 2) * (grad f(x) - use_reference * x / sigma^2) + noise * eta_i * delta * N(0, I)
+    x <- x + (delta_i^2 / 2) * (grad f(x) - use_reference * x / sigma^2) + noise * eta_i * delta_i * N(0, I)
 
-then `clip(x, 0, 1)` when `clip`. With `noise` off this is gradient ascent on f (the reference
-code's sampler); with noise and the reference term on and eta = `noise_scale` = 1 it is the
-paper's formulation. eta_i = eta * `noise_factors(T, noise_schedule)[i]`: the constant schedule
-keeps eta at every step, the linear one decays it to 0 at the last step. eta < 1 tempers the
-noise (a common practice for short-run EBM chains): the drift keeps the step size that works
-for [0, 1] pixels while the chains still diverge from a shared start, which is what makes
-samples from one 1x1 image differ. It is the unadjusted Langevin algorithm: on a Gaussian
-N(mu, s^2) with constant noise it converges to N(mu, s^2 / (1 - delta^2 / (4 s^2))), i.e. the
-variance is biased up by a factor ~ 1 + delta^2/(4 s^2).
+then `clip(x, 0, 1)` when `clip`. delta_i = delta * `step_factors(T, step_size_schedule)[i]`:
+"constant" (the default) keeps delta at every step, "linear" decays it as (T - i) / T. With
+`noise` off this is gradient ascent on f (the reference code's sampler); with noise and the
+reference term on and eta = `noise_scale` = 1 it is the paper's formulation. eta_i = eta *
+`noise_factors(T, noise_schedule)[i]`: the constant schedule keeps eta at every step, the linear
+one decays it to 0 at the last step. eta < 1 tempers the noise (a common practice for short-run
+EBM chains): the drift keeps the step size that works for [0, 1] pixels while the chains still
+diverge from a shared start, which is what makes samples from one 1x1 image differ. It is the
+unadjusted Langevin algorithm: on a Gaussian N(mu, s^2) with constant noise it converges to N(mu,
+s^2 / (1 - delta^2 / (4 s^2))), i.e. the variance is biased up by a factor ~ 1 + delta^2/(4 s^2).
 
 Step size for [0, 1] pixels (the networks centre them to [-1, 1] inside): delta = 0.3 (drift
 factor delta^2 / 2 = 0.045) with noise off works for the reference nets without norm (measured
@@ -38,6 +39,7 @@ import tensorflow as tf
 # gives the same numbers on CPU and GPU (XLA's normal kernel still differs; see above).
 RNG_ALG = "philox"
 NOISE_SCHEDULES = ("constant", "linear")
+STEP_SIZE_SCHEDULES = ("constant", "linear")
 
 
 def noise_factors(steps: int, schedule: str) -> list[float]:
@@ -54,6 +56,21 @@ def noise_factors(steps: int, schedule: str) -> list[float]:
     raise ValueError(f"noise_schedule={schedule!r} is not allowed; allowed values: {list(NOISE_SCHEDULES)}")
 
 
+def step_factors(steps: int, schedule: str) -> list[float]:
+    """Per-step multipliers of the step size delta, a list of `steps` floats in (0, 1].
+
+    "constant": 1 at every step. "linear": (T - i) / T at step i, from 1 at the first step down to
+    1 / T at the last (never 0, so every step still moves the chain): big moves early, fine ones
+    late, as a chain that starts from an upsampled or noisy image wants.
+    """
+    if schedule == "constant":
+        return [1.0] * steps
+    if schedule == "linear":
+        return [(steps - i) / steps for i in range(steps)]
+    raise ValueError(f"step_size_schedule={schedule!r} is not allowed; allowed values: "
+                     f"{list(STEP_SIZE_SCHEDULES)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class _Settings:
     steps: int
@@ -65,6 +82,7 @@ class _Settings:
     jit_compile: bool
     noise_scale: float = 1.0
     noise_schedule: str = "constant"
+    step_size_schedule: str = "constant"
 
 
 class LangevinSampler:
@@ -81,6 +99,8 @@ class LangevinSampler:
       noise_scale: eta (> 0), multiplies the noise term; 1.0 is the textbook update.
       noise_schedule: how eta changes along the chain, see `noise_factors`: "constant" (eta at
         every step) or "linear" (eta decaying to 0 at the last step).
+      step_size_schedule: how delta changes along the chain, see `step_factors`: "constant"
+        or "linear" (delta * (T - i) / T at step i). The noise of step i is eta_i * delta_i.
 
     Attributes:
       trace_count: how many times a loop body has been traced (Python int); a benchmark can
@@ -93,7 +113,7 @@ class LangevinSampler:
     def __init__(self, steps: int, step_size: float, reference_sigma: float = 1.0,
                  use_reference: bool = False, noise: bool = False, clip: bool = True,
                  jit_compile: bool = False, noise_scale: float = 1.0,
-                 noise_schedule: str = "constant"):
+                 noise_schedule: str = "constant", step_size_schedule: str = "constant"):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps={steps!r} must be an integer >= 1")
         if not step_size > 0:
@@ -103,9 +123,10 @@ class LangevinSampler:
         if not noise_scale > 0:
             raise ValueError(f"noise_scale={noise_scale!r} must be > 0")
         noise_factors(1, noise_schedule)  # ValueError naming the allowed schedules
+        step_factors(1, step_size_schedule)
         self.settings = _Settings(int(steps), float(step_size), float(reference_sigma),
                                   bool(use_reference), bool(noise), bool(clip), bool(jit_compile),
-                                  float(noise_scale), str(noise_schedule))
+                                  float(noise_scale), str(noise_schedule), str(step_size_schedule))
         self.trace_count = 0
         self._functions = {}
 
@@ -179,10 +200,11 @@ class LangevinSampler:
         self.trace_count += 1
         s = self.settings
         movable = mask > 0
-        drift_scale = 0.5 * s.step_size ** 2
+        deltas = [s.step_size * f for f in step_factors(s.steps, s.step_size_schedule)]
+        drift_scale = tf.constant([0.5 * d ** 2 for d in deltas], tf.float32)
         inv_var = 1.0 / s.reference_sigma ** 2
-        noise_std = tf.constant([s.noise_scale * s.step_size * f
-                                 for f in noise_factors(s.steps, s.noise_schedule)], tf.float32)
+        noise_std = tf.constant([s.noise_scale * d * f for d, f in
+                                 zip(deltas, noise_factors(s.steps, s.noise_schedule))], tf.float32)
 
         def body(i, x, energy_start, grad_sum):
             energy, grad = self._grad(energy_fn, x)
@@ -190,7 +212,7 @@ class LangevinSampler:
             drift = grad
             if s.use_reference:
                 drift = drift - inv_var * x
-            x_new = x + drift_scale * drift
+            x_new = x + drift_scale[i] * drift
             if s.noise:
                 step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(i, tf.int64), alg=RNG_ALG)
                 x_new = x_new + noise_std[i] * tf.random.stateless_normal(tf.shape(x), step_seed, alg=RNG_ALG)

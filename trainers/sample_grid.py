@@ -152,3 +152,42 @@ def save_chain_gif(frames, path: str, duration_ms: int = 120, scale: int = 1) ->
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(buf.getvalue())
     return len(pictures)
+
+
+def save_png(image, path: str) -> None:
+    """Write one uint8 [S, S, C] image (C 1 or 3) as a PNG through tf.io.gfile."""
+    image = _check_uint8_batch("image", np.asarray(image)[None])[0]
+    buf = io.BytesIO()
+    _to_pil(image).save(buf, format="PNG")
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def save_pairs_grid(before, after, path: str, max_columns: int = 8, pad: int = 2) -> np.ndarray:
+    """A PNG of image pairs side by side (before | after), up to `max_columns` pairs per row.
+
+    Args:
+      before, after: uint8 [N, S, S, C] (C 1 or 3), the same shape.
+      path: destination `.png` (written through tf.io.gfile).
+
+    Returns:
+      The written uint8 [H, W, C] array.
+    """
+    before, after = _check_uint8_batch("before", before), _check_uint8_batch("after", after)
+    if before.shape != after.shape:
+        raise ValueError(f"before {before.shape} and after {after.shape} must have the same shape")
+    n, s, _, c = before.shape
+    cols = min(max_columns, n)
+    rows = -(-n // cols)
+    cell_w = 2 * s + pad
+    grid = np.full((rows * (s + pad) + pad, cols * (cell_w + 2 * pad) + pad, c), 255, np.uint8)
+    for i in range(n):
+        y = pad + (i // cols) * (s + pad)
+        x = pad + (i % cols) * (cell_w + 2 * pad)
+        grid[y:y + s, x:x + s] = before[i]
+        grid[y:y + s, x + s + pad:x + 2 * s + pad] = after[i]
+    buf = io.BytesIO()
+    _to_pil(grid).save(buf, format="PNG")
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buf.getvalue())
+    return grid

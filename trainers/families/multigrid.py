@@ -367,7 +367,8 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
                 activation: str = "leaky_relu", width: float = 1.0, steps: int = 30,
                 step_size: float = 0.3, reference_sigma: float = 1.0, use_reference: bool = False,
                 noise: bool = False, clip: bool = True, jit_compile: bool = False,
-                noise_scale: float = 1.0, noise_schedule: str = "constant", coarse_mean=None,
+                noise_scale: float = 1.0, noise_schedule: str = "constant",
+                step_size_schedule: str = "constant", coarse_mean=None,
                 coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0,
                 ema_decay: float = 0.0) -> MultiGridEBM:
     """Build the energy nets (only the trained grids), the sampler and the model.
@@ -388,7 +389,8 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
     nets = {g: build_energy_net(g, channels, norm=norm, activation=activation, width=width) for g in trained}
     sampler = LangevinSampler(steps, step_size, reference_sigma=reference_sigma, use_reference=use_reference,
                               noise=noise, clip=clip, jit_compile=jit_compile,
-                              noise_scale=noise_scale, noise_schedule=noise_schedule)
+                              noise_scale=noise_scale, noise_schedule=noise_schedule,
+                              step_size_schedule=step_size_schedule)
     return MultiGridEBM(nets, sampler, grids, start=start, train_steps=train_steps, coarse_mean=coarse_mean,
                         coarse_std=coarse_std, pcd_buffer_size=pcd_buffer_size, seed=seed,
                         ema_decay=ema_decay)

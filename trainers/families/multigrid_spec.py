@@ -20,6 +20,7 @@ from trainers.families import Family, register
 NORMS = ("none", "batch", "spectral")  # trainers.networks.NORMS (no TF import here)
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
 NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES
+STEP_SIZE_SCHEDULES = ("constant", "linear")  # trainers.langevin.STEP_SIZE_SCHEDULES
 SIGNATURES = ("sample", "sample_from_coarse", "energy", "inpaint", "features")
 
 # Variant name -> (trained grids: "all" grids > 1 or only the "finest", chain start, train steps).
@@ -54,6 +55,7 @@ def validate(config) -> None:
     _require(s.reference_sigma > 0, f"sampler.reference_sigma={s.reference_sigma} must be > 0")
     _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
     _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
+    _one_of("sampler.step_size_schedule", s.step_size_schedule, STEP_SIZE_SCHEDULES)
     if VARIANTS[m.family][1] == "persistent":
         _require(t.pcd_buffer_size >= t.batch_size,
                  f"train.pcd_buffer_size={t.pcd_buffer_size} must be >= train.batch_size={t.batch_size}")
@@ -78,7 +80,8 @@ def build(config, metadata: dict):
         metadata["grids"], int(metadata["channels"]), variant=m.family, norm=m.norm,
         activation=m.activation, width=m.width, steps=s.steps, step_size=s.step_size,
         reference_sigma=s.reference_sigma, use_reference=s.use_reference, noise=s.noise,
-        noise_scale=s.noise_scale, noise_schedule=s.noise_schedule, clip=s.clip,
+        noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
+        step_size_schedule=s.step_size_schedule, clip=s.clip,
         jit_compile=t.jit_compile, ema_decay=t.ema_decay,
         coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
         pcd_buffer_size=t.pcd_buffer_size, seed=t.seed)
