@@ -53,3 +53,28 @@ def check_images(x, name, size, channels, last=None):
                                       message=f"{name} must have shape [N, {size}, {size}, {c}]"),
             tf.debugging.assert_greater_equal(shape[0], 1, message=f"{name} must hold N >= 1 images"),
         ]
+
+
+def inpaint_inputs(images, mask, seed, size, channels, cap):
+    """Validate the `inpaint` signature's inputs in the graph; the checked model inputs.
+
+    Args:
+      images: uint8 [N, size, size, channels]. mask: uint8 [N, size, size, 1], 1 = missing.
+      seed: int32 []. size, channels: the model's geometry. cap: the largest N.
+
+    Returns:
+      (x float32 [N, size, size, channels] in [0, 1], m float32 [N, size, size, 1] in {0, 1},
+      seed int32 []), each computed after every check has passed.
+    """
+    checks = (check_images(images, "images", size, channels)
+              + check_images(mask, "mask", size, channels, last=1) + check_scalar(seed, "seed"))
+    with tf.control_dependencies(checks):
+        checks = check_count(tf.shape(images)[0], "the number of images N", cap) + [
+            tf.debugging.assert_equal(tf.shape(mask)[0], tf.shape(images)[0],
+                                      message="mask must have the same N as images"),
+            tf.debugging.assert_less_equal(mask, tf.constant(1, tf.uint8),
+                                           message="mask must hold 0 (observed) or 1 (missing)")]
+    with tf.control_dependencies(checks):
+        x = tf.ensure_shape(to_float(images), [None, size, size, channels])
+        m = tf.ensure_shape(tf.cast(mask, tf.float32), [None, size, size, 1])
+        return x, m, tf.identity(tf.reshape(seed, []))

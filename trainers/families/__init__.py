@@ -122,3 +122,10 @@ def get_family(name: str) -> Family:
     if name not in _REGISTRY:
         raise ConfigError(f"model.family={name!r} is not allowed; allowed values: {family_names()}")
     return _REGISTRY[name]
+
+
+def require_metadata(metadata: dict, keys) -> None:
+    """Raise ValueError naming the first of `keys` missing from the pyramid metadata dict."""
+    for key in keys:
+        if key not in metadata:
+            raise ValueError(f"pyramid metadata lacks {key!r}; rebuild the pyramid (metadata.json)")

@@ -68,18 +68,7 @@ def signature_functions(model, cap: int) -> dict:
                                                    tf.TensorSpec(None, tf.uint8, name="mask"),
                                                    tf.TensorSpec(None, tf.int32, name="seed")])
     def inpaint(images, mask, seed):
-        checks = (ops.check_images(images, "images", size, channels)
-                  + ops.check_images(mask, "mask", size, channels, last=1) + ops.check_scalar(seed, "seed"))
-        with tf.control_dependencies(checks):
-            checks = ops.check_count(tf.shape(images)[0], "the number of images N", cap) + [
-                tf.debugging.assert_equal(tf.shape(mask)[0], tf.shape(images)[0],
-                                          message="mask must have the same N as images"),
-                tf.debugging.assert_less_equal(mask, tf.constant(1, tf.uint8),
-                                               message="mask must hold 0 (observed) or 1 (missing)")]
-        with tf.control_dependencies(checks):
-            x = tf.ensure_shape(ops.to_float(images), [None, size, size, channels])
-            m = tf.ensure_shape(tf.cast(mask, tf.float32), [None, size, size, 1])
-            seed = tf.identity(tf.reshape(seed, []))
+        x, m, seed = ops.inpaint_inputs(images, mask, seed, size, channels, cap)
         out = ops.to_uint8(model.inpaint(x, m, ops.seed_pair(seed, 2)))
         return {"images": tf.where(tf.cast(mask, tf.bool), out, images)}  # observed pixels exact
 

@@ -25,7 +25,7 @@ Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activatio
 from __future__ import annotations
 
 from trainers.config_values import ConfigError
-from trainers.families import Family, register
+from trainers.families import Family, register, require_metadata
 
 NAME = "cfebm"
 NORMS = ("none", "spectral")
@@ -114,9 +114,7 @@ def build(config, metadata: dict):
     Raises:
       ValueError: metadata lacks a key.
     """
-    for key in METADATA_KEYS:
-        if key not in metadata:
-            raise ValueError(f"pyramid metadata lacks {key!r}; rebuild the pyramid (metadata.json)")
+    require_metadata(metadata, METADATA_KEYS)
     from trainers.families import cfebm  # TensorFlow from here on
 
     m, s, t = config.model, config.sampler, config.train

@@ -15,7 +15,7 @@ Fields read: `model.norm`, `model.activation`, `model.width`, every `sampler.` f
 from __future__ import annotations
 
 from trainers.config_values import ConfigError
-from trainers.families import Family, register
+from trainers.families import Family, register, require_metadata
 
 NORMS = ("none", "batch", "spectral")  # trainers.networks.NORMS (no TF import here)
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
@@ -70,9 +70,7 @@ def build(config, metadata: dict):
     Raises:
       ValueError: metadata lacks a key.
     """
-    for key in METADATA_KEYS:
-        if key not in metadata:
-            raise ValueError(f"pyramid metadata lacks {key!r}; rebuild the pyramid (metadata.json)")
+    require_metadata(metadata, METADATA_KEYS)
     from trainers.families import multigrid  # TensorFlow from here on
 
     m, s, t = config.model, config.sampler, config.train
