@@ -36,7 +36,6 @@ already read) is a skipped item: image None, reason None, `note` saying why.
 from __future__ import annotations
 
 import functools
-import gzip
 import os
 import posixpath
 from typing import Iterable, Iterator, NamedTuple
@@ -45,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.folder_walk import list_folder
+from components.idx_files import find_idx, read_idx  # noqa: F401 (read_idx: public here too)
 from components.image_decode import DEFAULT_MAX_PIXELS, Decoded, decode_bytes
 from components.image_decode import short_error as _short
 from components.source_spec import (KINDS, SourceError, check_source, idx_file_names,  # noqa: F401
@@ -188,61 +188,9 @@ def _raw_builtin(name: str) -> Iterator[SourceItem]:
         yield SourceItem(f"mnist5k/{i:06d}", int(labels[i]), images[i])
 
 
-_IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}
-
-
-def read_idx(path: str, kind: str) -> np.ndarray:
-    """Parse an idx file (plain or .gz) of unsigned bytes.
-
-    Args:
-      path: file path (gfile). kind: "images" (idx3: [N, rows, cols]) or "labels" (idx1: [N]).
-
-    Returns:
-      uint8 numpy array of the header's shape.
-
-    Raises:
-      SourceError: unreadable file, bad gzip, wrong magic number, or size not matching the header.
-    """
-    try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
-    except tf.errors.OpError as err:
-        raise SourceError(f"idx file {path} is unreadable: {err.message}") from None
-    if path.endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise SourceError(f"idx file {path} is not a valid gzip file ({err}); "
-                              "re-download it or give the uncompressed file") from None
-    expected = _IDX_MAGIC[kind]
-    ndim = expected & 0xFF
-    magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
-    if magic != expected:
-        got = "a file shorter than 4 bytes" if magic is None else f"0x{magic:08x}"
-        raise SourceError(f"idx file {path}: magic number should be 0x{expected:08x} "
-                          f"(unsigned-byte idx{ndim} {kind}), got {got}; is it the right file?")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise SourceError(f"idx file {path} is truncated inside its header")
-    dims = [int(d) for d in np.frombuffer(data[4:header], ">u4")]
-    if len(data) - header != int(np.prod(dims)):
-        raise SourceError(f"idx file {path}: header says {dims} = {int(np.prod(dims))} bytes of "
-                          f"data but the file has {len(data) - header}; it is truncated or corrupt")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
-
-
-def _find_idx(prefix: str, kind: str) -> str:
-    names = idx_file_names(prefix, kind)
-    for candidate in names:
-        if tf.io.gfile.exists(candidate):
-            return candidate
-    raise SourceError(f"idx:{prefix}: neither {names[0]} nor {names[1]} exists; give the prefix "
-                      "before '-images-idx3-ubyte', e.g. idx:/usr/share/datasets/fashion-mnist/train")
-
-
 def _raw_idx(prefix: str) -> Iterator[SourceItem]:
-    images = read_idx(_find_idx(prefix, "images"), "images")
-    labels = read_idx(_find_idx(prefix, "labels"), "labels")
+    images = read_idx(find_idx(prefix, "images"), "images")
+    labels = read_idx(find_idx(prefix, "labels"), "labels")
     if len(images) != len(labels):
         raise SourceError(f"idx:{prefix}: {len(images)} images but {len(labels)} labels; "
                           "the two files do not belong together")
