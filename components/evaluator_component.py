@@ -36,6 +36,8 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
             inception_weights=ev.inception_weights or None,
             inception_2015_graph=ev.inception_2015_graph or None)
     ood_sets = {src: load_images(src, size, channels, ev.num_ood)[0] for src in ev.ood_sources}
+    translate_images = (load_images(ev.translate_source, size, channels, ev.num_translate)[0]
+                        if ev.translate_source else None)
     random_dir = os.path.join(model_run.uri, "random_init_model")
     metrics = evaluate_model(
         model.uri, train_x, train_y, evaluation.uri, spaces, num_real=ev.num_real,
@@ -45,7 +47,8 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
         thresholds=list(ev.thresholds), log_dir=os.path.join(model_run.uri, "logs"),
         random_model_dir=random_dir if tf.io.gfile.exists(random_dir) else None,
         seed=config.train.seed, test_images=eval_x, test_labels=eval_y, num_ood=ev.num_ood,
-        ood_sets=ood_sets)
+        ood_sets=ood_sets, num_denoise=ev.num_denoise, denoise_levels=tuple(ev.denoise_levels),
+        translate_images=translate_images, translate_name=ev.translate_source)
     blessed = bool(metrics["blessing"]["blessed"])
     marker = "BLESSED" if blessed else "NOT_BLESSED"
     with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:

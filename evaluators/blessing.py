@@ -18,7 +18,8 @@ import math
 
 from trainers.config import parse_threshold
 
-_SHORTEN = {"downstream/rows/": "downstream/", "inpainting/masks/": "inpainting/"}
+_SHORTEN = {"downstream/rows/": "downstream/", "inpainting/masks/": "inpainting/",
+            "denoising/levels/": "denoising/", "translation/spaces/": "translation/"}
 
 
 def flatten_metrics(metrics: dict) -> dict[str, float | None]:

@@ -13,7 +13,11 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
 4. diversity from shared 1x1 starts (`sample_from_coarse`; figure 5);
 5. out-of-distribution detection by energy (`energy`; `evaluators.ood`): AUROC of the held-out
    images against uniform noise, constant images, interpolations and any `ood_sets` given;
-6. blessing by thresholds; metrics.json and report.html in output_dir.
+6. denoising (`denoise`; `evaluators.denoising`): PSNR / SSIM at each noise level, next to the
+   noisy input and non-local means;
+7. translation (`translate`; `evaluators.translation`), when source-domain images are given:
+   FID / KID of the translated images to the real ones next to those of the untouched source;
+8. blessing by thresholds; metrics.json and report.html in output_dir.
 
 Each experiment shows counted progress on stderr (`trainers.progress.TaskProgress`: a bar on a
 terminal, a plain line every 15 s and at the end in logs).
@@ -27,11 +31,13 @@ import time
 import numpy as np
 
 from evaluators import blessing as blessing_lib
+from evaluators import denoising as denoising_lib
 from evaluators import diversity as diversity_lib
 from evaluators import downstream as downstream_lib
 from evaluators import inpainting as inpainting_lib
 from evaluators import ood as ood_lib
 from evaluators import report as report_lib
+from evaluators import translation as translation_lib
 from evaluators.model_client import ExportedModel
 from trainers.progress import TaskProgress
 
@@ -42,6 +48,8 @@ EXPERIMENTS = {
     "inpainting": ("inpaint",),
     "diversity": ("sample_from_coarse",),
     "ood": ("energy",),
+    "denoising": ("denoise",),
+    "translation": ("translate",),
 }
 _SPACE_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "num_real", "num_fake")
 
@@ -118,7 +126,13 @@ def _split(images, labels, test_images, test_labels, seed: int, notes: list):
     return images[pool], labels[pool], images[test], labels[test]
 
 
-def _samples_and_spaces(model, real, metrics, images, feature_spaces, num_samples, num_real,
+def _columns_figure(examples: dict) -> np.ndarray:
+    """{column: uint8 [k,H,W,C]} -> one picture, a row per image and a column per entry."""
+    stacked = np.stack(list(examples.values()), axis=1)  # [k, columns, H, W, C]
+    return report_lib.tile_images(stacked.reshape((-1,) + stacked.shape[2:]), ncols=len(examples))
+
+
+def _samples_and_spaces(model, real, real_for_metrics, metrics, images, feature_spaces, num_samples,
                         kid_subsets, notes, timings, seed) -> None:
     """Experiment 1: samples (pictures) and the metrics in every feature space."""
     t = time.time()
@@ -130,11 +144,6 @@ def _samples_and_spaces(model, real, metrics, images, feature_spaces, num_sample
     images["samples/real_data"] = report_lib.tile_images(real[:64], ncols=8)
     timings["sample"] = time.time() - t
     t = time.time()
-    real_for_metrics = real
-    if num_real is not None and num_real < len(real):
-        pick = np.sort(np.random.default_rng(seed).permutation(len(real))[:int(num_real)])
-        real_for_metrics = real[pick]
-    metrics["data"]["num_real_for_metrics"] = int(len(real_for_metrics))
     metrics["feature_spaces"] = {
         name: _space_metrics(name, space, real_for_metrics, fake, kid_subsets, notes, seed=seed)
         for name, space in feature_spaces.items()}
@@ -157,7 +166,9 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                    num_inpaint: int = 100, num_diversity: int = 16, thresholds=(),
                    log_dir: str | None = None, random_model_dir: str | None = None, seed: int = 0,
                    test_images=None, test_labels=None, num_real: int | None = None,
-                   num_ood: int = 500, ood_sets: dict | None = None) -> dict:
+                   num_ood: int = 500, ood_sets: dict | None = None, num_denoise: int = 100,
+                   denoise_levels=denoising_lib.NOISE_LEVELS, translate_images=None,
+                   translate_name: str = "") -> dict:
     """Evaluate the SavedModel in model_dir; write metrics.json and report.html to output_dir.
 
     Args:
@@ -183,6 +194,10 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         (0 = skip).
       ood_sets: {name: uint8 [M,H,W,C]} other data sets to tell apart by energy (e.g. MNIST
         digits against a Fashion-MNIST model), besides the synthetic ones.
+      num_denoise: held-out images per noise level for denoising (0 = skip);
+        denoise_levels: noise standard deviations in (0, 1] (pixels in [0, 1]).
+      translate_images: uint8 [M,H,W,C] source-domain images to translate into the model's
+        domain (None = no translation experiment); translate_name: their source, for the report.
 
     Returns:
       The metrics dict exactly as written to metrics.json (schema in `evaluators.report`);
@@ -217,11 +232,17 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     }
     images: dict = {}
 
+    real_for_metrics = real
+    if num_real is not None and num_real < len(real):
+        pick = np.sort(np.random.default_rng(seed).permutation(len(real))[:int(num_real)])
+        real_for_metrics = real[pick]
+    metrics["data"]["num_real_for_metrics"] = int(len(real_for_metrics))
+
     # 1. Samples and feature-space metrics.
     metrics["feature_spaces"] = {}
     if "feature_spaces" not in skipped:
-        _samples_and_spaces(model, real, metrics, images, feature_spaces, num_samples, num_real,
-                            kid_subsets, notes, timings, seed)
+        _samples_and_spaces(model, real, real_for_metrics, metrics, images, feature_spaces,
+                            num_samples, kid_subsets, notes, timings, seed)
 
     # 2. Downstream classification.
     t = time.time()
@@ -261,10 +282,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                 progress=progress)
         metrics["inpainting"] = table
         for mask, ex in examples.items():
-            columns = ["original", "masked"] + [m for m in ex if m not in ("original", "masked")]
-            stacked = np.stack([ex[c] for c in columns], axis=1)  # [k, columns, H, W, C]
-            images[f"inpainting/{mask} ({' | '.join(columns)})"] = report_lib.tile_images(
-                stacked.reshape((-1,) + stacked.shape[2:]), ncols=len(columns))
+            ex = {c: ex[c] for c in ["original", "masked"] + [m for m in ex if m not in ("original", "masked")]}
+            images[f"inpainting/{mask} ({' | '.join(ex)})"] = _columns_figure(ex)
     timings["inpainting"] = time.time() - t
 
     # 4. Diversity from shared 1x1 starts.
@@ -312,10 +331,42 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         metrics["ood"] = table
     timings["ood"] = time.time() - t
 
+    # 6. Denoising of held-out images.
+    t = time.time()
+    metrics["denoising"] = None
+    if "denoising" not in skipped and (num_denoise < 1 or not denoise_levels):
+        skipped["denoising"] = "eval.num_denoise=0 or no eval.denoise_levels"
+    if "denoising" not in skipped:
+        runs = len(denoise_levels) * len(denoising_lib.METHODS)
+        with TaskProgress("denoising", runs, "runs") as progress:
+            table, examples = denoising_lib.evaluate_denoising(
+                source[:num_denoise], model.denoise, levels=tuple(denoise_levels), seed=seed,
+                progress=progress)
+        metrics["denoising"] = table
+        for level, ex in examples.items():
+            images[f"denoising/sigma {level} ({' | '.join(ex)})"] = _columns_figure(ex)
+    timings["denoising"] = time.time() - t
+
+    # 7. Translation of source-domain images into the model's domain.
+    t = time.time()
+    metrics["translation"] = None
+    if "translation" not in skipped and translate_images is None:
+        skipped["translation"] = "no source domain given (eval.translate_source or --translate-data)"
+    if "translation" not in skipped:
+        with TaskProgress("translation", 0, "steps"):
+            table, pairs = translation_lib.evaluate_translation(
+                translate_images, real_for_metrics, model.translate, feature_spaces,
+                kid_subsets=kid_subsets, seed=seed, num_examples=16)
+        table["source"] = translate_name
+        metrics["translation"] = table
+        images[f"translation/{translate_name or 'source'} -> this model (source | translated)"] = (
+            report_lib.tile_images(pairs, ncols=8))
+    timings["translation"] = time.time() - t
+
     for name, reason in skipped.items():
         print(f"[evaluate] skipped {name}: {reason}", flush=True)
 
-    # 6. Blessing, files.
+    # 8. Blessing, files.
     metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(thresholds), metrics)
     timings["total"] = time.time() - t_start
     clean = report_lib.write_metrics_json(os.path.join(output_dir, "metrics.json"), metrics)
@@ -325,6 +376,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                              "label_counts": list(label_counts), "masks": list(masks),
                              "num_inpaint": num_inpaint, "num_diversity": num_diversity,
                              "num_ood": num_ood, "ood_sets": sorted(ood_sets or {}),
+                             "num_denoise": num_denoise, "denoise_levels": list(denoise_levels),
+                             "translate_source": translate_name,
                              "thresholds": list(thresholds), "random_model_dir": random_model_dir,
                              "seed": seed, "log_dir": log_dir}}
     report_lib.write_report(output_dir, clean, images, config, log_dir)

@@ -21,6 +21,13 @@
                      "observed_changed"} | null,
       "diversity": {"within_start_mean", "between_starts_mean", "data_mean", "ratio",
                     "fraction_pairs_differ", ...} | null,
+      "ood": {"auroc": {SET: value}, "auroc_by_grid", "num_ood", "mean_energy", "grid",
+              "num_test"} | null,
+      "denoising": {"levels": {SIGMA: {METHOD: {"psnr", "psnr_std", "ssim", "ssim_std",
+                    "num_images"}}}, "methods", "psnr_cap_db"} | null,
+      "translation": {"spaces": {NAME: {"translated" | "source": {"fid", "kid", "kid_std",
+                      "num_real", "num_fake"}}}, "change", "change_std", "num_source",
+                      "source"} | null,
       "blessing": {"blessed": bool, "checks": [{"rule", "metric", "op", "threshold", "value",
                    "passed", "reason"}]},
       "notes": [strings]
@@ -28,12 +35,12 @@
 
 Flat metric names (used by blessing thresholds) are derived from it by
 `evaluators.blessing.flatten_metrics`: `fid/NAME`, `kid/NAME`, ..., `downstream/METHOD/N`,
-`inpainting/MASK/METHOD/error`, `diversity/within_start_mean`, ...
+`inpainting/MASK/METHOD/error`, `diversity/within_start_mean`, `ood/auroc/SET`,
+`denoising/SIGMA/METHOD/psnr`, `translation/NAME/translated/fid`, ...
 
-`report.html` sections: Samples, Inpainting examples, Diversity, Feature-space metrics,
-Downstream classification, Inpainting metrics, Diversity metrics, Blessing, Training curves,
-Configuration. Images (PNG) are embedded as base64 data URIs. Image keys choose the section:
-`samples/...` -> Samples, `inpainting/...` -> Inpainting examples, `diversity...` -> Diversity,
+`report.html` sections: SECTION_TITLES in order. Images (PNG) are embedded as base64 data URIs.
+Image keys choose the section: `samples/...` -> Samples, `inpainting/...` -> Inpainting examples,
+`diversity...` -> Diversity, `ood/`, `denoising/`, `translation/...` -> beside their tables,
 anything else -> Other figures.
 """
 
@@ -51,7 +58,8 @@ import numpy as np
 SCHEMA_VERSION = 1
 SECTION_TITLES = ("Samples", "Inpainting examples", "Diversity", "Feature-space metrics",
                   "Downstream classification", "Inpainting metrics", "Diversity metrics",
-                  "Out-of-distribution detection", "Blessing", "Training curves", "Configuration")
+                  "Out-of-distribution detection", "Denoising", "Translation", "Blessing",
+                  "Training curves", "Configuration")
 _SPACE_COLUMNS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std", "precision",
                   "recall", "num_real", "num_fake")
 
@@ -259,8 +267,8 @@ def _space_rows(spaces: dict) -> list[list]:
 def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) -> dict[str, str]:
     groups = {"Samples": [], "Inpainting examples": [], "Diversity": [], "Other figures": []}
     for key, image in images.items():
-        if key.startswith("ood/"):
-            continue  # drawn in the out-of-distribution section
+        if key.startswith(("ood/", "denoising/", "translation/")):
+            continue  # drawn in the section of its table
         section = ("Samples" if key.startswith("samples") else "Inpainting examples"
                    if key.startswith("inpainting") else "Diversity" if key.startswith("diversity")
                    else "Other figures")
@@ -305,6 +313,7 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
             + "".join(_img(k, v) for k, v in images.items() if k.startswith("ood/")))
     else:
         out["Out-of-distribution detection"] = _none("not computed")
+    out["Denoising"], out["Translation"] = _denoising(metrics, images), _translation(metrics, images)
     bless = metrics.get("blessing")
     if bless:
         verdict = "BLESSED" if bless.get("blessed") else "NOT BLESSED"
@@ -323,6 +332,35 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
     out["Configuration"] = ("<pre>" + html.escape(json.dumps(clean_config, indent=2, sort_keys=True))
                             + "</pre>")
     return out
+
+
+def _figures(images: dict, prefix: str) -> str:
+    return "".join(_img(k, v) for k, v in images.items() if k.startswith(prefix))
+
+
+def _denoising(metrics: dict, images: dict) -> str:
+    den = metrics.get("denoising")
+    if not (den and den.get("levels")):
+        return _none("not computed")
+    rows = [[level, method, r.get("psnr"), r.get("ssim"), r.get("num_images")]
+            for level, by in den["levels"].items() for method, r in by.items()]
+    return ("<p>Held-out images with Gaussian noise of standard deviation sigma (pixels in [0, 1]); "
+            "PSNR and SSIM against the clean images (higher is better).</p>"
+            + _table(["sigma", "method", "PSNR (dB)", "SSIM", "images"], rows)
+            + _table(["method", "what"], list(den.get("methods", {}).items())) + _figures(images, "denoising/"))
+
+
+def _translation(metrics: dict, images: dict) -> str:
+    tr = metrics.get("translation")
+    if not tr:
+        return _none("not computed")
+    rows = [[space, kind, r.get("fid"), r.get("kid"), r.get("num_fake")]
+            for space, by in tr.get("spaces", {}).items() for kind, r in by.items()]
+    return (f"<p>{tr.get('num_source')} images of {html.escape(str(tr.get('source') or 'the source'))} "
+            "translated into the model's domain; FID / KID to real images of that domain, for the "
+            "translated and for the untouched source images (lower is better). Mean absolute change "
+            f"of a pixel: {_fmt(tr.get('change'))} (0 = the source came back unchanged).</p>"
+            + _table(["feature space", "images", "FID", "KID", "count"], rows) + _figures(images, "translation/"))
 
 
 def write_report(output_dir: str, metrics: dict, images: dict, config: dict,

@@ -108,6 +108,8 @@ def check_args(args) -> None:
             _source("data.source" if not args.data else "--data", cfg.data.source)
         for source in cfg.eval.ood_sources:
             _source("eval.ood_sources", source)
+        if cfg.eval.translate_source:
+            _source("eval.translate_source", cfg.eval.translate_source)
     if command in ("ingest", "classifier"):
         _source("--data", args.data)
     if command in ("ingest", "fid", "classifier"):
@@ -137,6 +139,8 @@ def check_args(args) -> None:
         for source in (s.strip() for s in args.ood_data.split(",")):
             if source:
                 _source("--ood-data", source)
+        if args.translate_data:
+            _source("--translate-data", args.translate_data)
         feature_names(args.features)
         _at_least("--num-samples", args.num_samples, 2)
         for flag, path in (("--classifier", args.classifier), ("--random-model", args.random_model)):

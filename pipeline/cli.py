@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-model", help="export of the same nets with random weights (baseline)")
     p.add_argument("--ood-data", default="", help="comma-separated image sources to tell apart from "
                    "--data by energy (out-of-distribution AUROC), e.g. builtin:mnist5k")
+    p.add_argument("--translate-data", default="", help="an image source to translate into the "
+                   "model's domain (models with a translate signature), e.g. builtin:mnist5k")
     p.add_argument("--logs", help="TensorBoard log folder for the training curves")
     p.add_argument("--output", required=True)
     _add_preset_args(p, required=False)

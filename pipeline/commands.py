@@ -189,6 +189,9 @@ def cmd_evaluate(args) -> int:
     num_ood = ev.num_ood if ev else 500
     ood_sets = {src: load_images(src, info["image_size"], info["channels"], num_ood)[0]
                 for src in _sources(args.ood_data) or (ev.ood_sources if ev else ())}
+    translate_name = args.translate_data or (ev.translate_source if ev else "")
+    translate_images = load_images(translate_name, info["image_size"], info["channels"],
+                                   ev.num_translate if ev else 500)[0] if translate_name else None
     metrics = evaluate_model(
         args.model, images, labels, args.output, spaces,
         num_samples=args.num_samples or (ev.num_samples if ev else 500),
@@ -200,7 +203,9 @@ def cmd_evaluate(args) -> int:
         num_diversity=ev.num_diversity if ev else 16,
         thresholds=list(ev.thresholds) if ev else [],
         log_dir=args.logs, random_model_dir=args.random_model,
-        num_ood=num_ood, ood_sets=ood_sets)
+        num_ood=num_ood, ood_sets=ood_sets, num_denoise=ev.num_denoise if ev else 100,
+        denoise_levels=tuple(ev.denoise_levels) if ev else (0.1, 0.2),
+        translate_images=translate_images, translate_name=translate_name)
     print(json.dumps(metrics.get("blessing", {}), indent=2))
     print(f"report:  {os.path.join(args.output, 'report.html')}")
     print(f"metrics: {os.path.join(args.output, 'metrics.json')}")

@@ -85,7 +85,8 @@ PRESETS.update({
         sampler=dict(_CFEBM_SAMPLER),
         train=dict(batch_size=64, epochs=20, max_minutes=60.0, learning_rate=1e-3, beta_1=0.5,
                    fade_images=30_000, stable_images=30_000),
-        eval=dict(features=["domain", "efficientnet_lite0"], num_samples=2000, num_real=2000),
+        eval=dict(features=["domain", "efficientnet_lite0"], num_samples=2000, num_real=2000,
+                  ood_sources=["builtin:mnist5k"], translate_source="builtin:mnist5k"),
     ),
     "cifar10-cfebm": dict(
         data=dict(source="tfds:cifar10", image_size=32, channels=3),
@@ -114,7 +115,7 @@ SMOKE = dict(
     train=dict(batch_size=8, epochs=1, max_steps=4, max_minutes=2.0, checkpoint_every=2,
                log_every=1, image_log_every=2, shuffle_buffer=64, pcd_buffer_size=16),
     eval=dict(num_samples=16, num_real=32, kid_subsets=4, svm_label_counts=[20], num_inpaint=4,
-              num_diversity=4, num_ood=16, classifier_epochs=1),
+              num_diversity=4, num_ood=16, num_denoise=4, num_translate=16, classifier_epochs=1),
 )
 
 

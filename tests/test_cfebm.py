@@ -225,6 +225,47 @@ def test_export_signatures_in_a_fresh_process(export_dir):
     assert out["same_seed_same"] and out["observed_exact"] and out["translate_same_seed"]
 
 
+def test_evaluator_runs_denoising_and_translation_on_the_export(export_dir, tmp_path, capsys, monkeypatch):
+    from sklearn.datasets import load_digits
+
+    from evaluators import evaluate
+    from evaluators.blessing import flatten_metrics
+    from evaluators.features import FeatureSpace
+
+    monkeypatch.delenv("MGEBM_STDERR_TTY", raising=False)
+    digits = np.round(load_digits().images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # [N, 8, 8, 1]
+    weights = np.random.default_rng(0).normal(size=(64, 12))
+    space = FeatureSpace("projection", lambda x: ((x.reshape(len(x), -1) / 255.0) @ weights,) * 2,
+                         {"kind": "random projection for tests"})
+    metrics = evaluate.evaluate_model(
+        export_dir, digits[:120], None, str(tmp_path / "eval"), {"projection": space}, num_samples=16,
+        kid_subsets=4, masks=("square",), num_inpaint=2, num_diversity=0, num_ood=8, num_denoise=5,
+        denoise_levels=(0.1, 0.3), translate_images=255 - digits[200:232], translate_name="inverted digits",
+        thresholds=("denoising/0.1/model/psnr>=0", "translation/projection/translated/fid>=0"))
+    den = metrics["denoising"]
+    assert list(den["levels"]) == ["0.1", "0.3"] and den["ssim_window"] == "7x7 uniform"
+    for level in den["levels"].values():
+        assert set(level) == {"noisy", "nl_means", "model"} and level["model"]["num_images"] == 5
+        assert 0.0 < level["model"]["psnr"] < 100.0 and -1.0 <= level["model"]["ssim"] <= 1.0
+    tr = metrics["translation"]
+    assert tr["source"] == "inverted digits" and tr["num_source"] == 32 and 0.0 < tr["change"] <= 1.0
+    assert set(tr["spaces"]["projection"]) == {"translated", "source"}
+    assert metrics["blessing"]["blessed"] is True
+    assert "denoising" not in metrics["skipped"] and "translation" not in metrics["skipped"]
+    flat = flatten_metrics(metrics)
+    assert "denoising/0.3/nl_means/ssim" in flat and "translation/projection/source/kid" in flat
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert "sigma 0.3 (clean | noisy | nl_means | model)" in report
+    assert "inverted digits -&gt; this model (source | translated)" in report
+    err = capsys.readouterr().err
+    assert "[evaluate] denoising: 6/6 runs, done in " in err
+    without = evaluate.evaluate_model(export_dir, digits[:40], None, str(tmp_path / "eval2"), {},
+                                      num_samples=8, masks=(), num_inpaint=0, num_diversity=0,
+                                      num_ood=0, num_denoise=0)
+    assert without["skipped"]["translation"].startswith("no source domain given")
+    assert without["skipped"]["denoising"] == "eval.num_denoise=0 or no eval.denoise_levels"
+
+
 def test_bad_inputs_raise_invalid_argument_naming_the_argument(loaded):
     good = tf.zeros([2, 8, 8, 1], tf.uint8)
     seed = tf.constant(1)

@@ -18,7 +18,8 @@ def test_mnist5k_cfebm_smoke_end_to_end(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "run", "--preset", "mnist5k-cfebm:smoke",
-         "--workdir", str(workdir), "--set", "eval.features=domain"],
+         "--workdir", str(workdir), "--set", "eval.features=domain",
+         "--set", "eval.translate_source=builtin:mnist5k"],
         capture_output=True, text=True, cwd=os.getcwd(), env=env, timeout=1800)
     assert result.returncode == 0, result.stderr[-5000:]
     report = [ln.split(None, 1)[1] for ln in result.stdout.splitlines() if ln.startswith("report:")][0]
@@ -26,6 +27,8 @@ def test_mnist5k_cfebm_smoke_end_to_end(tmp_path):
     assert metrics["model"]["family"] == "cfebm"
     assert "fid/domain" in json.dumps(metrics)
     assert set(metrics["skipped"]) == {"downstream", "diversity"}
+    assert set(metrics["denoising"]["levels"]) == {"0.1", "0.2"}
+    assert metrics["translation"]["source"] == "builtin:mnist5k"
     configs = list(workdir.rglob("assets/config.json"))
     assert configs
     for path in configs:

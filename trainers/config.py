@@ -188,6 +188,11 @@ class EvalConfig:
     interpolations) for out-of-distribution detection by energy (0 = skip).
     ood_sources: other image sources told apart from the data by energy (e.g. `builtin:mnist5k`
     against a Fashion-MNIST model), each reported as `ood/auroc/<source>`.
+    num_denoise: held-out images per noise level for denoising (0 = skip); denoise_levels:
+    Gaussian noise standard deviations, each in (0, 1] with pixels in [0, 1].
+    translate_source: an image source translated into the model's domain (e.g.
+    `builtin:mnist5k` for a Fashion-MNIST model; empty = no translation experiment);
+    num_translate: how many of its images.
     """
 
     features: tuple[str, ...] = ("domain", "efficientnet_lite0")
@@ -200,6 +205,10 @@ class EvalConfig:
     num_diversity: int = 16
     num_ood: int = 500
     ood_sources: tuple[str, ...] = ()
+    num_denoise: int = 100
+    denoise_levels: tuple[float, ...] = (0.1, 0.2)
+    translate_source: str = ""
+    num_translate: int = 500
     classifier_epochs: int = 5
     thresholds: tuple[str, ...] = ()
     inception_weights: str = ""
@@ -372,6 +381,11 @@ def validate(cfg: Config) -> None:
     _require(e.num_inpaint >= 1, f"eval.num_inpaint={e.num_inpaint} must be >= 1")
     _require(e.num_diversity >= 2, f"eval.num_diversity={e.num_diversity} must be >= 2")
     _require(e.num_ood >= 0, f"eval.num_ood={e.num_ood} must be >= 0 (0 = no out-of-distribution test)")
+    _require(e.num_denoise >= 0, f"eval.num_denoise={e.num_denoise} must be >= 0 (0 = no denoising test)")
+    _require(all(0.0 < float(v) <= 1.0 for v in e.denoise_levels),
+             f"eval.denoise_levels={list(e.denoise_levels)} must each be in (0, 1] (pixels in [0, 1])")
+    _require(e.num_translate >= 2 * e.kid_subsets,
+             f"eval.num_translate={e.num_translate} must be >= 2 * eval.kid_subsets ({2 * e.kid_subsets})")
     _require(e.classifier_epochs >= 1, f"eval.classifier_epochs={e.classifier_epochs} must be >= 1")
     for rule in e.thresholds:
         parse_threshold(rule)
