@@ -13,6 +13,7 @@ from benchmarks import common
 from benchmarks import langevin as bench_langevin
 from benchmarks import pipeline as bench_pipeline
 from benchmarks import quality as bench_quality
+from trainers.families.cfebm_net import ExpandingEnergyNet
 from trainers.networks import build_energy_net, layer_specs
 
 
@@ -49,6 +50,70 @@ def test_forward_flops_match_tf_profiler():
     opts["account_type_regexes"] = ["Conv2D", "MatMul"]
     prof = tf.compat.v1.profiler.profile(fn.graph, options=opts)
     assert prof.total_float_ops == common.forward_flops(16, 1, layer_specs(16, 0.25))["total"]
+
+
+def _profiled_flops(fn, spec):
+    """TF's graph-profiler FLOPs of the Conv2D and MatMul ops of tf.function `fn` at `spec`."""
+    graph = tf.function(fn).get_concrete_function(spec).graph
+    opts = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+            .with_empty_output().account_displayed_op_only(True)
+            .select(["float_ops"]).with_node_names(show_name_regexes=[".*"]).build())
+    opts["account_type_regexes"] = ["Conv2D", "MatMul"]
+    return tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops
+
+
+def test_profiled_flops_helper_matches_the_multigrid_count():
+    net = build_energy_net(8, 1, width=0.25)
+    assert _profiled_flops(lambda x: net(x), tf.TensorSpec([1, 8, 8, 1])) == \
+        common.forward_flops(8, 1, layer_specs(8, 0.25))["total"]
+
+
+def test_cfebm_forward_flops_tiny_net_equals_hand_count():
+    # Stages 4 -> 8 px, C = 1, W = 2, at stage 1 (input 8x8x1):
+    rgb8 = 2 * 8 * 8 * 1 * 1 * 1 * 2            # from-RGB 1x1 at 8 px
+    block8 = 2 * (2 * 8 * 8 * 9 * 2 * 2) + 2 * 8 * 8 * 1 * 2 * 2  # two 3x3 + 1x1 skip at 8 px
+    block4 = 2 * (2 * 4 * 4 * 9 * 2 * 2) + 2 * 4 * 4 * 1 * 2 * 2  # the head at 4 px
+    dense = 2 * 2
+    fade = 2 * 4 * 4 * 1 * 2                    # from-RGB of stage 0 on the 2x2-averaged image
+    got = common.cfebm_forward_flops((4, 8), 1, 1, 2)
+    assert got["total"] == rgb8 + block8 + block4 + dense == 12420
+    assert got["dense_flops"] == dense and len(got["layers"]) == 7
+    assert common.cfebm_forward_flops((4, 8), 1, 1, 2, fade=True)["total"] == 12420 + fade
+    assert common.cfebm_forward_flops((4, 8), 0, 1, 2)["total"] == 2 * 4 * 4 * 2 + block4 + dense == 2500
+    assert common.cfebm_forward_flops((4, 8), 0, 1, 2, fade=True)["total"] == 2500  # no fade at stage 0
+    with pytest.raises(ValueError, match="stage"):
+        common.cfebm_forward_flops((4, 8), 2, 1, 2)
+
+
+def test_cfebm_chain_and_train_step_flops_hand_count():
+    f0 = common.cfebm_forward_flops((4, 8), 0, 1, 2)["total"]
+    f1 = common.cfebm_forward_flops((4, 8), 1, 1, 2, fade=True)["total"]
+    # N = 3, T = 2: per stage N * (T * 2F + F); the update 2N * 3 * F of the last stage.
+    assert common.cfebm_chain_flops((4, 8), 1, 1, 2, 3, 2) == 3 * 5 * f0 + 3 * 5 * f1
+    assert common.cfebm_train_step_flops((4, 8), 1, 1, 2, 3, 2) == 3 * 5 * (f0 + f1) + 18 * f1
+    f1_plain = common.cfebm_forward_flops((4, 8), 1, 1, 2)["total"]
+    assert common.cfebm_chain_flops((4, 8), 1, 1, 2, 3, 2, fade=False) == 15 * (f0 + f1_plain)
+
+
+@pytest.mark.parametrize("stage,beta", [(0, None), (1, None), (1, 0.5), (2, 1.0)])
+def test_cfebm_forward_flops_match_the_built_net(stage, beta):
+    """The analytic count equals TF's profiler on the real net's graph (spectral norm on), and
+    at the last stage with fade its layer list is exactly the net's conv kernels."""
+    sizes, width = (4, 8, 16), 3
+    net = ExpandingEnergyNet(sizes, 3, width=width)
+    net.build_all()
+    s = sizes[stage]
+    fn = (lambda x: net.energy(x, stage)) if beta is None else \
+        (lambda x: net.energy(x, stage, tf.constant(beta)))
+    got = common.cfebm_forward_flops(sizes, stage, 3, width, fade=beta is not None)
+    assert _profiled_flops(fn, tf.TensorSpec([1, s, s, 3])) == got["total"]
+    if stage == len(sizes) - 1 and beta is not None:
+        # Every conv kernel of the net, less the from-RGB convs of stages 0..K-2 (unused at K).
+        kernels = sorted(tuple(v.shape) for v in net.trainable_variables if len(v.shape) == 4)
+        counted = [(c["kernel"], c["kernel"], c["in"], c["out"]) for c in got["layers"]]
+        assert kernels == sorted(counted + [(1, 1, 3, width)] * (len(sizes) - 2))
+        dense = [v for v in net.trainable_variables if tuple(v.shape) == (width, 1)]
+        assert len(dense) == 1 and got["dense_flops"] == 2 * width
 
 
 def test_train_step_flops_hand_count():
