@@ -196,6 +196,51 @@ def test_torch_reference_matches_keras_net():
     assert _finite_positive(res["langevin"]["gflops"]) and _finite_positive(res["train_step"]["images_per_s"])
 
 
+def test_torch_cfebm_reference_matches_keras_net():
+    """Same weights -> same CF-EBM energies (with and without fade) and input gradients as the
+    Keras net (spectral norm off on both sides, so the copied kernels are used as they are)."""
+    torch = pytest.importorskip("torch", reason="torch is not importable here (optional, benchmark-only: "
+                                "requirements/bench-torch-py311.txt)")
+    from benchmarks import reference_torch  # pylint: disable=import-outside-toplevel
+    sizes, width = (4, 8), 3
+    net = ExpandingEnergyNet(sizes, 3, width=width, spectral=False)
+    net.build_all()
+    ref = reference_torch.TorchCFEBMNet(sizes, 3, width, "swish", spectral=False)
+
+    def copy(conv, tconv):
+        tconv.weight.copy_(torch.from_numpy(conv.kernel.numpy().transpose(3, 2, 0, 1).copy()))
+        tconv.bias.copy_(torch.from_numpy(conv.bias.numpy()))
+
+    with torch.no_grad():
+        for k in range(len(sizes)):
+            copy(net.from_rgb[k], ref.from_rgb[k])
+            for name in ("conv1", "conv2", "skip"):
+                copy(getattr(net.blocks[k], name), getattr(ref.blocks[k], name))
+        ref.dense.weight.copy_(torch.from_numpy(net.dense.kernel.numpy().T.copy()))
+        ref.dense.bias.copy_(torch.from_numpy(net.dense.bias.numpy()))
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    for stage, beta, inp, inp_t in ((1, None, x, x_t), (1, 0.25, x, x_t), (0, None, x[:, ::2, ::2], None)):
+        if inp_t is None:
+            inp_t = torch.from_numpy(np.ascontiguousarray(inp.transpose(0, 3, 1, 2)))
+        want = net.energy(inp, stage, None if beta is None else tf.constant(beta)).numpy()
+        got = ref.energy(inp_t, stage, beta)
+        np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-4, atol=1e-4)
+    x_tf = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tf)
+        e = tf.reduce_sum(net.energy(x_tf, 1))
+    grad_t, = torch.autograd.grad(ref.energy(x_t, 1).sum(), x_t)
+    np.testing.assert_allclose(grad_t.numpy().transpose(0, 2, 3, 1), tape.gradient(e, x_tf).numpy(),
+                               rtol=1e-3, atol=1e-4)
+    spec = {"sizes": [4, 8], "channels": 3, "width": 3, "activation": "swish", "spectral": True,
+            "step_size": 0.7, "noise_scale": 0.007, "noise_schedule": "linear", "step_size_schedule": "constant",
+            "clip": True, "upsample_noise": 0.05, "learning_rate": 1e-3, "beta_1": 0.5}
+    res = reference_torch.run_cfebm(spec, batch=2, steps=1, repeats=1, threads=1)
+    assert _finite_positive(res["langevin"]["gflops"]) and _finite_positive(res["train_step"]["images_per_s"])
+    json.dumps(res)
+
+
 def test_pipeline_worker_and_verdicts(tmp_path, idx_files):
     # The benchmark's default source (Debian's dataset-fashion-mnist) is optional: the worker runs
     # here on a small Fashion-MNIST-shaped idx data set made by the test (28x28, 10 classes).
