@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -200,6 +201,19 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None)
             break
     return {"best_s": min(times), "median_s": statistics.median(times), "times_s": [round(t, 4) for t in times],
             "warmup_s": [round(t, 3) for t in warm]}
+
+
+def run_json(cmd: list[str], timeout: float) -> dict:
+    """Run a benchmark worker from the repository root; its last stdout line parsed as JSON, or
+    {"error": the last stderr line | "timed out after ... s" | "rc N"}."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def ratio(a, b):

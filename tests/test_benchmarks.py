@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import langevin as bench_langevin
+from benchmarks import langevin_cfebm
 from benchmarks import pipeline as bench_pipeline
 from benchmarks import quality as bench_quality
 from trainers.families.cfebm_net import ExpandingEnergyNet
@@ -114,6 +115,76 @@ def test_cfebm_forward_flops_match_the_built_net(stage, beta):
         assert kernels == sorted(counted + [(1, 1, 3, width)] * (len(sizes) - 2))
         dense = [v for v in net.trainable_variables if tuple(v.shape) == (width, 1)]
         assert len(dense) == 1 and got["dense_flops"] == 2 * width
+
+
+def test_cfebm_smallest_config_is_well_formed():
+    """The CF-EBM section on the 32-px preset at width 6: final stage, no retraces, FLOPs."""
+    measured = langevin_cfebm.measure(0.05, 1, 2, 1, eager=True, preset="mnist5k-cfebm")
+    sampler, eager, train = measured["results"]
+    assert (sampler["variant"], eager["variant"], train["kind"]) == ("function", "eager", "cfebm_train_step")
+    assert sampler["sizes"] == [8, 16, 32] and sampler["width"] == 6
+    assert sampler["flops_per_call"] == common.cfebm_chain_flops((8, 16, 32), 2, 1, 6, 2, 1)
+    assert train["flops_per_call"] == common.cfebm_train_step_flops((8, 16, 32), 2, 1, 6, 2, 1)
+    assert train["stage"] == 2 and train["beta"] == 1.0 and train["finite_metrics"]
+    assert sampler["traces_after_first"] == 0 and train["traces_after_first"] == 0
+    doc = langevin_cfebm.assemble(measured, 50.0)
+    assert doc["fraction_of_peak"] == pytest.approx(sampler["gflops"] / 50.0)
+    assert _finite_positive(doc["speedup_vs_eager"]) and doc["speedup_vs_torch"] is None
+    assert doc["torch"] == {"available": False} and doc["retraces"] == 0
+    assert langevin_cfebm.table_rows(doc, 50.0)
+    json.dumps(doc)
+
+
+def test_cfebm_assemble_ratios():
+    base = {"sizes": [8, 16], "width": 4, "batch": 2, "steps": 1, "policy": "float32", "grid": 16}
+    results = [
+        {**base, "kind": "cfebm_sampler", "variant": "function", "gflops": 20.0, "images_per_s": 4.0,
+         "image_steps_per_s": 8.0, "traces_after_first": 0},
+        {**base, "kind": "cfebm_train_step", "variant": "function", "gflops": 10.0, "images_per_s": 1.0,
+         "traces_after_first": 1, "stage": 1, "beta": 1.0},
+    ]
+    ref = {"langevin": {"images_per_s": 2.0, "gflops": 10.0}, "train_step": {"images_per_s": 0.5, "gflops": 5.0}}
+    doc = langevin_cfebm.assemble({"results": results, "torch": ref, "preset": "p", "width_factor": 0.5}, 40.0)
+    assert doc["fraction_of_peak"] == pytest.approx(0.5)
+    assert doc["train_step_fraction_of_peak"] == pytest.approx(0.25)
+    assert doc["speedup_vs_torch"] == pytest.approx(2.0) and doc["train_step_speedup_vs_torch"] == pytest.approx(2.0)
+    assert doc["speedup_vs_eager"] is None and doc["retraces"] == 1 and doc["stage"] == 1
+    assert len(langevin_cfebm.table_rows(doc, 40.0)) == 4
+
+
+def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys):
+    """main --quick end to end with the measurements stubbed: the multi-grid keys as before, the
+    `cfebm` section against the same peak, the CF-EBM flags handed through."""
+    lang = {"kind": "langevin", "variant": "function", "policy": "float32", "gflops": 30.0, "images_per_s": 6.0,
+            "image_steps_per_s": 24.0, "traces_after_first": 0, "grid": 64, "batch": 64}
+    calls = {}
+
+    def measure(width, steps, batch, repeats, eager, torch_python=None, torch_threads=None):
+        calls.update(width=width, steps=steps, batch=batch, repeats=repeats, eager=eager)
+        base = {"sizes": [8, 16, 32, 64], "width": 64, "batch": batch, "steps": steps, "policy": "float32",
+                "grid": 64, "traces_after_first": 0}
+        return {"results": [{**base, "kind": "cfebm_sampler", "variant": "function", "gflops": 25.0,
+                             "images_per_s": 2.0, "image_steps_per_s": 32.0},
+                            {**base, "kind": "cfebm_train_step", "variant": "function", "gflops": 20.0,
+                             "images_per_s": 1.0, "stage": 3, "beta": 1.0}],
+                "torch": None, "preset": langevin_cfebm.PRESET, "width_factor": width}
+
+    monkeypatch.setattr(bench_langevin, "peak_probes", lambda repeats=4: {"conv3x3_gflops": 50.0})
+    monkeypatch.setattr(bench_langevin, "pick_compiled", lambda *a, **k: {"fastest": "function"})
+    monkeypatch.setattr(bench_langevin, "bench_langevin", lambda g, c, b, s, variant, **k: {**lang, "variant": variant})
+    monkeypatch.setattr(bench_langevin, "bench_train_step",
+                        lambda *a, **k: {**lang, "kind": "train_step", "gflops": 40.0, "images_per_s": 2.0})
+    monkeypatch.setattr(bench_langevin, "torch_python", lambda explicit: None)
+    monkeypatch.setattr(langevin_cfebm, "measure", measure)
+    assert bench_langevin.main(["--quick", "--cfebm-steps", "2"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["fraction_of_peak"] == pytest.approx(0.6) and doc["train_step_fraction_of_peak"] == pytest.approx(0.8)
+    cf = doc["cfebm"]
+    assert cf["fraction_of_peak"] == pytest.approx(0.5) and cf["train_step_fraction_of_peak"] == pytest.approx(0.4)
+    assert cf["sizes"] == [8, 16, 32, 64] and cf["stage"] == 3 and cf["torch"] == {"available": False}
+    assert calls == {"width": 0.5, "steps": 2, "batch": 64, "repeats": 1, "eager": False}
+    assert bench_langevin.main(["--quick", "--no-cfebm"]) == 0
+    assert json.loads(capsys.readouterr().out)["cfebm"] is None
 
 
 def test_train_step_flops_hand_count():
