@@ -8,6 +8,14 @@ Langevin step is counted as 2x the forward FLOPs (the forward pass plus the grad
 to the input). A training update of one net on its 2N observed + synthesized images is counted as
 3x the forward FLOPs per image (forward, input-gradient and weight-gradient passes).
 
+The CF-EBM net (`trainers.families.cfebm_net.ExpandingEnergyNet`) is counted by the same rule
+(`cfebm_forward_flops`): per stage its from-RGB 1x1 conv, per residual block two 3x3 convs and
+the 1x1 skip conv, all at the block's input size (the skip runs before its average pool), and
+the final dense layer; pooling, the spatial sum, Swish and the spectral norm's power iteration
+(per weight, not per image) are left out. The fade branch (from-RGB of the previous stage on the
+2x2-averaged image) is counted whenever the model computes it: the trainer and the export pass
+beta as a tensor, so the last stage's energy computes both branches even at beta = 1.
+
 This module imports neither TensorFlow nor torch, so the PyTorch reference and the tests can use
 it in any environment.
 """
@@ -19,6 +27,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -68,6 +77,59 @@ def train_step_flops(forwards: dict, batch: int, steps: int, family: str = "mult
     """
     t = 1 if family == "cd1" else int(steps)
     return int(sum(batch * (t * 2 * f + f) + 2 * batch * 3 * f for f in forwards.values()))
+
+
+def cfebm_forward_flops(sizes, stage: int, channels: int, width: int, fade: bool = False) -> dict:
+    """Analytic forward FLOPs of the CF-EBM energy net at `stage` on ONE image.
+
+    Args:
+      sizes: the stage sizes s_0 < ... < s_K (each twice the previous), e.g. (8, 16, 32, 64).
+      stage: k in [0, K]; the input is [s_k, s_k, channels].
+      channels: C of the input (1 or 3). width: W, the channels of every conv.
+      fade: count the fade branch (from-RGB of stage k-1 on the 2x2-averaged input; k >= 1).
+
+    Returns:
+      {"layers": [{"name", "kernel", "in", "out", "size", "flops"}...] (size = the side the conv
+       runs at), "dense_flops", "total"}; FLOPs as Python ints (multiply-add = 2 FLOPs).
+    """
+    sizes = [int(s) for s in sizes]
+    if not 0 <= stage < len(sizes) or channels < 1 or width < 1:
+        raise ValueError(f"stage={stage} must be in [0, {len(sizes) - 1}], channels={channels} and "
+                         f"width={width} >= 1")
+    layers = []
+
+    def conv(name, kernel, cin, size):
+        layers.append({"name": name, "kernel": kernel, "in": cin, "out": width, "size": size,
+                       "flops": 2 * size * size * kernel * kernel * cin * width})
+
+    conv(f"from_rgb_{sizes[stage]}", 1, channels, sizes[stage])
+    if fade and stage >= 1:
+        conv(f"from_rgb_{sizes[stage - 1]}", 1, channels, sizes[stage - 1])
+    for k in range(stage, -1, -1):  # block k runs at s_k and halves it; block 0 is the head
+        for name, kernel in (("conv1", 3), ("conv2", 3), ("skip", 1)):
+            conv(f"block_{sizes[k]}/{name}", kernel, width, sizes[k])
+    dense = 2 * width
+    return {"layers": layers, "dense_flops": dense, "total": sum(v["flops"] for v in layers) + dense}
+
+
+def cfebm_chain_flops(sizes, stage: int, channels: int, width: int, batch: int, steps: int,
+                      fade: bool = True) -> int:
+    """FLOPs of one smooth-MCMC chain of N images through the stages 0..`stage`.
+
+    Per stage j: `steps` Langevin steps (2 F_j each) and the sampler's final energy (F_j), where
+    F_j has no fade branch except at the last stage when `fade` (beta given as a tensor).
+    """
+    return int(sum(batch * (steps * 2 * f + f) for f in
+                   (cfebm_forward_flops(sizes, j, channels, width, fade and j == stage)["total"]
+                    for j in range(stage + 1))))
+
+
+def cfebm_train_step_flops(sizes, stage: int, channels: int, width: int, batch: int, steps: int,
+                           fade: bool = True) -> int:
+    """FLOPs of one CF-EBM training step at `stage`: the chain (`cfebm_chain_flops`) plus the
+    update on the 2N observed + synthesized images at 3x the stage's forward FLOPs each."""
+    forward = cfebm_forward_flops(sizes, stage, channels, width, fade)["total"]
+    return cfebm_chain_flops(sizes, stage, channels, width, batch, steps, fade) + 2 * batch * 3 * forward
 
 
 def cpu_model() -> str:
@@ -139,6 +201,19 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None)
             break
     return {"best_s": min(times), "median_s": statistics.median(times), "times_s": [round(t, 4) for t in times],
             "warmup_s": [round(t, 3) for t in warm]}
+
+
+def run_json(cmd: list[str], timeout: float) -> dict:
+    """Run a benchmark worker from the repository root; its last stdout line parsed as JSON, or
+    {"error": the last stderr line | "timed out after ... s" | "rc N"}."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def ratio(a, b):

@@ -1,10 +1,16 @@
-"""Langevin and multi-grid train-step throughput, as a fraction of the machine's measured peak.
+"""Langevin and train-step throughput of the multi-grid and CF-EBM models, as a fraction of the
+machine's measured peak.
 
-`python -m benchmarks.langevin --quick` (< 3 min on 2 CPU cores): the 64-px energy net's Langevin
+`python -m benchmarks.langevin --quick` (< 5 min on 2 CPU cores): the 64-px energy net's Langevin
 loop and the whole multi-grid train step (grids 1, 4, 16, 64) at batch 64, float32, with the
 fastest compiled variant (tf.function vs tf.function + XLA, chosen by a small probe measured in
 this run), the eager loop, and the PyTorch eager reference when torch is importable (or given by
-`--torch-python`). `--full` adds 32 px, batch 16 / 64 / 256, every variant and mixed precision.
+`--torch-python`); then the CF-EBM section (`benchmarks/langevin_cfebm.py`): the `celeba64-cfebm`
+model at its final stage (64-px RGB, stages 8-16-32-64, batch 64, 4 Langevin steps per stage,
+model.width 0.5 = 64 channels; `--cfebm-width`, `--cfebm-steps`), its full smooth-MCMC sampler
+(the export's `sample` signature) and its train step (the trainer's step function, beta = 1),
+and the same network in PyTorch eager. `--full` adds 32 px, batch 16 / 64 / 256, every variant
+and mixed precision for the multi-grid net, and CF-EBM at width 1.0 with its eager sampler.
 
 Figures (one JSON document on stdout, a short table on stderr):
 - `peak_gflops`: the best float32 GFLOP/s of a large 3x3 conv probe and a large matmul probe
@@ -16,6 +22,12 @@ Figures (one JSON document on stdout, a short table on stderr):
 - `speedup_vs_eager`, `speedup_vs_torch` (null without torch): images per second ratios.
 - `retraces`: traces after the first call (sampler `trace_count` and tf.function
   `experimental_get_tracing_count()`), including one call with a different batch size.
+- `cfebm` (null with `--no-cfebm`): the same figures for CF-EBM against the same `peak_gflops`:
+  `achieved_gflops` / `fraction_of_peak` (the sampler), `train_step_gflops` /
+  `train_step_fraction_of_peak`, `speedup_vs_eager` (null unless `--full` or `--cfebm-eager`),
+  `speedup_vs_torch`, `train_step_speedup_vs_torch`, `retraces`, `sampler_images_per_s`,
+  `train_images_per_s`, the geometry (`sizes`, `width`, `batch`, `steps_per_stage`, `stage`,
+  `beta`), `results` and `torch`; FLOPs from `common.cfebm_forward_flops`.
 Timings are the best of the repeats: on a shared machine other processes only ever add time.
 """
 
@@ -25,8 +37,6 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import time
 
@@ -34,7 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import common
+from benchmarks import common, langevin_cfebm
 from trainers import pyramid_ops
 from trainers.langevin import LangevinSampler
 from trainers.families.multigrid import build_model
@@ -176,14 +186,7 @@ def bench_torch(python: str, grid: int, channels: int, batch: int, steps: int, t
            "--specs", json.dumps({str(k): v for k, v in specs.items()})]
     if train:
         cmd += ["--grids", ",".join(map(str, grids))]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return common.run_json(cmd, timeout)
 
 
 def pick_compiled(grid: int, channels: int, steps: int = 2, batch: int = 8) -> dict:
@@ -206,8 +209,25 @@ def quick(args) -> dict:
                              repeats=max(1, args.repeats - 1))
     py = torch_python(args.torch_python)
     ref = bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats) if py else None
+    cf = cfebm(args, batch, py, (ref or {}).get("threads"))
     peak1 = peak_probes(repeats=2)
-    return assemble([lang, eager, train], ref, [peak0, peak1], choice, variant)
+    return with_cfebm(assemble([lang, eager, train], ref, [peak0, peak1], choice, variant), cf)
+
+
+def cfebm(args, batch: int, py, threads) -> dict | None:
+    """The CF-EBM measurements (benchmarks.langevin_cfebm), None with --no-cfebm; the torch
+    reference reuses the thread count the multi-grid reference chose."""
+    if args.no_cfebm:
+        return None
+    width = args.cfebm_width or (1.0 if args.full else 0.5)
+    return langevin_cfebm.measure(width, args.cfebm_steps, batch, args.cfebm_repeats or (2 if args.full else 1),
+                                  eager=args.full or args.cfebm_eager, torch_python=py, torch_threads=threads)
+
+
+def with_cfebm(doc: dict, measured: dict | None) -> dict:
+    """doc plus its `cfebm` section against doc's peak (null with --no-cfebm)."""
+    doc["cfebm"] = langevin_cfebm.assemble(measured, doc["peak_gflops"]) if measured else None
+    return doc
 
 
 def full(args) -> dict:
@@ -235,8 +255,11 @@ def full(args) -> dict:
             if py:
                 refs.append(bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats))
         peaks.append(peak_probes(repeats=2))
-    hg = 64 if 64 in args.sizes else max(args.sizes)
     hb = 64 if 64 in args.batches else max(args.batches)
+    cf = cfebm(args, hb, py, next((r.get("threads") for r in refs if r.get("threads")), None))
+    if cf:  # the peak at the end of the run again
+        peaks.append(peak_probes(repeats=2))
+    hg = 64 if 64 in args.sizes else max(args.sizes)
     head = [r for r in results if r.get("grid") == hg and r.get("batch") == hb and "skipped" not in r]
     compiled = [r for r in head if r["kind"] == "langevin" and r["variant"] in ("function", "xla")
                 and r["policy"] == "float32"]
@@ -246,7 +269,7 @@ def full(args) -> dict:
     doc["headline"] = {"grid": hg, "batch": hb}
     doc["results"] = results
     doc["torch_results"] = refs
-    return doc
+    return with_cfebm(doc, cf)
 
 
 def _find(results, kind, variant, policy="float32"):
@@ -309,6 +332,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", default="16,64,256", help="--full batch sizes")
     parser.add_argument("--no-xla-train", action="store_true",
                         help="time the train step with tf.function even if XLA wins the probe")
+    parser.add_argument("--cfebm-width", type=float, default=0.0,
+                        help="CF-EBM model.width (default 0.5 = 64 channels with --quick, 1.0 with --full)")
+    parser.add_argument("--cfebm-steps", type=int, default=4, help="CF-EBM Langevin steps per stage")
+    parser.add_argument("--cfebm-repeats", type=int, default=0,
+                        help="CF-EBM timed calls (default 1 with --quick, 2 with --full)")
+    parser.add_argument("--cfebm-eager", action="store_true", help="--quick also times the eager CF-EBM sampler")
+    parser.add_argument("--no-cfebm", action="store_true", help="leave the CF-EBM section out")
     args = parser.parse_args(argv)
     # Best-of-2 swung the quick fraction of peak between 0.81 and 0.95 on a quiet machine;
     # best-of-4 gave 0.97-0.99 in three runs (docs/BENCHMARKS.md).
@@ -335,11 +365,20 @@ def main(argv=None) -> int:
             rows.append([f"torch {name}", doc["torch"]["grid"], doc["torch"]["batch"], "eager", "float32",
                          common.fmt(ref["images_per_s"]), common.fmt(ref["gflops"]),
                          common.fmt(ref["gflops"] / doc["peak_gflops"]), ""])
+    if doc["cfebm"]:
+        rows += langevin_cfebm.table_rows(doc["cfebm"], doc["peak_gflops"])
     common.emit(doc, rows, ["what", "px", "batch", "variant", "policy", "img/s", "GFLOP/s", "of peak", ""])
     print(f"peak {doc['peak_gflops']:.1f} GFLOP/s, Langevin {doc['fraction_of_peak']:.0%} of peak, train step "
           f"{common.fmt(doc['train_step_fraction_of_peak'])}, vs eager {common.fmt(doc['speedup_vs_eager'])}x, "
           f"vs torch {common.fmt(doc['speedup_vs_torch'])}x, retraces {doc['retraces']}, "
           f"load {machine['loadavg_start']} -> {machine['loadavg_end']}, {doc['wall_s']:.0f} s", file=sys.stderr)
+    if doc["cfebm"]:
+        cf = doc["cfebm"]
+        print(f"CF-EBM ({cf['sizes'][-1]} px, width {cf['width']}, {cf['steps_per_stage']} steps per stage): "
+              f"sampler {cf['fraction_of_peak']:.0%} of peak, train step "
+              f"{common.fmt(cf['train_step_fraction_of_peak'])}, vs eager {common.fmt(cf['speedup_vs_eager'])}x, "
+              f"vs torch {common.fmt(cf['speedup_vs_torch'])}x / {common.fmt(cf['train_step_speedup_vs_torch'])}x, "
+              f"retraces {cf['retraces']}", file=sys.stderr)
     return 0
 
 

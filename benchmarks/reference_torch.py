@@ -1,4 +1,5 @@
-"""Plain PyTorch eager reference of the energy nets, the Langevin sampler and the multi-grid step.
+"""Plain PyTorch eager reference of the energy nets, the Langevin samplers, the multi-grid step
+and the CF-EBM net, chain and train step.
 
 Benchmark-only (torch is an optional dependency: `requirements/bench-torch-py311.txt`, installed in
 the Python 3.11 environment). It mirrors the TF code's work one for one, so images per second can be
@@ -13,10 +14,24 @@ compared on the same batch:
 - Multi-grid train step: for each grid > 1, upsample the previous grid's samples (nearest) and run
   T Langevin steps; loss_S = mean f_S(synth) - mean f_S(obs) on one forward of the 2N images; one
   backward; one Adam step per grid (lr 1e-4, beta1 0.5).
+- CF-EBM (`--cfebm JSON`, `run_cfebm`): `TorchCFEBMNet`, the layers of
+  `trainers.families.cfebm_net.ExpandingEnergyNet` (per stage a from-RGB 1x1 conv and a residual
+  block: 3x3 conv, activation, 3x3 conv, 2x2 average pool, plus the average-pooled 1x1 skip;
+  spatial sum, linear layer with bias), Swish, spectral norm on every conv through
+  `torch.nn.utils.parametrizations.spectral_norm` (power iteration in train mode only, as Keras'
+  `SpectralNormalization` with training=True). The smooth MCMC chain: uniform noise at the
+  coarsest stage, T noisy Langevin steps per stage (noise eta * delta decaying linearly to 0),
+  nearest x2 upsampling + upsample_noise * N(0, 1) between stages, the last stage with its fade
+  branch at beta = 1 (as the TF model computes it). Train step at the last stage: the chain in
+  eval mode, loss mean f(synth) - mean f(obs) on one forward of the 2N images in train mode, one
+  Adam step (lr and beta1 from the spec). NCHW.
 
 Run: `python -m benchmarks.reference_torch --grid 64 --channels 3 --batch 64 --steps 4 \
 --grids 1,4,16,64 --specs '{"4": [[5,2,96],...], ...}'` prints one JSON document; without
 `--specs` the specs are read from `trainers.networks.layer_specs` (imports TensorFlow).
+`python -m benchmarks.reference_torch --cfebm '{"sizes": [8, 16, 32, 64], "channels": 3, "width": 64,
+...}' --batch 64 --steps 4` times the CF-EBM chain and train step instead (the JSON that
+`benchmarks.langevin_cfebm.torch_spec` writes).
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from benchmarks import common
 
@@ -93,8 +109,153 @@ def multigrid_step(nets: dict, optimizers: dict, obs: dict, steps: int, step_siz
     return {g: float(v) for g, v in losses.items()}
 
 
+_ACTIVATIONS = {"swish": F.silu, "relu": F.relu, "elu": F.elu, "leaky_relu": lambda h: F.leaky_relu(h, 0.2)}
+
+
+def _cf_conv(cin: int, cout: int, kernel: int, spectral: bool):
+    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)  # 'same' for odd kernels, stride 1
+    return spectral_norm(conv) if spectral else conv
+
+
+class TorchResidualDown(nn.Module):
+    """act(pool(conv3(act(conv3(x)))) + pool(conv1(x))): [N, Cin, H, W] -> [N, width, H/2, W/2]."""
+
+    def __init__(self, cin: int, width: int, activation: str, spectral: bool):
+        super().__init__()
+        self.act = _ACTIVATIONS[activation]
+        self.conv1 = _cf_conv(cin, width, 3, spectral)
+        self.conv2 = _cf_conv(width, width, 3, spectral)
+        self.skip = _cf_conv(cin, width, 1, spectral)
+
+    def forward(self, x):
+        h = F.avg_pool2d(self.conv2(self.act(self.conv1(x))), 2)
+        return self.act(h + F.avg_pool2d(self.skip(x), 2))
+
+
+class TorchCFEBMNet(nn.Module):
+    """The CF-EBM expanding energy net (`trainers.families.cfebm_net`): per stage a from-RGB 1x1
+    conv and a residual block (all `width` channels), the spatial sum, a linear layer (with
+    bias, as Keras' Dense). energy(x [N, C, s_k, s_k] in [0, 1], k, beta) -> [N]."""
+
+    def __init__(self, sizes, channels: int, width: int, activation: str = "swish", spectral: bool = True):
+        super().__init__()
+        self.sizes, self.act = [int(v) for v in sizes], _ACTIVATIONS[activation]
+        self.from_rgb = nn.ModuleList(_cf_conv(channels, width, 1, spectral) for _ in self.sizes)
+        self.blocks = nn.ModuleList(TorchResidualDown(width, width, activation, spectral) for _ in self.sizes)
+        self.dense = nn.Linear(width, 1)
+
+    def _rgb(self, k: int, x):
+        return self.act(self.from_rgb[k]((x - 0.5) * 2.0))
+
+    def energy(self, x, stage: int, beta=None):
+        """f at `stage`; beta None = no fade branch, else beta * Primal + (1 - beta) * Fade."""
+        if stage == 0:
+            h = self._rgb(0, x)
+        else:
+            h = self.blocks[stage](self._rgb(stage, x))
+            if beta is not None:
+                h = beta * h + (1.0 - beta) * self._rgb(stage - 1, F.avg_pool2d(x, 2))
+        for k in range(stage - 1 if stage else 0, -1, -1):  # the coarser blocks; block 0 is the head
+            h = self.blocks[k](h)
+        return self.dense(h.sum(dim=(2, 3))).reshape(-1)
+
+    def forward(self, x):
+        return self.energy(x, len(self.sizes) - 1)
+
+
+def noisy_langevin(energy_fn, x, steps: int, step_size: float, noise_scale: float,
+                   noise_schedule: str = "linear", step_size_schedule: str = "constant", clip: bool = True):
+    """`trainers.langevin.LangevinSampler` with noise on, no reference term: T steps of
+    x <- clip(x + delta_i^2 / 2 grad f(x) + eta_i delta_i N(0, I)), then f(x); returns (x, f(x))."""
+    deltas = [step_size * ((steps - i) / steps if step_size_schedule == "linear" else 1.0) for i in range(steps)]
+    noise = [noise_scale * d * ((steps - 1 - i) / max(steps - 1, 1) if noise_schedule == "linear" else 1.0)
+             for i, d in enumerate(deltas)]
+    for i in range(steps):
+        x = x.detach().requires_grad_(True)
+        grad, = torch.autograd.grad(energy_fn(x).sum(), x)
+        with torch.no_grad():
+            x = x + (0.5 * deltas[i] ** 2) * grad + noise[i] * torch.randn_like(x)
+            if clip:
+                x = x.clamp_(0.0, 1.0)
+    with torch.no_grad():
+        return x, energy_fn(x)
+
+
+def cfebm_chain(net, n: int, spec: dict, steps: int):
+    """Smooth MCMC to the last stage (beta = 1 given, so its fade branch is computed as in TF):
+    uniform noise at s_0, T steps per stage, nearest x2 upsampling + upsample_noise between."""
+    sizes, last = net.sizes, len(net.sizes) - 1
+    x = torch.rand(n, spec["channels"], sizes[0], sizes[0])
+    for j in range(len(sizes)):
+        if j:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = x + spec["upsample_noise"] * torch.randn_like(x)
+            x = x.clamp(0.0, 1.0) if spec["clip"] else x
+        x, _ = noisy_langevin(lambda v, j=j: net.energy(v, j, 1.0 if j == last else None), x, steps,
+                              spec["step_size"], spec["noise_scale"], spec["noise_schedule"],
+                              spec["step_size_schedule"], spec["clip"])
+    return x
+
+
+def cfebm_step(net, opt, obs, spec: dict, steps: int) -> float:
+    """One CF-EBM training step at the last stage after the fade: the chain (eval mode: spectral
+    norm without power iteration, as TF's training=False), the loss mean f(synth) - mean f(obs)
+    on one forward of the 2N images (train mode: one power iteration), one Adam step."""
+    net.eval()
+    synth = cfebm_chain(net, obs.shape[0], spec, steps)
+    net.train()
+    e = net.energy(torch.cat([obs, synth], 0), len(net.sizes) - 1, 1.0)
+    loss = e[obs.shape[0]:].mean() - e[:obs.shape[0]].mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss)
+
+
+def run_cfebm(spec: dict, batch: int, steps: int, repeats: int = 2, seed: int = 0, threads="auto") -> dict:
+    """Time the CF-EBM chain (N = batch, T = steps per stage) and train step; a JSON-able dict.
+
+    spec: {"sizes", "channels", "width", "activation", "spectral", "step_size", "noise_scale",
+    "noise_schedule", "step_size_schedule", "clip", "upsample_noise", "learning_rate", "beta_1"}.
+    """
+    torch.manual_seed(seed)
+    sizes, c, w = spec["sizes"], spec["channels"], spec["width"]
+    net = TorchCFEBMNet(sizes, c, w, spec["activation"], spec["spectral"]).eval()
+    out = {"torch": torch.__version__, "model": "cfebm", "sizes": sizes, "width": w, "channels": c,
+           "grid": sizes[-1], "batch": batch, "steps": steps, "spectral_norm": "parametrizations.spectral_norm"}
+    _set_threads(threads, lambda: cfebm_chain(net, batch, spec, steps), out)
+    timing = common.time_calls(lambda: cfebm_chain(net, batch, spec, steps), repeats, warmup=1)
+    flops = common.cfebm_chain_flops(sizes, len(sizes) - 1, c, w, batch, steps)
+    out["langevin"] = {**timing, "images_per_s": batch / timing["best_s"],
+                       "image_steps_per_s": batch * steps * len(sizes) / timing["best_s"],
+                       "gflops": flops / timing["best_s"] / 1e9}
+    opt = torch.optim.Adam(net.parameters(), lr=spec["learning_rate"], betas=(spec["beta_1"], 0.999))
+    obs = torch.rand(batch, c, sizes[-1], sizes[-1])
+    timing = common.time_calls(lambda: cfebm_step(net, opt, obs, spec, steps), repeats, warmup=1)
+    flops = common.cfebm_train_step_flops(sizes, len(sizes) - 1, c, w, batch, steps)
+    out["train_step"] = {**timing, "images_per_s": batch / timing["best_s"], "gflops": flops / timing["best_s"] / 1e9}
+    return out
+
+
 def _layout(t, channels_last: bool):
     return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+
+
+def _set_threads(threads, probe, out: dict) -> None:
+    """Set torch's thread count: "auto" (the faster of 1 and the default for one untimed-warmup
+    `probe()` call each), an int, or 0/None (torch's default); records it in out."""
+    if threads == "auto":
+        # OpenMP threads that busy-wait are slow on an oversubscribed machine: try 1 thread and
+        # torch's default, keep the faster for everything below (both figures are reported).
+        default, tried = torch.get_num_threads(), {}
+        for n in sorted({1, default}):
+            torch.set_num_threads(n)
+            tried[n] = common.time_calls(probe, 1, warmup=1)["best_s"]
+        torch.set_num_threads(min(tried, key=tried.get))
+        out["threads_probe_s"] = {str(k): v for k, v in tried.items()}
+    elif threads:
+        torch.set_num_threads(int(threads))
+    out["threads"] = torch.get_num_threads()
 
 
 def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, repeats: int = 2,
@@ -112,19 +273,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "layout":
            "channels_last" if channels_last else "NCHW", "grid": grid, "channels": channels, "batch": batch,
            "steps": steps}
-    if threads == "auto":
-        # OpenMP threads that busy-wait are slow on an oversubscribed machine: try 1 thread and
-        # torch's default, keep the faster for everything below (both figures are reported).
-        default, tried = torch.get_num_threads(), {}
-        for n in sorted({1, default}):
-            torch.set_num_threads(n)
-            tried[n] = common.time_calls(lambda: langevin(net, x0, steps), 1, warmup=1)["best_s"]
-        torch.set_num_threads(min(tried, key=tried.get))
-        out["threads_probe_s"] = {str(k): v for k, v in tried.items()}
-        out["threads"] = torch.get_num_threads()
-    elif threads:
-        torch.set_num_threads(int(threads))
-        out["threads"] = torch.get_num_threads()
+    _set_threads(threads, lambda: langevin(net, x0, steps), out)
     timing = common.time_calls(lambda: langevin(net, x0, steps), repeats, warmup=1)
     flops = batch * (steps * common.langevin_step_flops(forward) + forward)
     out["langevin"] = {**timing, "image_steps_per_s": batch * steps / timing["best_s"],
@@ -156,7 +305,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", default="auto",
                         help="torch threads: auto (faster of 1 and the default), 0 = default, or a count")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--cfebm", default="", help="JSON spec: time the CF-EBM net instead (see run_cfebm)")
     args = parser.parse_args(argv)
+    threads = args.threads if args.threads == "auto" else int(args.threads)
+    if args.cfebm:
+        start = time.perf_counter()
+        result = run_cfebm(json.loads(args.cfebm), args.batch, args.steps, args.repeats, threads=threads)
+        result["wall_s"] = time.perf_counter() - start
+        json.dump(result, sys.stdout)
+        print()
+        return 0
     grids = [int(g) for g in args.grids.split(",")] if args.grids else []
     if args.specs:
         specs = {int(k): [tuple(v) for v in layers] for k, layers in json.loads(args.specs).items()}
@@ -168,8 +326,7 @@ def main(argv=None) -> int:
         parser.error(f"--specs lacks grids {missing}")
     start = time.perf_counter()
     result = run(args.grid, args.channels, args.batch, args.steps, grids, specs, args.repeats,
-                 args.channels_last, train=bool(grids),
-                 threads=args.threads if args.threads == "auto" else int(args.threads))
+                 args.channels_last, train=bool(grids), threads=threads)
     result["wall_s"] = time.perf_counter() - start
     json.dump(result, sys.stdout)
     print()

@@ -11,8 +11,10 @@ import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import langevin as bench_langevin
+from benchmarks import langevin_cfebm
 from benchmarks import pipeline as bench_pipeline
 from benchmarks import quality as bench_quality
+from trainers.families.cfebm_net import ExpandingEnergyNet
 from trainers.networks import build_energy_net, layer_specs
 
 
@@ -49,6 +51,140 @@ def test_forward_flops_match_tf_profiler():
     opts["account_type_regexes"] = ["Conv2D", "MatMul"]
     prof = tf.compat.v1.profiler.profile(fn.graph, options=opts)
     assert prof.total_float_ops == common.forward_flops(16, 1, layer_specs(16, 0.25))["total"]
+
+
+def _profiled_flops(fn, spec):
+    """TF's graph-profiler FLOPs of the Conv2D and MatMul ops of tf.function `fn` at `spec`."""
+    graph = tf.function(fn).get_concrete_function(spec).graph
+    opts = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+            .with_empty_output().account_displayed_op_only(True)
+            .select(["float_ops"]).with_node_names(show_name_regexes=[".*"]).build())
+    opts["account_type_regexes"] = ["Conv2D", "MatMul"]
+    return tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops
+
+
+def test_profiled_flops_helper_matches_the_multigrid_count():
+    net = build_energy_net(8, 1, width=0.25)
+    assert _profiled_flops(lambda x: net(x), tf.TensorSpec([1, 8, 8, 1])) == \
+        common.forward_flops(8, 1, layer_specs(8, 0.25))["total"]
+
+
+def test_cfebm_forward_flops_tiny_net_equals_hand_count():
+    # Stages 4 -> 8 px, C = 1, W = 2, at stage 1 (input 8x8x1):
+    rgb8 = 2 * 8 * 8 * 1 * 1 * 1 * 2            # from-RGB 1x1 at 8 px
+    block8 = 2 * (2 * 8 * 8 * 9 * 2 * 2) + 2 * 8 * 8 * 1 * 2 * 2  # two 3x3 + 1x1 skip at 8 px
+    block4 = 2 * (2 * 4 * 4 * 9 * 2 * 2) + 2 * 4 * 4 * 1 * 2 * 2  # the head at 4 px
+    dense = 2 * 2
+    fade = 2 * 4 * 4 * 1 * 2                    # from-RGB of stage 0 on the 2x2-averaged image
+    got = common.cfebm_forward_flops((4, 8), 1, 1, 2)
+    assert got["total"] == rgb8 + block8 + block4 + dense == 12420
+    assert got["dense_flops"] == dense and len(got["layers"]) == 7
+    assert common.cfebm_forward_flops((4, 8), 1, 1, 2, fade=True)["total"] == 12420 + fade
+    assert common.cfebm_forward_flops((4, 8), 0, 1, 2)["total"] == 2 * 4 * 4 * 2 + block4 + dense == 2500
+    assert common.cfebm_forward_flops((4, 8), 0, 1, 2, fade=True)["total"] == 2500  # no fade at stage 0
+    with pytest.raises(ValueError, match="stage"):
+        common.cfebm_forward_flops((4, 8), 2, 1, 2)
+
+
+def test_cfebm_chain_and_train_step_flops_hand_count():
+    f0 = common.cfebm_forward_flops((4, 8), 0, 1, 2)["total"]
+    f1 = common.cfebm_forward_flops((4, 8), 1, 1, 2, fade=True)["total"]
+    # N = 3, T = 2: per stage N * (T * 2F + F); the update 2N * 3 * F of the last stage.
+    assert common.cfebm_chain_flops((4, 8), 1, 1, 2, 3, 2) == 3 * 5 * f0 + 3 * 5 * f1
+    assert common.cfebm_train_step_flops((4, 8), 1, 1, 2, 3, 2) == 3 * 5 * (f0 + f1) + 18 * f1
+    f1_plain = common.cfebm_forward_flops((4, 8), 1, 1, 2)["total"]
+    assert common.cfebm_chain_flops((4, 8), 1, 1, 2, 3, 2, fade=False) == 15 * (f0 + f1_plain)
+
+
+@pytest.mark.parametrize("stage,beta", [(0, None), (1, None), (1, 0.5), (2, 1.0)])
+def test_cfebm_forward_flops_match_the_built_net(stage, beta):
+    """The analytic count equals TF's profiler on the real net's graph (spectral norm on), and
+    at the last stage with fade its layer list is exactly the net's conv kernels."""
+    sizes, width = (4, 8, 16), 3
+    net = ExpandingEnergyNet(sizes, 3, width=width)
+    net.build_all()
+    s = sizes[stage]
+    fn = (lambda x: net.energy(x, stage)) if beta is None else \
+        (lambda x: net.energy(x, stage, tf.constant(beta)))
+    got = common.cfebm_forward_flops(sizes, stage, 3, width, fade=beta is not None)
+    assert _profiled_flops(fn, tf.TensorSpec([1, s, s, 3])) == got["total"]
+    if stage == len(sizes) - 1 and beta is not None:
+        # Every conv kernel of the net, less the from-RGB convs of stages 0..K-2 (unused at K).
+        kernels = sorted(tuple(v.shape) for v in net.trainable_variables if len(v.shape) == 4)
+        counted = [(c["kernel"], c["kernel"], c["in"], c["out"]) for c in got["layers"]]
+        assert kernels == sorted(counted + [(1, 1, 3, width)] * (len(sizes) - 2))
+        dense = [v for v in net.trainable_variables if tuple(v.shape) == (width, 1)]
+        assert len(dense) == 1 and got["dense_flops"] == 2 * width
+
+
+def test_cfebm_smallest_config_is_well_formed():
+    """The CF-EBM section on the 32-px preset at width 6: final stage, no retraces, FLOPs."""
+    measured = langevin_cfebm.measure(0.05, 1, 2, 1, eager=True, preset="mnist5k-cfebm")
+    sampler, eager, train = measured["results"]
+    assert (sampler["variant"], eager["variant"], train["kind"]) == ("function", "eager", "cfebm_train_step")
+    assert sampler["sizes"] == [8, 16, 32] and sampler["width"] == 6
+    assert sampler["flops_per_call"] == common.cfebm_chain_flops((8, 16, 32), 2, 1, 6, 2, 1)
+    assert train["flops_per_call"] == common.cfebm_train_step_flops((8, 16, 32), 2, 1, 6, 2, 1)
+    assert train["stage"] == 2 and train["beta"] == 1.0 and train["finite_metrics"]
+    assert sampler["traces_after_first"] == 0 and train["traces_after_first"] == 0
+    doc = langevin_cfebm.assemble(measured, 50.0)
+    assert doc["fraction_of_peak"] == pytest.approx(sampler["gflops"] / 50.0)
+    assert _finite_positive(doc["speedup_vs_eager"]) and doc["speedup_vs_torch"] is None
+    assert doc["torch"] == {"available": False} and doc["retraces"] == 0
+    assert langevin_cfebm.table_rows(doc, 50.0)
+    json.dumps(doc)
+
+
+def test_cfebm_assemble_ratios():
+    base = {"sizes": [8, 16], "width": 4, "batch": 2, "steps": 1, "policy": "float32", "grid": 16}
+    results = [
+        {**base, "kind": "cfebm_sampler", "variant": "function", "gflops": 20.0, "images_per_s": 4.0,
+         "image_steps_per_s": 8.0, "traces_after_first": 0},
+        {**base, "kind": "cfebm_train_step", "variant": "function", "gflops": 10.0, "images_per_s": 1.0,
+         "traces_after_first": 1, "stage": 1, "beta": 1.0},
+    ]
+    ref = {"langevin": {"images_per_s": 2.0, "gflops": 10.0}, "train_step": {"images_per_s": 0.5, "gflops": 5.0}}
+    doc = langevin_cfebm.assemble({"results": results, "torch": ref, "preset": "p", "width_factor": 0.5}, 40.0)
+    assert doc["fraction_of_peak"] == pytest.approx(0.5)
+    assert doc["train_step_fraction_of_peak"] == pytest.approx(0.25)
+    assert doc["speedup_vs_torch"] == pytest.approx(2.0) and doc["train_step_speedup_vs_torch"] == pytest.approx(2.0)
+    assert doc["speedup_vs_eager"] is None and doc["retraces"] == 1 and doc["stage"] == 1
+    assert len(langevin_cfebm.table_rows(doc, 40.0)) == 4
+
+
+def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys):
+    """main --quick end to end with the measurements stubbed: the multi-grid keys as before, the
+    `cfebm` section against the same peak, the CF-EBM flags handed through."""
+    lang = {"kind": "langevin", "variant": "function", "policy": "float32", "gflops": 30.0, "images_per_s": 6.0,
+            "image_steps_per_s": 24.0, "traces_after_first": 0, "grid": 64, "batch": 64}
+    calls = {}
+
+    def measure(width, steps, batch, repeats, eager, torch_python=None, torch_threads=None):
+        calls.update(width=width, steps=steps, batch=batch, repeats=repeats, eager=eager)
+        base = {"sizes": [8, 16, 32, 64], "width": 64, "batch": batch, "steps": steps, "policy": "float32",
+                "grid": 64, "traces_after_first": 0}
+        return {"results": [{**base, "kind": "cfebm_sampler", "variant": "function", "gflops": 25.0,
+                             "images_per_s": 2.0, "image_steps_per_s": 32.0},
+                            {**base, "kind": "cfebm_train_step", "variant": "function", "gflops": 20.0,
+                             "images_per_s": 1.0, "stage": 3, "beta": 1.0}],
+                "torch": None, "preset": langevin_cfebm.PRESET, "width_factor": width}
+
+    monkeypatch.setattr(bench_langevin, "peak_probes", lambda repeats=4: {"conv3x3_gflops": 50.0})
+    monkeypatch.setattr(bench_langevin, "pick_compiled", lambda *a, **k: {"fastest": "function"})
+    monkeypatch.setattr(bench_langevin, "bench_langevin", lambda g, c, b, s, variant, **k: {**lang, "variant": variant})
+    monkeypatch.setattr(bench_langevin, "bench_train_step",
+                        lambda *a, **k: {**lang, "kind": "train_step", "gflops": 40.0, "images_per_s": 2.0})
+    monkeypatch.setattr(bench_langevin, "torch_python", lambda explicit: None)
+    monkeypatch.setattr(langevin_cfebm, "measure", measure)
+    assert bench_langevin.main(["--quick", "--cfebm-steps", "2"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["fraction_of_peak"] == pytest.approx(0.6) and doc["train_step_fraction_of_peak"] == pytest.approx(0.8)
+    cf = doc["cfebm"]
+    assert cf["fraction_of_peak"] == pytest.approx(0.5) and cf["train_step_fraction_of_peak"] == pytest.approx(0.4)
+    assert cf["sizes"] == [8, 16, 32, 64] and cf["stage"] == 3 and cf["torch"] == {"available": False}
+    assert calls == {"width": 0.5, "steps": 2, "batch": 64, "repeats": 1, "eager": False}
+    assert bench_langevin.main(["--quick", "--no-cfebm"]) == 0
+    assert json.loads(capsys.readouterr().out)["cfebm"] is None
 
 
 def test_train_step_flops_hand_count():
@@ -129,6 +265,51 @@ def test_torch_reference_matches_keras_net():
     np.testing.assert_allclose(out_t.numpy().transpose(0, 2, 3, 1), out_tf.numpy(), atol=1e-4)
     res = reference_torch.run(4, 1, 2, 1, [1, 2, 4], {2: layer_specs(2), 4: layer_specs(4)}, repeats=1, threads=1)
     assert _finite_positive(res["langevin"]["gflops"]) and _finite_positive(res["train_step"]["images_per_s"])
+
+
+def test_torch_cfebm_reference_matches_keras_net():
+    """Same weights -> same CF-EBM energies (with and without fade) and input gradients as the
+    Keras net (spectral norm off on both sides, so the copied kernels are used as they are)."""
+    torch = pytest.importorskip("torch", reason="torch is not importable here (optional, benchmark-only: "
+                                "requirements/bench-torch-py311.txt)")
+    from benchmarks import reference_torch  # pylint: disable=import-outside-toplevel
+    sizes, width = (4, 8), 3
+    net = ExpandingEnergyNet(sizes, 3, width=width, spectral=False)
+    net.build_all()
+    ref = reference_torch.TorchCFEBMNet(sizes, 3, width, "swish", spectral=False)
+
+    def copy(conv, tconv):
+        tconv.weight.copy_(torch.from_numpy(conv.kernel.numpy().transpose(3, 2, 0, 1).copy()))
+        tconv.bias.copy_(torch.from_numpy(conv.bias.numpy()))
+
+    with torch.no_grad():
+        for k in range(len(sizes)):
+            copy(net.from_rgb[k], ref.from_rgb[k])
+            for name in ("conv1", "conv2", "skip"):
+                copy(getattr(net.blocks[k], name), getattr(ref.blocks[k], name))
+        ref.dense.weight.copy_(torch.from_numpy(net.dense.kernel.numpy().T.copy()))
+        ref.dense.bias.copy_(torch.from_numpy(net.dense.bias.numpy()))
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    for stage, beta, inp, inp_t in ((1, None, x, x_t), (1, 0.25, x, x_t), (0, None, x[:, ::2, ::2], None)):
+        if inp_t is None:
+            inp_t = torch.from_numpy(np.ascontiguousarray(inp.transpose(0, 3, 1, 2)))
+        want = net.energy(inp, stage, None if beta is None else tf.constant(beta)).numpy()
+        got = ref.energy(inp_t, stage, beta)
+        np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-4, atol=1e-4)
+    x_tf = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tf)
+        e = tf.reduce_sum(net.energy(x_tf, 1))
+    grad_t, = torch.autograd.grad(ref.energy(x_t, 1).sum(), x_t)
+    np.testing.assert_allclose(grad_t.numpy().transpose(0, 2, 3, 1), tape.gradient(e, x_tf).numpy(),
+                               rtol=1e-3, atol=1e-4)
+    spec = {"sizes": [4, 8], "channels": 3, "width": 3, "activation": "swish", "spectral": True,
+            "step_size": 0.7, "noise_scale": 0.007, "noise_schedule": "linear", "step_size_schedule": "constant",
+            "clip": True, "upsample_noise": 0.05, "learning_rate": 1e-3, "beta_1": 0.5}
+    res = reference_torch.run_cfebm(spec, batch=2, steps=1, repeats=1, threads=1)
+    assert _finite_positive(res["langevin"]["gflops"]) and _finite_positive(res["train_step"]["images_per_s"])
+    json.dumps(res)
 
 
 def test_pipeline_worker_and_verdicts(tmp_path, idx_files):
