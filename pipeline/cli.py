@@ -1,7 +1,8 @@
 """`mgebm`: the command line of multigrid-ebm.
 
-Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure. User errors print one
-clear line (`--debug` shows the traceback). TFX is imported only by `run` and `compile`, so every
+Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure, 3 the work folder is
+in use by another run (`pipeline.workdir_lock`). User errors print one clear line (`--debug`
+shows the traceback). TFX is imported only by `run` and `compile`, so every
 other command also works in an environment without TFX.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import nullcontext
 import sys
 import warnings
 
@@ -150,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _locked_workdir(args) -> str | None:
+    """The work folder a command writes its run into (held by `pipeline.workdir_lock`), or None."""
+    if args.command == "run":
+        from pipeline.workdir_lock import default_workdir
+
+        return args.workdir or default_workdir(args.preset)
+    if args.command == "train":
+        return args.workdir
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     beam_extra: list[str] = []
@@ -170,11 +183,18 @@ def main(argv: list[str] | None = None) -> int:
         args.beam_args = list(getattr(args, "beam_args", []) or []) + beam_extra
     from trainers.config import ConfigError  # light import (no TensorFlow)
 
+    from pipeline import workdir_lock
+
     try:
         check_args(args)  # before TensorFlow, Beam or TFX is imported: usage errors answer at once
-        from pipeline import commands
+        workdir = _locked_workdir(args)
+        with workdir_lock.hold(workdir) if workdir else nullcontext():
+            from pipeline import commands
 
-        return int(getattr(commands, "cmd_" + args.command)(args) or 0)
+            return int(getattr(commands, "cmd_" + args.command)(args) or 0)
+    except workdir_lock.WorkdirBusy as err:
+        print(f"mgebm {args.command}: busy: {err}", file=sys.stderr)
+        return workdir_lock.EXIT_BUSY
     except (UsageError, ConfigError) as err:
         if args.debug:
             raise

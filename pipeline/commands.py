@@ -8,6 +8,7 @@ import sys
 
 from pipeline.checks import UsageError, feature_names, input_source, parse_grids
 from pipeline.presets import PRESETS, load_preset
+from pipeline.workdir_lock import default_workdir
 
 
 def _log(msg: str) -> None:
@@ -19,10 +20,6 @@ def _config(args, data: str | None = None):
     if data:
         overrides.append(f"data.source={data}")
     return load_preset(args.preset, overrides)
-
-
-def _default_workdir(preset: str) -> str:
-    return os.path.join("runs", preset.replace(":", "-"))
 
 
 def cmd_presets(args) -> int:
@@ -37,7 +34,7 @@ def cmd_run(args) -> int:
     from pipeline.runners import run_local
 
     cfg = _config(args, args.data)
-    workdir = args.workdir or _default_workdir(args.preset)
+    workdir = args.workdir or default_workdir(args.preset)
     _log(f"[mgebm] running pipeline {cfg.name} on {cfg.data.source} in {workdir}")
     _log(f"[mgebm] TensorBoard: tensorboard --logdir {os.path.join(workdir, 'train_state')}")
     outputs = run_local(cfg, workdir)
@@ -58,7 +55,7 @@ def cmd_compile(args) -> int:
     from pipeline.runners import compile_kubeflow
 
     cfg = _config(args, args.data)
-    root = args.pipeline_root or os.path.abspath(_default_workdir(args.preset) + "-kfp")
+    root = args.pipeline_root or os.path.abspath(default_workdir(args.preset) + "-kfp")
     path = compile_kubeflow(cfg, args.output, root, args.image)
     print(f"wrote Kubeflow V2 pipeline spec {path} (pipeline root {root}, image {args.image})")
     return 0
