@@ -39,7 +39,7 @@
 Flat metric names (used by blessing thresholds) are derived from it by
 `evaluators.blessing.flatten_metrics`: `fid/NAME`, `kid/NAME`, ..., `downstream/METHOD/N`,
 `inpainting/MASK/METHOD/error`, `diversity/within_start_mean`, `ood/auroc/SET`,
-`denoising/SIGMA/METHOD/psnr`, `translation/NAME/translated/fid`, ...
+`denoising/SIGMA/METHOD/psnr`, `translation/NAME/translated/fid`, `memorization/pixels/ratio`, ...
 
 `report.html` sections: SECTION_TITLES in order. Images (PNG) are embedded as base64 data URIs.
 Image keys choose the section: `samples/...` -> Samples, `inpainting/...` -> Inpainting examples,

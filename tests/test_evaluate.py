@@ -9,6 +9,7 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 from evaluators import evaluate, push
+from evaluators.blessing import flatten_metrics
 from evaluators.features import FeatureSpace
 from evaluators.model_client import ExportedModel
 from trainers import train as train_lib
@@ -133,6 +134,7 @@ def test_evaluate_model_end_to_end(exports, digits, tmp_path, capsys, monkeypatc
     mem = metrics["memorization"]  # samples vs held-out images, nearest of 300 training digits
     assert set(mem["spaces"]) == {"pixels", "projection"} and mem["ratio"] > 0
     assert mem["spaces"]["pixels"]["num_generated"] == 30 and mem["spaces"]["pixels"]["num_train"] == 300
+    assert flatten_metrics(metrics)["memorization/pixels/ratio"] == mem["ratio"]
     html = (out_dir / "report.html").read_text()
     assert "memorization/samples and their nearest training images" in html
     assert html.count("data:image/png;base64,") >= 3 + 2 + 1 + 1 + 1  # grids, masks, div, data, curves
