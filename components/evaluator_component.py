@@ -48,7 +48,8 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
         random_model_dir=random_dir if tf.io.gfile.exists(random_dir) else None,
         seed=config.train.seed, test_images=eval_x, test_labels=eval_y, num_ood=ev.num_ood,
         ood_sets=ood_sets, num_denoise=ev.num_denoise, denoise_levels=tuple(ev.denoise_levels),
-        translate_images=translate_images, translate_name=ev.translate_source)
+        translate_images=translate_images, translate_name=ev.translate_source, train_images=train_x,
+        num_memorization=ev.num_memorization, memorization_spaces=tuple(ev.memorization_spaces))
     blessed = bool(metrics["blessing"]["blessed"])
     marker = "BLESSED" if blessed else "NOT_BLESSED"
     with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:

@@ -19,7 +19,8 @@ import math
 from trainers.config import parse_threshold
 
 _SHORTEN = {"downstream/rows/": "downstream/", "inpainting/masks/": "inpainting/",
-            "denoising/levels/": "denoising/", "translation/spaces/": "translation/"}
+            "denoising/levels/": "denoising/", "translation/spaces/": "translation/",
+            "memorization/spaces/": "memorization/"}
 
 
 def flatten_metrics(metrics: dict) -> dict[str, float | None]:

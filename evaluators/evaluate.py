@@ -17,7 +17,9 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
    noisy input and non-local means;
 7. translation (`translate`; `evaluators.translation`), when source-domain images are given:
    FID / KID of the translated images to the real ones next to those of the untouched source;
-8. blessing by thresholds; metrics.json and report.html in output_dir.
+8. memorization (`sample`; `evaluators.memorization`), when the training images are given: the
+   nearest training image of each sample against that of each held-out real image;
+9. blessing by thresholds; metrics.json and report.html in output_dir.
 
 Each experiment shows counted progress on stderr (`trainers.progress.TaskProgress`: a bar on a
 terminal, a plain line every 15 s and at the end in logs).
@@ -35,6 +37,7 @@ from evaluators import denoising as denoising_lib
 from evaluators import diversity as diversity_lib
 from evaluators import downstream as downstream_lib
 from evaluators import inpainting as inpainting_lib
+from evaluators import memorization as memorization_lib
 from evaluators import ood as ood_lib
 from evaluators import report as report_lib
 from evaluators import translation as translation_lib
@@ -50,6 +53,7 @@ EXPERIMENTS = {
     "ood": ("energy",),
     "denoising": ("denoise",),
     "translation": ("translate",),
+    "memorization": ("sample",),
 }
 _SPACE_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "num_real", "num_fake")
 
@@ -133,8 +137,8 @@ def _columns_figure(examples: dict) -> np.ndarray:
 
 
 def _samples_and_spaces(model, real, real_for_metrics, metrics, images, feature_spaces, num_samples,
-                        kid_subsets, notes, timings, seed) -> None:
-    """Experiment 1: samples (pictures) and the metrics in every feature space."""
+                        kid_subsets, notes, timings, seed) -> np.ndarray:
+    """Experiment 1: samples (pictures) and the metrics in every feature space; returns the samples."""
     t = time.time()
     with TaskProgress("sampling", int(num_samples), "images") as progress:
         samples = model.sample(int(num_samples), seed, progress=progress)
@@ -148,6 +152,7 @@ def _samples_and_spaces(model, real, real_for_metrics, metrics, images, feature_
         name: _space_metrics(name, space, real_for_metrics, fake, kid_subsets, notes, seed=seed)
         for name, space in feature_spaces.items()}
     timings["feature_spaces"] = time.time() - t
+    return fake
 
 
 def missing_signatures(model: ExportedModel) -> dict[str, str]:
@@ -168,7 +173,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                    test_images=None, test_labels=None, num_real: int | None = None,
                    num_ood: int = 500, ood_sets: dict | None = None, num_denoise: int = 100,
                    denoise_levels=denoising_lib.NOISE_LEVELS, translate_images=None,
-                   translate_name: str = "") -> dict:
+                   translate_name: str = "", train_images=None, num_memorization: int = 500,
+                   memorization_spaces=("domain",)) -> dict:
     """Evaluate the SavedModel in model_dir; write metrics.json and report.html to output_dir.
 
     Args:
@@ -198,6 +204,11 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         denoise_levels: noise standard deviations in (0, 1] (pixels in [0, 1]).
       translate_images: uint8 [M,H,W,C] source-domain images to translate into the model's
         domain (None = no translation experiment); translate_name: their source, for the report.
+      train_images: uint8 [T,H,W,C] the images the model was trained on (None = no memorization
+        check); num_memorization: samples (and held-out images: `test_images`, else
+        `real_images`) compared with them (0 = skip); memorization_spaces: the feature spaces
+        used besides raw pixels (each must be in feature_spaces; every training image is
+        extracted once, so cheap spaces such as `domain` suit it).
 
     Returns:
       The metrics dict exactly as written to metrics.json (schema in `evaluators.report`);
@@ -239,9 +250,9 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     metrics["data"]["num_real_for_metrics"] = int(len(real_for_metrics))
 
     # 1. Samples and feature-space metrics.
-    metrics["feature_spaces"] = {}
+    metrics["feature_spaces"], fake = {}, None
     if "feature_spaces" not in skipped:
-        _samples_and_spaces(model, real, real_for_metrics, metrics, images, feature_spaces,
+        fake = _samples_and_spaces(model, real, real_for_metrics, metrics, images, feature_spaces,
                             num_samples, kid_subsets, notes, timings, seed)
 
     # 2. Downstream classification.
@@ -363,10 +374,30 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
             report_lib.tile_images(pairs, ncols=8))
     timings["translation"] = time.time() - t
 
+    # 8. Memorization: nearest training images of samples against those of held-out images.
+    t = time.time()
+    metrics["memorization"] = None
+    if "memorization" not in skipped and (train_images is None or num_memorization < 1):
+        skipped["memorization"] = ("no training images given" if train_images is None
+                                   else "eval.num_memorization=0")
+    if "memorization" not in skipped:
+        held = np.asarray(test_images) if test_images is not None else real
+        if fake is None or len(fake) < num_memorization:
+            with TaskProgress("sampling for memorization", int(num_memorization), "images") as progress:
+                fake = model.sample(int(num_memorization), seed, progress=progress)["images"]
+        spaces = {n: feature_spaces[n] for n in memorization_spaces if n in feature_spaces}
+        with TaskProgress("memorization", 0, "steps"):
+            table, figure = memorization_lib.evaluate_memorization(
+                fake[:num_memorization], held[:num_memorization], np.asarray(train_images), spaces)
+        metrics["memorization"] = table
+        images["memorization/samples and their nearest training images (pixels)"] = (
+            report_lib.tile_images(figure, ncols=1 + memorization_lib.NEIGHBOURS))
+    timings["memorization"] = time.time() - t
+
     for name, reason in skipped.items():
         print(f"[evaluate] skipped {name}: {reason}", flush=True)
 
-    # 8. Blessing, files.
+    # 9. Blessing, files.
     metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(thresholds), metrics)
     timings["total"] = time.time() - t_start
     clean = report_lib.write_metrics_json(os.path.join(output_dir, "metrics.json"), metrics)
@@ -378,6 +409,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                              "num_ood": num_ood, "ood_sets": sorted(ood_sets or {}),
                              "num_denoise": num_denoise, "denoise_levels": list(denoise_levels),
                              "translate_source": translate_name,
+                             "num_memorization": num_memorization,
+                             "memorization_spaces": list(memorization_spaces),
                              "thresholds": list(thresholds), "random_model_dir": random_model_dir,
                              "seed": seed, "log_dir": log_dir}}
     report_lib.write_report(output_dir, clean, images, config, log_dir)

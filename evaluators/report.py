@@ -28,6 +28,9 @@
       "translation": {"spaces": {NAME: {"translated" | "source": {"fid", "kid", "kid_std",
                       "num_real", "num_fake"}}}, "change", "change_std", "num_source",
                       "source"} | null,
+      "memorization": {"spaces": {"pixels" | NAME: {"ratio", "median_nearest_generated",
+                       "median_nearest_real", "fraction_closer_than_real_q05", "num_generated",
+                       "num_real", "num_train"}}, "ratio"} | null,
       "blessing": {"blessed": bool, "checks": [{"rule", "metric", "op", "threshold", "value",
                    "passed", "reason"}]},
       "notes": [strings]
@@ -36,17 +39,17 @@
 Flat metric names (used by blessing thresholds) are derived from it by
 `evaluators.blessing.flatten_metrics`: `fid/NAME`, `kid/NAME`, ..., `downstream/METHOD/N`,
 `inpainting/MASK/METHOD/error`, `diversity/within_start_mean`, `ood/auroc/SET`,
-`denoising/SIGMA/METHOD/psnr`, `translation/NAME/translated/fid`, ...
+`denoising/SIGMA/METHOD/psnr`, `translation/NAME/translated/fid`, `memorization/pixels/ratio`, ...
 
 `report.html` sections: SECTION_TITLES in order. Images (PNG) are embedded as base64 data URIs.
 Image keys choose the section: `samples/...` -> Samples, `inpainting/...` -> Inpainting examples,
-`diversity...` -> Diversity, `ood/`, `denoising/`, `translation/...` -> beside their tables,
+`diversity...` -> Diversity, `ood/`, `denoising/`, `translation/`, `memorization/...` -> beside
+their tables,
 anything else -> Other figures.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -55,10 +58,16 @@ import os
 
 import numpy as np
 
+from evaluators.report_parts import (data_uri, denoising_section, fmt, img, memorization_section, none,
+                                     png_bytes, table, tile_images, translation_section)
+
+__all__ = ["SCHEMA_VERSION", "png_bytes", "sanitize_for_json", "tile_images", "write_metrics_json",
+           "write_report"]
+
 SCHEMA_VERSION = 1
 SECTION_TITLES = ("Samples", "Inpainting examples", "Diversity", "Feature-space metrics",
                   "Downstream classification", "Inpainting metrics", "Diversity metrics",
-                  "Out-of-distribution detection", "Denoising", "Translation", "Blessing",
+                  "Out-of-distribution detection", "Denoising", "Translation", "Memorization", "Blessing",
                   "Training curves", "Configuration")
 _SPACE_COLUMNS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std", "precision",
                   "recall", "num_real", "num_fake")
@@ -69,42 +78,6 @@ def _tf():
     import tensorflow as tf
 
     return tf
-
-
-def tile_images(images, ncols: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
-    """uint8 [N,H,W,C] -> one uint8 [rows*(H+pad)+pad, ncols*(W+pad)+pad, C] grid, row-major."""
-    images = np.asarray(images)
-    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[0] < 1:
-        raise ValueError(f"tile_images needs uint8 [N>=1, H, W, C], got {images.dtype} {images.shape}")
-    if ncols < 1:
-        raise ValueError(f"ncols must be >= 1, got {ncols}")
-    n, h, w, c = images.shape
-    ncols = min(ncols, n)
-    rows = -(-n // ncols)
-    grid = np.full((rows * (h + pad) + pad, ncols * (w + pad) + pad, c), pad_value, np.uint8)
-    for i in range(n):
-        r, q = divmod(i, ncols)
-        top, left = pad + r * (h + pad), pad + q * (w + pad)
-        grid[top:top + h, left:left + w] = images[i]
-    return grid
-
-
-def png_bytes(image) -> bytes:
-    """uint8 [H,W,C] (C 1 or 3) or [H,W] -> PNG bytes."""
-    from PIL import Image
-
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"png_bytes needs uint8 [H, W] or [H, W, C], got {image.dtype} {image.shape}")
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def sanitize_for_json(obj, path: str = "", notes: list | None = None):
@@ -223,36 +196,6 @@ def plot_training_curves(scalars: dict, max_tags: int = 24) -> bytes | None:
     return buf.getvalue()
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return "n/a" if not math.isfinite(float(value)) else f"{float(value):.4g}"
-    return html.escape(str(value))
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _img(title: str, image: np.ndarray) -> str:
-    image = np.asarray(image)
-    width = max(256, min(1024, image.shape[1] * 4))
-    return (f"<figure><img alt='{html.escape(title)}' src='{_data_uri(png_bytes(image))}' "
-            f"style='width:{width}px;image-rendering:pixelated'/><figcaption>"
-            f"{html.escape(title)}</figcaption></figure>")
-
-
-def _none(text: str) -> str:
-    return f"<p class='none'>{html.escape(text)}</p>"
-
-
 def _space_rows(spaces: dict) -> list[list]:
     rows = []
     for name, m in sorted(spaces.items()):
@@ -267,39 +210,39 @@ def _space_rows(spaces: dict) -> list[list]:
 def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) -> dict[str, str]:
     groups = {"Samples": [], "Inpainting examples": [], "Diversity": [], "Other figures": []}
     for key, image in images.items():
-        if key.startswith(("ood/", "denoising/", "translation/")):
+        if key.startswith(("ood/", "denoising/", "translation/", "memorization/")):
             continue  # drawn in the section of its table
         section = ("Samples" if key.startswith("samples") else "Inpainting examples"
                    if key.startswith("inpainting") else "Diversity" if key.startswith("diversity")
                    else "Other figures")
-        groups[section].append(_img(key, image))
-    out = {k: "".join(v) or _none("no images") for k, v in groups.items() if v or k != "Other figures"}
+        groups[section].append(img(key, image))
+    out = {k: "".join(v) or none("no images") for k, v in groups.items() if v or k != "Other figures"}
 
     spaces = metrics.get("feature_spaces") or {}
-    out["Feature-space metrics"] = (_table(["feature space"] + list(_SPACE_COLUMNS) + ["info"],
-                                           _space_rows(spaces)) if spaces else _none("not computed"))
+    out["Feature-space metrics"] = (table(["feature space"] + list(_SPACE_COLUMNS) + ["info"],
+                                           _space_rows(spaces)) if spaces else none("not computed"))
     down = metrics.get("downstream")
     if down and down.get("rows"):
         cols = [str(c) for c in down["columns"]]
         rows = [[m] + [vals.get(c) for c in cols] for m, vals in down["rows"].items()]
         out["Downstream classification"] = (
             "<p>Test error rate by number of labelled training images.</p>"
-            + _table(["method"] + [f"{c} labels" for c in cols], rows)
+            + table(["method"] + [f"{c} labels" for c in cols], rows)
             + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in down.get("notes", [])))
     else:
-        out["Downstream classification"] = _none("not computed (no labels or no features signature)")
+        out["Downstream classification"] = none("not computed (no labels or no features signature)")
     inp = metrics.get("inpainting")
     if inp and inp.get("masks"):
         rows = [[mask, method, r.get("error"), r.get("psnr"), r.get("num_images")]
                 for mask, by in inp["masks"].items() for method, r in by.items()]
-        out["Inpainting metrics"] = _table(["mask", "method", "error (missing px, [0,1])",
+        out["Inpainting metrics"] = table(["mask", "method", "error (missing px, [0,1])",
                                             "PSNR (dB)", "images"], rows)
     else:
-        out["Inpainting metrics"] = _none("not computed")
+        out["Inpainting metrics"] = none("not computed")
     div = metrics.get("diversity")
-    out["Diversity metrics"] = (_table(["quantity", "value"], [[k, v] for k, v in div.items()
+    out["Diversity metrics"] = (table(["quantity", "value"], [[k, v] for k, v in div.items()
                                                                if not isinstance(v, (list, dict))])
-                                if div else _none("not computed"))
+                                if div else none("not computed"))
     ood = metrics.get("ood")
     if ood and ood.get("auroc"):
         grids = sorted(ood.get("auroc_by_grid") or {}, key=int)
@@ -308,59 +251,31 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
         out["Out-of-distribution detection"] = (
             f"<p>AUROC of {ood.get('num_test')} held-out images against each set, scored by the "
             f"energy of grid {ood.get('grid')} (1 = perfectly separated, 0.5 = chance); mean energy "
-            f"of the held-out images: {_fmt(ood.get('mean_energy', {}).get('test'))}.</p>"
-            + _table(["set", "AUROC", "images", "mean energy"] + [f"AUROC grid {g}" for g in grids], rows)
-            + "".join(_img(k, v) for k, v in images.items() if k.startswith("ood/")))
+            f"of the held-out images: {fmt(ood.get('mean_energy', {}).get('test'))}.</p>"
+            + table(["set", "AUROC", "images", "mean energy"] + [f"AUROC grid {g}" for g in grids], rows)
+            + "".join(img(k, v) for k, v in images.items() if k.startswith("ood/")))
     else:
-        out["Out-of-distribution detection"] = _none("not computed")
-    out["Denoising"], out["Translation"] = _denoising(metrics, images), _translation(metrics, images)
+        out["Out-of-distribution detection"] = none("not computed")
+    out["Denoising"], out["Translation"] = denoising_section(metrics, images), translation_section(metrics, images)
+    out["Memorization"] = memorization_section(metrics, images)
     bless = metrics.get("blessing")
     if bless:
         verdict = "BLESSED" if bless.get("blessed") else "NOT BLESSED"
-        out["Blessing"] = f"<p><b>{verdict}</b></p>" + (_table(
+        out["Blessing"] = f"<p><b>{verdict}</b></p>" + (table(
             ["rule", "value", "passed", "reason"],
             [[c.get("rule"), c.get("value"), c.get("passed"), c.get("reason", "")]
-             for c in bless.get("checks", [])]) if bless.get("checks") else _none("no thresholds"))
+             for c in bless.get("checks", [])]) if bless.get("checks") else none("no thresholds"))
     else:
-        out["Blessing"] = _none("not evaluated")
+        out["Blessing"] = none("not evaluated")
     curves = plot_training_curves(read_scalars(log_dir)) if log_dir else None
     out["Training curves"] = (
-        f"<img alt='training curves' src='{_data_uri(curves)}'/>" if curves
-        else _none(f"no TensorBoard scalars found in {log_dir!r}") if log_dir
-        else _none("no TensorBoard log folder given (evaluate --logs DIR)"))
+        f"<img alt='training curves' src='{data_uri(curves)}'/>" if curves
+        else none(f"no TensorBoard scalars found in {log_dir!r}") if log_dir
+        else none("no TensorBoard log folder given (evaluate --logs DIR)"))
     clean_config, _ = sanitize_for_json(config)
     out["Configuration"] = ("<pre>" + html.escape(json.dumps(clean_config, indent=2, sort_keys=True))
                             + "</pre>")
     return out
-
-
-def _figures(images: dict, prefix: str) -> str:
-    return "".join(_img(k, v) for k, v in images.items() if k.startswith(prefix))
-
-
-def _denoising(metrics: dict, images: dict) -> str:
-    den = metrics.get("denoising")
-    if not (den and den.get("levels")):
-        return _none("not computed")
-    rows = [[level, method, r.get("psnr"), r.get("ssim"), r.get("num_images")]
-            for level, by in den["levels"].items() for method, r in by.items()]
-    return ("<p>Held-out images with Gaussian noise of standard deviation sigma (pixels in [0, 1]); "
-            "PSNR and SSIM against the clean images (higher is better).</p>"
-            + _table(["sigma", "method", "PSNR (dB)", "SSIM", "images"], rows)
-            + _table(["method", "what"], list(den.get("methods", {}).items())) + _figures(images, "denoising/"))
-
-
-def _translation(metrics: dict, images: dict) -> str:
-    tr = metrics.get("translation")
-    if not tr:
-        return _none("not computed")
-    rows = [[space, kind, r.get("fid"), r.get("kid"), r.get("num_fake")]
-            for space, by in tr.get("spaces", {}).items() for kind, r in by.items()]
-    return (f"<p>{tr.get('num_source')} images of {html.escape(str(tr.get('source') or 'the source'))} "
-            "translated into the model's domain; FID / KID to real images of that domain, for the "
-            "translated and for the untouched source images (lower is better). Mean absolute change "
-            f"of a pixel: {_fmt(tr.get('change'))} (0 = the source came back unchanged).</p>"
-            + _table(["feature space", "images", "FID", "KID", "count"], rows) + _figures(images, "translation/"))
 
 
 def write_report(output_dir: str, metrics: dict, images: dict, config: dict,

@@ -139,8 +139,9 @@ def check_args(args) -> None:
         for source in (s.strip() for s in args.ood_data.split(",")):
             if source:
                 _source("--ood-data", source)
-        if args.translate_data:
-            _source("--translate-data", args.translate_data)
+        for flag, source in (("--translate-data", args.translate_data), ("--train-data", args.train_data)):
+            if source:
+                _source(flag, source)
         feature_names(args.features)
         _at_least("--num-samples", args.num_samples, 2)
         for flag, path in (("--classifier", args.classifier), ("--random-model", args.random_model)):

@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--data by energy (out-of-distribution AUROC), e.g. builtin:mnist5k")
     p.add_argument("--translate-data", default="", help="an image source to translate into the "
                    "model's domain (models with a translate signature), e.g. builtin:mnist5k")
+    p.add_argument("--train-data", default="", help="the images the model was trained on (any "
+                   "source): the memorization check compares samples with them")
     p.add_argument("--logs", help="TensorBoard log folder for the training curves")
     p.add_argument("--output", required=True)
     _add_preset_args(p, required=False)

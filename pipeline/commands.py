@@ -202,7 +202,10 @@ def cmd_evaluate(args) -> int:
         log_dir=args.logs, random_model_dir=args.random_model,
         num_ood=num_ood, ood_sets=ood_sets, num_denoise=ev.num_denoise if ev else 100,
         denoise_levels=tuple(ev.denoise_levels) if ev else (0.1, 0.2),
-        translate_images=translate_images, translate_name=translate_name)
+        translate_images=translate_images, translate_name=translate_name,
+        train_images=load_images(args.train_data, info["image_size"], info["channels"])[0] if args.train_data else None,
+        num_memorization=ev.num_memorization if ev else 500,
+        memorization_spaces=tuple(ev.memorization_spaces) if ev else ("domain",))
     print(json.dumps(metrics.get("blessing", {}), indent=2))
     print(f"report:  {os.path.join(args.output, 'report.html')}")
     print(f"metrics: {os.path.join(args.output, 'metrics.json')}")

@@ -115,7 +115,8 @@ SMOKE = dict(
     train=dict(batch_size=8, epochs=1, max_steps=4, max_minutes=2.0, checkpoint_every=2,
                log_every=1, image_log_every=2, shuffle_buffer=64, pcd_buffer_size=16),
     eval=dict(num_samples=16, num_real=32, kid_subsets=4, svm_label_counts=[20], num_inpaint=4,
-              num_diversity=4, num_ood=16, num_denoise=4, num_translate=16, classifier_epochs=1),
+              num_diversity=4, num_ood=16, num_denoise=4, num_translate=16, num_memorization=16,
+              classifier_epochs=1),
 )
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 from evaluators import evaluate, push
+from evaluators.blessing import flatten_metrics
 from evaluators.features import FeatureSpace
 from evaluators.model_client import ExportedModel
 from trainers import train as train_lib
@@ -41,6 +42,11 @@ def digits():
     data = load_digits()
     images = np.round(data.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     return images[:360], data.target[:360].astype(np.int64)
+
+
+def _train_digits():
+    """Digits not among the fixture's 360: stand-ins for the model's training images."""
+    return np.round(load_digits().images[400:700] * (255.0 / 16.0)).astype(np.uint8)[..., None]
 
 
 def _projection_space():
@@ -103,7 +109,8 @@ def test_evaluate_model_end_to_end(exports, digits, tmp_path, capsys, monkeypatc
         exports[0], images, labels, str(out_dir), {"projection": _projection_space()},
         num_samples=40, kid_subsets=4, label_counts=(20, 200), masks=("square", "pepper"),
         num_inpaint=6, num_diversity=6, log_dir=str(log_dir), random_model_dir=exports[1],
-        thresholds=("fid/projection<=1e9", "inpainting/square/model/error<=1"), seed=0)
+        thresholds=("fid/projection<=1e9", "inpainting/square/model/error<=1"), seed=0,
+        train_images=_train_digits(), num_memorization=30, memorization_spaces=("projection", "absent"))
 
     on_disk = json.loads((out_dir / "metrics.json").read_text())
     assert on_disk == metrics
@@ -124,7 +131,12 @@ def test_evaluate_model_end_to_end(exports, digits, tmp_path, capsys, monkeypatc
     assert ood["grid"] == 8 and sorted(ood["auroc"]) == ["constant", "interpolation", "uniform_noise"]
     assert all(0.0 <= v <= 1.0 for v in ood["auroc"].values()) and "energies" not in ood
     assert sorted(ood["auroc_by_grid"]) == ["4", "8"]  # JSON keys
+    mem = metrics["memorization"]  # samples vs held-out images, nearest of 300 training digits
+    assert set(mem["spaces"]) == {"pixels", "projection"} and mem["ratio"] > 0
+    assert mem["spaces"]["pixels"]["num_generated"] == 30 and mem["spaces"]["pixels"]["num_train"] == 300
+    assert flatten_metrics(metrics)["memorization/pixels/ratio"] == mem["ratio"]
     html = (out_dir / "report.html").read_text()
+    assert "memorization/samples and their nearest training images" in html
     assert html.count("data:image/png;base64,") >= 3 + 2 + 1 + 1 + 1  # grids, masks, div, data, curves
     assert "no TensorBoard scalars" not in html and "svm/random_finest_grid" in html
     assert "Out-of-distribution detection" in html and "uniform_noise" in html

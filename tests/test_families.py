@@ -175,7 +175,8 @@ def test_toy_family_trains_exports_and_is_evaluated_with_skips(toy_family, tmp_p
         "inpainting": "the model has no 'inpaint' signature",
         "diversity": "the model has no 'sample_from_coarse' signature",
         "denoising": "the model has no 'denoise' signature",
-        "translation": "the model has no 'translate' signature"}
+        "translation": "the model has no 'translate' signature",
+        "memorization": "no training images given"}
     assert metrics["downstream"] is None and metrics["inpainting"] is None
     assert metrics["diversity"] is None
     assert sorted(metrics["ood"]["auroc"]) == ["constant", "interpolation", "uniform_noise"]  # has energy

@@ -193,6 +193,9 @@ class EvalConfig:
     translate_source: an image source translated into the model's domain (e.g.
     `builtin:mnist5k` for a Fashion-MNIST model; empty = no translation experiment);
     num_translate: how many of its images.
+    num_memorization: samples (and held-out images) whose nearest training images are found
+    (0 = skip); memorization_spaces: feature spaces for it besides raw pixels (those of them
+    that the evaluation computes; every training image is extracted once, so cheap ones suit it).
     """
 
     features: tuple[str, ...] = ("domain", "efficientnet_lite0")
@@ -209,6 +212,8 @@ class EvalConfig:
     denoise_levels: tuple[float, ...] = (0.1, 0.2)
     translate_source: str = ""
     num_translate: int = 500
+    num_memorization: int = 500
+    memorization_spaces: tuple[str, ...] = ("domain",)
     classifier_epochs: int = 5
     thresholds: tuple[str, ...] = ()
     inception_weights: str = ""
@@ -386,6 +391,7 @@ def validate(cfg: Config) -> None:
              f"eval.denoise_levels={list(e.denoise_levels)} must each be in (0, 1] (pixels in [0, 1])")
     _require(e.num_translate >= 2 * e.kid_subsets,
              f"eval.num_translate={e.num_translate} must be >= 2 * eval.kid_subsets ({2 * e.kid_subsets})")
+    _require(e.num_memorization >= 0, f"eval.num_memorization={e.num_memorization} must be >= 0 (0 = skip)")
     _require(e.classifier_epochs >= 1, f"eval.classifier_epochs={e.classifier_epochs} must be >= 1")
     for rule in e.thresholds:
         parse_threshold(rule)
