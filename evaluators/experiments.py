@@ -1,0 +1,157 @@
+"""Experiments 2-8 of `evaluators.evaluate`, one function each, talking to the model only through
+its SavedModel signatures (`evaluators.model_client.ExportedModel`).
+
+Each returns `(table, pictures)`: the JSON-able table that goes into metrics.json under the
+experiment's key and `{caption: uint8 [H,W,C] picture}` for the report; each raises `Skipped`
+with the reason when the inputs it needs were not given (the model's signatures are checked
+before, by `evaluators.evaluate.missing_signatures`). Images are uint8 [N,H,W,C] at the model's
+size and channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluators import denoising as denoising_lib
+from evaluators import diversity as diversity_lib
+from evaluators import downstream as downstream_lib
+from evaluators import inpainting as inpainting_lib
+from evaluators import memorization as memorization_lib
+from evaluators import ood as ood_lib
+from evaluators import report as report_lib
+from evaluators import translation as translation_lib
+from evaluators.model_client import ExportedModel
+from trainers.progress import TaskProgress
+
+
+class Skipped(Exception):
+    """An experiment that cannot run on the inputs given; the message is the reason."""
+
+
+def split_labelled(images, labels, test_images, test_labels, seed: int, notes: list):
+    """(pool_x, pool_y, test_x, test_y): the given test set, or a seeded random 20% of the reals."""
+    if test_images is not None:
+        return images, labels, np.asarray(test_images), np.asarray(test_labels)
+    n_test = max(1, len(images) // 5)
+    order = np.random.default_rng(seed).permutation(len(images))
+    test, pool = order[:n_test], order[n_test:]
+    notes.append(f"downstream: no test set given; a random {n_test} of the real images are held out")
+    return images[pool], labels[pool], images[test], labels[test]
+
+
+def columns_figure(examples: dict) -> np.ndarray:
+    """{column: uint8 [k,H,W,C]} -> one picture, a row per image and a column per entry."""
+    stacked = np.stack(list(examples.values()), axis=1)  # [k, columns, H, W, C]
+    return report_lib.tile_images(stacked.reshape((-1,) + stacked.shape[2:]), ncols=len(examples))
+
+
+def downstream(model, pool_x, pool_y, test_x, test_y, label_counts, random_model_dir, seed: int,
+               notes: list):
+    """Linear classifiers on the model's `features` (and a random-weight model's) per labelled-set size."""
+    random_fn = ExportedModel(random_model_dir).features if random_model_dir else None
+    if random_fn is None:
+        notes.append("downstream: no random-weight model given; that baseline is omitted")
+    with TaskProgress("downstream classification", 0, "steps") as progress:
+        table = downstream_lib.downstream_table(
+            pool_x, pool_y, test_x, test_y, feature_fn=model.features, random_feature_fn=random_fn,
+            label_counts=label_counts, seed=seed, progress=progress)
+    return table, {}
+
+
+def inpainting(model, held, masks, num_inpaint: int, seed: int):
+    """`inpaint` on the first num_inpaint held-out images per mask, against the baselines."""
+    if not (num_inpaint > 0 and masks):
+        raise Skipped("no masks or eval.num_inpaint=0")
+    runs = len(masks) * (1 + len(inpainting_lib.BASELINES))
+    with TaskProgress("inpainting", runs, "runs") as progress:
+        table, examples = inpainting_lib.evaluate_inpainting(
+            held[:num_inpaint], model.inpaint, masks=tuple(masks), seed=seed, progress=progress)
+    pictures = {}
+    for mask, ex in examples.items():
+        order = ["original", "masked"] + [m for m in ex if m not in ("original", "masked")]
+        ex = {c: ex[c] for c in order}
+        pictures[f"inpainting/{mask} ({' | '.join(ex)})"] = columns_figure(ex)
+    return table, pictures
+
+
+def diversity(model, real, num_diversity: int, seed: int, notes: list):
+    """K 1x1 starts (real images' means) x M samples each through `sample_from_coarse`."""
+    if num_diversity < 2:
+        raise Skipped("eval.num_diversity < 2")
+    k = max(1, min(4, num_diversity // 2))
+    m = max(2, num_diversity // k)
+    coarse = real[:k].astype(np.float32).mean(axis=(1, 2), keepdims=True) / 255.0
+    with TaskProgress("diversity", k, "starts") as progress:
+        def from_start(c, s):
+            images = model.sample_from_coarse(c, s)["images"]
+            progress.update(1, f"{len(images)} samples from start {progress.done + 1}")
+            return images
+
+        result, block = diversity_lib.evaluate_diversity(from_start, coarse, m, real, seed=seed)
+    noise = ((model.config.get("config") or {}).get("sampler") or {}).get("noise")
+    if result["fraction_pairs_differ"] == 0.0 and noise is False:
+        notes.append("diversity: samples from one 1x1 start are identical because the "
+                     "sampler is deterministic (sampler.noise=false)")
+    return result, {"diversity (start | samples)": block}
+
+
+def ood(model, held, num_ood: int, ood_sets: dict | None, seed: int):
+    """AUROC of held-out images against synthetic sets and `ood_sets` by the model's `energy`."""
+    if num_ood < 1:
+        raise Skipped("eval.num_ood=0")
+    test = held[:num_ood]
+    sets = dict(ood_lib.synthetic_sets(test, len(test), seed=seed), **(ood_sets or {}))
+    total = len(test) + sum(len(v) for v in sets.values())
+    with TaskProgress("out-of-distribution", total, "images") as progress:
+        def energy_fn(batch):
+            out = model.energy(batch)
+            progress.update(len(batch))
+            return out
+
+        table = ood_lib.ood_table(energy_fn, test, sets)
+    histogram = ood_lib.energy_histogram(table.pop("energies"), table["grid"])
+    return table, {"ood/energy histograms": histogram}
+
+
+def denoising(model, held, num_denoise: int, levels, seed: int):
+    """PSNR / SSIM of `denoise` at each noise level, next to the noisy input and non-local means."""
+    if num_denoise < 1 or not levels:
+        raise Skipped("eval.num_denoise=0 or no eval.denoise_levels")
+    runs = len(levels) * len(denoising_lib.METHODS)
+    with TaskProgress("denoising", runs, "runs") as progress:
+        table, examples = denoising_lib.evaluate_denoising(
+            held[:num_denoise], model.denoise, levels=tuple(levels), seed=seed, progress=progress)
+    pictures = {f"denoising/sigma {level} ({' | '.join(ex)})": columns_figure(ex)
+                for level, ex in examples.items()}
+    return table, pictures
+
+
+def translation(model, source_images, source_name: str, real, feature_spaces: dict,
+                kid_subsets: int, seed: int):
+    """FID / KID of `translate`d source-domain images to the real ones, next to the source's."""
+    if source_images is None:
+        raise Skipped("no source domain given (eval.translate_source or --translate-data)")
+    with TaskProgress("translation", 0, "steps"):
+        table, pairs = translation_lib.evaluate_translation(
+            source_images, real, model.translate, feature_spaces, kid_subsets=kid_subsets,
+            seed=seed, num_examples=16)
+    table["source"] = source_name
+    caption = f"translation/{source_name or 'source'} -> this model (source | translated)"
+    return table, {caption: report_lib.tile_images(pairs, ncols=8)}
+
+
+def memorization(model, samples, held, train_images, num_memorization: int, spaces: dict, seed: int):
+    """Nearest training images of samples against those of held-out images (pixels and `spaces`).
+
+    samples: uint8 [M,H,W,C] already drawn (or None); more are drawn when fewer than needed.
+    """
+    if train_images is None or num_memorization < 1:
+        raise Skipped("no training images given" if train_images is None else "eval.num_memorization=0")
+    if samples is None or len(samples) < num_memorization:
+        with TaskProgress("sampling for memorization", int(num_memorization), "images") as progress:
+            samples = model.sample(int(num_memorization), seed, progress=progress)["images"]
+    with TaskProgress("memorization", 0, "steps"):
+        table, figure = memorization_lib.evaluate_memorization(
+            samples[:num_memorization], held[:num_memorization], np.asarray(train_images), spaces)
+    caption = "memorization/samples and their nearest training images (pixels)"
+    return table, {caption: report_lib.tile_images(figure, ncols=1 + memorization_lib.NEIGHBOURS)}
