@@ -8,6 +8,12 @@ exits (a crash or `kill -9` included), so a lock never goes stale; the file's JS
 information for the message. Stdlib only (no TensorFlow), so the answer comes before anything
 heavy is loaded.
 
+Multi-worker training (`train.strategy=multi_worker_mirrored`): the workers of one job share
+WORKDIR. `lock_name()` reads the standard `TF_CONFIG`: the chief (the `chief` task, or worker 0
+when the cluster has none) holds the job lock `.mgebm.lock`, so another run still cannot start
+there; every other task holds its own `.mgebm.TYPE-I.lock` (e.g. `.mgebm.worker-1.lock`), so
+the job's workers do not lock each other out, while a second copy of the same worker is refused.
+
 Scope: a local (or NFS-with-locking) work folder. A `gs://` work folder cannot be locked this
 way; Kubeflow and Vertex AI give every run its own pipeline-root folder, so runs there do not
 share state (see README, "Schedules").
@@ -31,6 +37,23 @@ def default_workdir(preset: str) -> str:
     return os.path.join("runs", preset.replace(":", "-"))
 
 
+def lock_name(environ=None) -> str:
+    """The lock file this process takes in the work folder: LOCK_NAME, or `.mgebm.TYPE-I.lock`
+    for a non-chief task named by a multi-task cluster in TF_CONFIG (see the module docstring).
+    A missing or malformed TF_CONFIG gives LOCK_NAME (the trainer reports a bad one)."""
+    raw = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    try:
+        spec = json.loads(raw) if raw else {}
+        cluster, task = dict(spec.get("cluster") or {}), dict(spec.get("task") or {})
+        task_type, index = str(task.get("type", "")), int(task.get("index", 0))
+    except (ValueError, TypeError, AttributeError):
+        return LOCK_NAME
+    if not task_type or sum(len(v) for v in cluster.values() if isinstance(v, list)) < 2:
+        return LOCK_NAME
+    chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
+    return LOCK_NAME if chief else f".mgebm.{task_type}-{index}.lock"
+
+
 class WorkdirBusy(RuntimeError):
     """Another process holds the work folder; the message names it and the way out."""
 
@@ -51,6 +74,9 @@ def _holder(handle) -> str:
 def hold(workdir: str, command: str | None = None):
     """Hold `workdir`'s lock for the `with` block (the folder is created if missing).
 
+    The lock file is `lock_name()`: `.mgebm.lock`, or a per-task one for a non-chief
+    multi-worker task (TF_CONFIG).
+
     Args:
       workdir: the run's work folder (a local path; `gs://...` is not locked, see above).
       command: what to show a second process (default: this process's command line).
@@ -64,7 +90,7 @@ def hold(workdir: str, command: str | None = None):
     import fcntl  # pylint: disable=import-outside-toplevel  (POSIX only)
 
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, LOCK_NAME)
+    path = os.path.join(workdir, lock_name())
     handle = open(path, "a+", encoding="utf-8")  # pylint: disable=consider-using-with
     try:
         try:

@@ -104,7 +104,8 @@ def make_train_dataset(pyramid_dir: str, batch_size: int, seed: int, shuffle_buf
       repeat: repeat forever (epochs are counted by the caller); False gives one pass.
 
     Returns:
-      A `tf.data.Dataset` of dicts `{"grid_S": float32 [N, S, S, C] in [0, 1]}`.
+      A `tf.data.Dataset` of dicts `{"grid_S": float32 [N, S, S, C] in [0, 1]}`, with the
+      auto-shard policy DATA for multi-worker training (any number of files).
 
     Raises:
       PyramidDataError: no record files, or bad batch_size / shuffle_buffer.
@@ -125,7 +126,11 @@ def make_train_dataset(pyramid_dir: str, batch_size: int, seed: int, shuffle_buf
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
+    # Shard by data, not files: the pyramid stage writes one file per split by default, and FILE
+    # (AUTO's first choice) fails with fewer files than workers. Every worker reads the same
+    # seeded order; with the global batch rebatched to per-worker batches, the workers together
+    # see exactly the single-process global batch at each step.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
 
 

@@ -73,18 +73,57 @@ def set_precision(mixed: bool, strategy):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def is_chief(strategy) -> bool:
+def _task(strategy) -> tuple[str, int] | None:
+    """(task_type, task_id) of this process in a multi-worker cluster, or None outside one."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
+        return None
+    return resolver.task_type, int(resolver.task_id)
+
+
+def is_chief(strategy) -> bool:
+    """True for the one worker that keeps checkpoints, logs and the export: the `chief` task, or
+    worker 0 when the cluster has no chief (MultiWorkerMirroredStrategy's convention); True
+    outside a multi-worker cluster."""
+    task = _task(strategy)
+    if task is None:
         return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
+    task_type, task_id = task
+    return task_type == "chief" or (
+        task_type == "worker" and task_id == 0
+        and "chief" not in strategy.cluster_resolver.cluster_spec().as_dict())
 
 
-def worker_dir(ckpt_dir: str, strategy) -> str:
-    """Multi-worker: every worker must save (collectives), only the chief into ckpt_dir."""
+def worker_dir(workdir: str, strategy) -> str:
+    """Where this worker writes checkpoints and the export: WORKDIR on the chief, else the
+    temporary `WORKDIR/.worker-tmp/TYPE-ID` (TensorFlow's multi-worker guide pattern: saving is a
+    collective, so every worker saves, but only the chief's files are kept)."""
     if is_chief(strategy):
-        return ckpt_dir
-    resolver = strategy.cluster_resolver
-    return posixpath.join(ckpt_dir, f".worker-{resolver.task_type}-{resolver.task_id}")
+        return workdir
+    task_type, task_id = _task(strategy)
+    return posixpath.join(workdir, ".worker-tmp", f"{task_type}-{task_id}")
+
+
+@contextlib.contextmanager
+def worker_workdir(workdir: str, strategy):
+    """`worker_dir(workdir, strategy)` for the `with` block; a non-chief worker's temporary
+    folder is emptied before (a killed run may have left it) and removed after, however the
+    block exits."""
+    own = worker_dir(workdir, strategy)
+    if own == workdir:
+        yield own
+        return
+    if tf.io.gfile.exists(own):
+        tf.io.gfile.rmtree(own)
+    tf.io.gfile.makedirs(own)
+    try:
+        yield own
+    finally:
+        if tf.io.gfile.exists(own):
+            tf.io.gfile.rmtree(own)
+        parent = posixpath.dirname(own)
+        try:  # another worker may be using it still
+            if not tf.io.gfile.listdir(parent):
+                tf.io.gfile.rmtree(parent)
+        except tf.errors.OpError:
+            pass

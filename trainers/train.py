@@ -158,7 +158,6 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
     t = config.train
     ckpt_dir = posixpath.join(workdir, "checkpoints")
     log_dir = posixpath.join(workdir, "logs")
-    export_dir = posixpath.join(workdir, "export")
     existing = tf.train.latest_checkpoint(ckpt_dir) if tf.io.gfile.exists(ckpt_dir) else None
     if existing and not resume:
         raise WorkdirError(f"{workdir} already holds checkpoints ({existing}); pass resume=True "
@@ -172,43 +171,45 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
     if t.jit_compile and scale.cpu_only(strategy):
         print("[train] warning: train.jit_compile=true (XLA) on a CPU-only machine: 10-20x slower "
               "than plain tf.function here (docs/BENCHMARKS.md); use it on GPU/TPU", flush=True)
-    with scale.set_precision(t.mixed_precision, strategy):
+    chief = scale.is_chief(strategy)
+    with scale.set_precision(t.mixed_precision, strategy), \
+            scale.worker_workdir(workdir, strategy) as own_dir:
+        # Multi-worker: every worker saves and exports (collectives), into own_dir; only the
+        # chief's own_dir is WORKDIR, the others' are temporary. All resume from the chief's.
         with strategy.scope():
             model = build_model(config, metadata)
         # Host-side step counter (outside the scope: a plain variable, read and set in Python).
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         ckpt = tf.train.Checkpoint(step=step, **checkpoint_objects(model))
-        manager = tf.train.CheckpointManager(ckpt, scale.worker_dir(ckpt_dir, strategy), max_to_keep=3)
+        manager = tf.train.CheckpointManager(ckpt, posixpath.join(own_dir, "checkpoints"),
+                                             max_to_keep=3)
         if existing:
             ckpt.restore(existing).assert_existing_objects_matched()
             print(f"[train] resumed from {existing} at step {int(step)}", flush=True)
         else:
             manager.save(checkpoint_number=0)
         start_step = int(step)
-        logger = TensorBoardLogger(posixpath.join(log_dir, "train"), model, enabled=scale.is_chief(strategy))
+        logger = TensorBoardLogger(posixpath.join(log_dir, "train"), model, enabled=chief)
         stopped_by = _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir,
-                           metadata, total, budget_reason)
-        if manager.latest_checkpoint is None or int(step) != _ckpt_step(manager.latest_checkpoint):
+                           metadata, total, budget_reason, existing)
+        # The same decision on every worker (a non-chief's temporary manager has no history).
+        if int(step) != start_step and int(step) % t.checkpoint_every:
             manager.save(checkpoint_number=int(step))
         logger.close()
         steps = int(step)
         print(f"[train] stopped by {stopped_by} at step {steps} ({steps - start_step} this run)",
               flush=True)
         exported = None
-        if export and scale.is_chief(strategy):
-            if model.use_averaged_weights():  # after the last checkpoint, which keeps both
+        if export:
+            if model.use_averaged_weights() and chief:  # after the last checkpoint, which keeps both
                 print(f"[train] exporting the weight averages (train.ema_decay={t.ema_decay})", flush=True)
-            exported = export_saved_model(model, export_dir, config, metadata)
-            print(f"[train] exported SavedModel to {exported}", flush=True)
+            exported = export_saved_model(model, posixpath.join(own_dir, "export"), config, metadata)
+            if chief:
+                print(f"[train] exported SavedModel to {exported}", flush=True)
+            else:
+                exported = None
     return TrainResult(steps=steps, export_dir=exported, log_dir=log_dir, checkpoint_dir=ckpt_dir,
                        stopped_by=stopped_by)
-
-
-def _ckpt_step(path: str) -> int:
-    try:
-        return int(path.rsplit("-", 1)[-1])
-    except ValueError:
-        return -1
 
 
 def _make_step_fn(model, strategy, jit_compile: bool):
@@ -230,7 +231,7 @@ def _make_step_fn(model, strategy, jit_compile: bool):
 
 
 def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, metadata, total,
-          budget_reason) -> str:
+          budget_reason, resumed_from) -> str:
     t = config.train
     ds = data_lib.make_train_dataset(pyramid_dir, t.batch_size, t.seed, t.shuffle_buffer,
                                      metadata["grids"], metadata["channels"])
@@ -263,11 +264,13 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
             # reductions accumulate (lr0 * factor^retries).
             rates = {name: _lr(o) * t.retry_lr_factor
                      for name, o in model.optimizers_by_name().items()}
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            # (a non-chief worker's temporary manager is empty until its first save)
+            last = manager.latest_checkpoint or resumed_from
+            ckpt.restore(last).assert_existing_objects_matched()
             for name, opt in model.optimizers_by_name().items():
                 opt.learning_rate = rates[name]
             lr = " ".join(f"{name}:{_lr(o):.3g}" for name, o in model.optimizers_by_name().items())
-            print(f"[train] divergence guard: {trouble}; restored {manager.latest_checkpoint} "
+            print(f"[train] divergence guard: {trouble}; restored {last} "
                   f"(step {int(step)}), learning rate now {lr} (retry {retries}/{t.max_retries})",
                   flush=True)
             continue
