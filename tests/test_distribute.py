@@ -1,4 +1,5 @@
-"""One train step under MirroredStrategy (2 logical CPUs) equals one device on the same global batch.
+"""One train step under MirroredStrategy (2 logical CPUs) equals one device on the same global batch
+(also with Langevin noise on).
 
 Logical devices must be configured before TensorFlow initialises, so the check runs in a fresh
 Python subprocess that prints its results as JSON.
@@ -30,10 +31,10 @@ batch = {"grid_1": x.mean(axis=(1, 2), keepdims=True), "grid_4": x.reshape(8, 4,
          "grid_8": x, "label": np.arange(8)}
 
 
-def run(strategy, family):
+def run(strategy, family, noise=False):
     with strategy.scope():
         model = build_model((1, 4, 8), 1, variant=family, width=0.1, steps=2, step_size=0.3,
-                            pcd_buffer_size=16, seed=0)
+                            pcd_buffer_size=16, seed=0, noise=noise, noise_scale=0.05)
         model.compile(learning_rate=1e-3, beta_1=0.5)
     ds = tf.data.Dataset.from_tensor_slices(batch).batch(8, drop_remainder=True)  # global batch 8
     history = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
@@ -47,10 +48,11 @@ results = {}
 # One strategy object for the whole process: a second MirroredStrategy over the same devices
 # restarts the collective instance keys and collides with the first one's cached instances.
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-for family in ("multigrid", "pcd"):
-    one, a, ha = run(tf.distribute.get_strategy(), family)
-    two, b, hb = run(mirrored, family)
-    results[family] = {
+for name, family, noise in (("multigrid", "multigrid", False), ("pcd", "pcd", False),
+                            ("multigrid-noise", "multigrid", True)):
+    one, a, ha = run(tf.distribute.get_strategy(), family, noise)
+    two, b, hb = run(mirrored, family, noise)
+    results[name] = {
         "replicas": mirrored.num_replicas_in_sync,
         "local_batch_one": int(one.last_samples[8].shape[0]),
         "local_batch_two": int(two.last_samples[8].shape[0]),
@@ -76,7 +78,9 @@ def results():
     return json.loads(line[len("RESULTS "):])
 
 
-@pytest.mark.parametrize("family", ["multigrid", "pcd"])
+# multigrid-noise: Langevin noise on; the sampler draws the global batch's noise and splits it,
+# so the chains do not depend on how the batch is split over replicas (or workers).
+@pytest.mark.parametrize("family", ["multigrid", "pcd", "multigrid-noise"])
 def test_mirrored_step_matches_one_device(results, family):
     r = results[family]
     assert r["replicas"] == 2

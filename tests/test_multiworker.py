@@ -177,7 +177,7 @@ def checkpoint_values(ckpt_dir) -> dict:
 
 # Differ by design between one process and two workers: the TensorBoard previews keep the first
 # replica's last samples (`aggregation="only_first_replica"`), so they hold a half batch.
-_BY_DESIGN = ("last_samples",)
+_BY_DESIGN = ("last_samples", "_preview")
 
 
 @pytest.fixture(scope="module")
@@ -204,13 +204,13 @@ def test_two_workers_equal_one_process_on_the_same_global_batch(smoke_pyramid, t
     b = checkpoint_values(os.path.join(workdir, "checkpoints"))
     assert a.keys() == b.keys() and len(a) > 10
     assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("-4")
-    compared = 0
-    for key in a:
-        if any(part in key for part in _BY_DESIGN):
-            continue
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-4, err_msg=key)
-        compared += 1
-    assert compared > 10
+    compared = {k: float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)),
+                                initial=0.0))
+                for k in a if not any(part in k for part in _BY_DESIGN)}
+    print("max |single - two workers| over", len(compared), "checkpoint values:",
+          max(compared.values()))
+    assert len(compared) > 10 and max(compared.values()) < 1e-4, {
+        k: d for k, d in compared.items() if d >= 1e-4}
     # Only the chief's files are kept: one export, one log folder, no temporary worker folder.
     assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
     assert not os.path.exists(os.path.join(workdir, ".worker-tmp"))

@@ -85,6 +85,25 @@ class _Settings:
     step_size_schedule: str = "constant"
 
 
+def global_batch_normal(shape, seed):
+    """Stateless N(0, 1) noise of `shape` [n, ...] for this replica's part of the global batch.
+
+    Under a tf.distribute strategy with R replicas in sync, the noise is drawn for the whole
+    global batch [n * R, ...] and replica r keeps rows [r * n, (r + 1) * n), so the chains (and
+    the trained model) do not depend on how the global batch is split over replicas and workers:
+    R workers equal one process on the same global batch. Outside a strategy, or with one
+    replica, this is `tf.random.stateless_normal(shape, seed)`. Assumes equal per-replica batches.
+    """
+    ctx = tf.distribute.get_replica_context()
+    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+    if replicas == 1:
+        return tf.random.stateless_normal(shape, seed, alg=RNG_ALG)
+    n = shape[0]
+    full = tf.random.stateless_normal(tf.concat([[n * replicas], shape[1:]], 0), seed, alg=RNG_ALG)
+    start = tf.cast(ctx.replica_id_in_sync_group, n.dtype) * n
+    return full[start:start + n]
+
+
 class LangevinSampler:
     """A fixed-length Langevin sampler; see the module docstring for the update.
 
@@ -178,7 +197,8 @@ class LangevinSampler:
         if tf.inside_function() and not self.jit_compile:
             # Already in a graph (e.g. a train_step): build the loop inline; no nested function.
             return self._loop(energy_fn, x0, seed, mask)
-        key = (energy_fn, tuple(x0.shape[1:]))
+        ctx = tf.distribute.get_replica_context()
+        key = (energy_fn, tuple(x0.shape[1:]), ctx.num_replicas_in_sync if ctx is not None else 1)
         fn = self._functions.get(key)
         if fn is None:
             spec = tf.TensorSpec([None] + list(x0.shape[1:]), tf.float32)
@@ -215,7 +235,7 @@ class LangevinSampler:
             x_new = x + drift_scale[i] * drift
             if s.noise:
                 step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(i, tf.int64), alg=RNG_ALG)
-                x_new = x_new + noise_std[i] * tf.random.stateless_normal(tf.shape(x), step_seed, alg=RNG_ALG)
+                x_new = x_new + noise_std[i] * global_batch_normal(tf.shape(x), step_seed)
             if s.clip:
                 x_new = tf.clip_by_value(x_new, 0.0, 1.0)
             x_new = tf.where(movable, x_new, x0)

@@ -16,8 +16,10 @@ mean f_k(synth) - mean f_k(obs), where obs is the pyramid grid s_k of the batch 
 else the box average of the finest grid. One Adam over every variable; the variables a stage
 does not use get zero gradients (Adam then leaves them in place).
 
-Randomness is stateless: step t uses the seed (seed, t) (t = `train_counter`), folded with the
-replica id. Pixels are float32 in [0, 1]; p(x) is proportional to exp(f(x)).
+Randomness is stateless: step t uses the seed (seed, t) (t = `train_counter`), the same on every
+replica; the sampler's noise is drawn for the global batch and split (`langevin.global_batch_normal`),
+so N replicas or workers give one device's model on the same global batch.
+Pixels are float32 in [0, 1]; p(x) is proportional to exp(f(x)).
 The family-neutral model contract (`trainers.families`): `optimizers_by_name`,
 `tensorboard_previews`, `use_averaged_weights`, `export_signatures`, `export_info`.
 """
@@ -183,9 +185,10 @@ class CFEBM(CFEBMInference, keras.Model):
     def train_step(self, data):
         ctx = tf.distribute.get_replica_context()
         num_replicas = ctx.num_replicas_in_sync if ctx is not None else 1
-        replica_id = ctx.replica_id_in_sync_group if ctx is not None else 0
         step_seed = tf.stack([tf.constant(self.seed, tf.int64), tf.convert_to_tensor(self.train_counter)])
-        seed = fold_seed(step_seed, replica_id)
+        # The same seed on every replica (folded with 0, the value one device always used): the
+        # sampler draws the global batch's noise and keeps this replica's rows.
+        seed = fold_seed(step_seed, 0)
         # 1. The stage and fade weight of this step, from the images seen before it.
         stage, beta = self.schedule(tf.convert_to_tensor(self.images_seen))
         # 2. The observed images at every stage size.

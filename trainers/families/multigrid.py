@@ -17,8 +17,10 @@ Per trained grid: loss_S = mean f_S(synth) - mean f_S(obs) (synth under stop_gra
 Pixels are float32 in [0, 1]; p(x) is proportional to exp(f(x)) (higher f = more probable).
 
 Randomness is stateless: train step k uses the seed (seed, k) (k = `model.train_counter`), folded
-with the replica id and the grid size, so the same seed and data give the same model on one
-device. Under a strategy each replica's loss is divided by `num_replicas_in_sync` and the
+with the grid size, the same on every replica; the sampler draws the noise of the global batch
+and keeps this replica's rows (`langevin.global_batch_normal`), so the same seed and data give
+the same model on one device and on N replicas or workers.
+Under a strategy each replica's loss is divided by `num_replicas_in_sync` and the
 train step sums all grids' gradients over replicas in one all-reduce, so N replicas give the same
 update as one device on the same global batch (tested with MirroredStrategy on 2 logical CPUs).
 Create the model, and call `compile`, inside the strategy's scope; use one MirroredStrategy
@@ -236,7 +238,9 @@ class MultiGridEBM(MultiGridInference, keras.Model):
         num_replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         replica_id = ctx.replica_id_in_sync_group if ctx is not None else 0
         step_seed = tf.stack([tf.constant(self.seed, tf.int64), tf.convert_to_tensor(self.train_counter)])
-        seed = fold_seed(step_seed, replica_id)
+        # The same seed on every replica (folded with 0, the value one device always used): the
+        # sampler draws the global batch's noise and keeps this replica's rows.
+        seed = fold_seed(step_seed, 0)
         # 1. The observed pyramid of the (per-replica) batch.
         obs = self._observed(data)
         n = tf.shape(obs[1])[0]
