@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", default="", help="the images the model was trained on (any "
                    "source): the memorization check compares samples with them")
     p.add_argument("--logs", help="TensorBoard log folder for the training curves")
+    p.add_argument("--served-model", help="the SavedModel being served (e.g. SERVING/NAME/3): "
+                   "re-evaluated on the same images and seeds, for rules like fid/domain<=baseline*1.05")
     p.add_argument("--output", required=True)
     _add_preset_args(p, required=False)
 

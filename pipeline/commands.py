@@ -47,7 +47,8 @@ def cmd_run(args) -> int:
     if pushed.get("pushed"):
         print(f"pushed:  {pushed.get('pushed_destination')}")
     else:
-        print("pushed:  no (the model was not blessed; see the report's blessing section)")
+        reason = pushed.get("reason") or "the model was not blessed"
+        print(f"pushed:  no ({reason}; see the report's blessing section)")
     return 0
 
 
@@ -205,7 +206,8 @@ def cmd_evaluate(args) -> int:
         translate_images=translate_images, translate_name=translate_name,
         train_images=load_images(args.train_data, info["image_size"], info["channels"])[0] if args.train_data else None,
         num_memorization=ev.num_memorization if ev else 500,
-        memorization_spaces=tuple(ev.memorization_spaces) if ev else ("domain",))
+        memorization_spaces=tuple(ev.memorization_spaces) if ev else ("domain",),
+        served_model_dir=args.served_model)
     print(json.dumps(metrics.get("blessing", {}), indent=2))
     print(f"report:  {os.path.join(args.output, 'report.html')}")
     print(f"metrics: {os.path.join(args.output, 'metrics.json')}")
