@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="ingest stage alone: SRC -> TFRecords (no TFX)")
     p.add_argument("--data", required=True, help="builtin:mnist5k | idx:PREFIX | folder:PATH | tfds:NAME[:SPLIT]")
+    p.add_argument("--span", default="latest", help="for a source with {SPAN}: latest, N or A-B")
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--channels", type=int, choices=[1, 3], default=1)
     p.add_argument("--eval-fraction", type=float, default=0.1)

@@ -69,7 +69,7 @@ def cmd_ingest(args) -> int:
     summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size,
                          channels=args.channels, eval_fraction=args.eval_fraction,
                          max_reject_fraction=args.max_reject_fraction, limit=args.limit,
-                         num_shards=args.num_shards, **extra)
+                         num_shards=args.num_shards, span=args.span, **extra)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -46,6 +46,10 @@ class DataConfig:
     num_shards: TFRecord shards per split.
     max_pixels: an input image whose header says width * height is above this is rejected ("too
     large") before it is decoded (decompression bombs); 100 megapixels covers camera photos.
+    span: for a source with `{SPAN}` (data that grows: `folder:/data/{SPAN}`, one folder per span
+    named by digits): `latest` (the largest span), `N`, or a range `A-B`; `mgebm run` resolves
+    `latest` to the span number when it starts, so the run records its span and TFX caching
+    reruns the stages only when a new span arrives.
     """
 
     source: str = "builtin:mnist5k"
@@ -56,6 +60,7 @@ class DataConfig:
     limit: int = 0
     num_shards: int = 2
     max_pixels: int = 100_000_000
+    span: str = "latest"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +356,13 @@ def validate(cfg: Config) -> None:
     d, p, m, t, e, x = cfg.data, cfg.pyramid, cfg.model, cfg.train, cfg.eval, cfg.export
     _require(":" in d.source and d.source.split(":", 1)[0] in ("builtin", "idx", "folder", "tfds"),
              f"data.source={d.source!r} must be builtin:mnist5k, idx:PREFIX, folder:PATH or tfds:NAME[:SPLIT]")
+    low, _, high = d.span.partition("-")
+    _require(d.span == "latest" or (low.isdigit() and (high.isdigit() or d.span == low)
+                                    and int(low) <= int(high or low)),
+             f"data.span={d.span!r} must be latest, a span number N or a range A-B with A <= B")
+    _require(d.span == "latest" or "{SPAN}" in d.source,
+             f"data.span={d.span} needs a source with {{SPAN}} in its path, e.g. folder:/data/{{SPAN}}; "
+             f"data.source is {d.source!r}")
     _require(d.image_size >= 1, f"data.image_size={d.image_size} must be >= 1")
     _one_of("data.channels", d.channels, (1, 3))
     _require(0.0 <= d.eval_fraction < 1.0, f"data.eval_fraction={d.eval_fraction} must be in [0, 1)")
