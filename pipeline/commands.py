@@ -62,6 +62,29 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_schedule(args) -> int:
+    from pipeline import schedules
+
+    job = schedules.load_spec(args.spec)
+    if args.engine == "kubeflow":
+        request = schedules.kfp_recurring_run(job, args.cron, args.name, args.experiment_id)
+    else:
+        request = schedules.vertex_schedule(job, args.cron, args.name, args.project, args.location,
+                                            args.service_account, args.time_zone)
+    if args.dry_run:
+        print(schedules.to_json(request))
+        return 0
+    if args.engine == "kubeflow":
+        if not args.host:
+            raise UsageError("--host is required to send the schedule to Kubeflow Pipelines "
+                             "(or use --dry-run to print it)")
+        created = schedules.submit_kfp(request, args.host)
+    else:
+        created = schedules.submit_vertex(request, args.location)
+    print(f"scheduled {args.name} on {args.engine} ({args.cron}): {getattr(created, 'name', '') or created}")
+    return 0
+
+
 def cmd_ingest(args) -> int:
     from components.ingest import run_ingest
 
