@@ -111,6 +111,9 @@ def cmd_train(args) -> int:
     from trainers.train import train
 
     cfg = _config(args)
+    if cfg.train.warm_start == "latest_blessed":
+        raise UsageError("train.warm_start=latest_blessed names the model served by a pipeline "
+                         "(mgebm run); for mgebm train give an export folder: --set train.warm_start=PATH")
     result = train(cfg, args.pyramid, args.workdir, resume=args.resume)
     print(json.dumps({"steps": int(result.steps), "stopped_by": result.stopped_by,
                       "export": result.export_dir, "logs": result.log_dir,

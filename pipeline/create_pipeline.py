@@ -49,7 +49,7 @@ def create_pipeline(config: Config, pipeline_root: str, metadata_path: str | Non
                            images=ingest.outputs["images"])
     trainer = Train(
         config_json=stage_config_json(config, ("model", "sampler", "train", "export")),
-        pyramid=pyramid.outputs["pyramid"], state_root=state_root)
+        pyramid=pyramid.outputs["pyramid"], state_root=state_root, serving_root=serving_root)
     classifier = TrainDomainClassifier(config_json=stage_config_json(config, ("eval", "train")),
                                        images=ingest.outputs["images"])
     evaluator = Evaluate(

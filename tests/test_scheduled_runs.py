@@ -4,6 +4,7 @@ The pipeline (smoke preset, LocalDagRunner + SQLite, the real Beam, Keras and TF
 runs three times on one work folder, as a nightly schedule would: span 1, span 2 with a model made
 worse on purpose, span 3 with a normal model. The presets' rule `fid/domain<=baseline*1.05`
 re-evaluates the served model on each candidate's images and seeds, so only runs 1 and 3 push.
+Then a rerun with no new span (all cached) and one that warm-starts from the served model.
 """
 
 import json
@@ -91,3 +92,8 @@ def test_three_scheduled_runs_push_only_models_no_worse_than_the_served_one(tmp_
     again, _ = _run(workdir, source)
     assert "[mgebm] data: span 3 of" in again.stderr + again.stdout
     assert _served(workdir) == {1: "1", 2: "3"}
+
+    # The next night continues from the served model instead of from random weights.
+    warm, _ = _run(workdir, source, "train.warm_start=latest_blessed")
+    served = os.path.join(str(workdir), "serving", "multigrid_ebm", "2")
+    assert f"[train] warm start from the weights of {served}" in warm.stdout + warm.stderr

@@ -154,6 +154,9 @@ class TrainConfig:
     a new stage's fade weight beta ramps from 0 to 1, and images of the stabilisation phase that
     follows each fade (and the first stage); the last stage trains until the budget ends.
     Other families ignore them.
+    warm_start: start a fresh run from an exported model's weights (`trainers.warm_start`):
+    `latest_blessed` (the model being served; the pipeline resolves it) or an export folder;
+    empty = random initial weights.
     """
 
     batch_size: int = 64
@@ -178,6 +181,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     fade_images: int = 50_000
     stable_images: int = 50_000
+    warm_start: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

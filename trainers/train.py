@@ -48,6 +48,7 @@ from trainers import families, scale
 from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
 from trainers.progress import TrainProgress
+from trainers.warm_start import LATEST_BLESSED, load_export_weights
 
 
 class TrainingDiverged(RuntimeError):
@@ -135,7 +136,7 @@ def _is_bad(host: dict, limit: float) -> str | None:
 
 
 def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, *,
-          export: bool = True) -> TrainResult:
+          export: bool = True, warm_start_dir: str | None = None) -> TrainResult:
     """Train on the pyramid in pyramid_dir; checkpoints, logs and the SavedModel go to workdir.
 
     Args:
@@ -144,6 +145,8 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
       workdir: run folder (created); see the module docstring for its layout.
       resume: continue from the latest checkpoint in WORKDIR/checkpoints (fresh start if none).
       export: write the SavedModel at the end (False: checkpoints only, e.g. for tests).
+      warm_start_dir: an export whose weights a fresh run starts from (`trainers.warm_start`);
+        default: `train.warm_start` when it is a folder. Ignored when resuming a checkpoint.
 
     Returns:
       TrainResult(steps, export_dir, log_dir, checkpoint_dir, stopped_by).
@@ -183,6 +186,13 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
             ckpt.restore(existing).assert_existing_objects_matched()
             print(f"[train] resumed from {existing} at step {int(step)}", flush=True)
         else:
+            source = warm_start_dir or (t.warm_start if t.warm_start not in ("", LATEST_BLESSED) else None)
+            if t.warm_start == LATEST_BLESSED and not source:
+                print("[train] train.warm_start=latest_blessed: no model is being served yet; "
+                      "starting from random weights", flush=True)
+            if source:
+                load_export_weights(model, source, config)
+                print(f"[train] warm start from the weights of {source}", flush=True)
             manager.save(checkpoint_number=0)
         start_step = int(step)
         logger = TensorBoardLogger(posixpath.join(log_dir, "train"), model, enabled=scale.is_chief(strategy))
