@@ -78,6 +78,10 @@ def diversity(model, real, num_diversity: int, seed: int, notes: list):
     """K 1x1 starts (real images' means) x M samples each through `sample_from_coarse`."""
     if num_diversity < 2:
         raise Skipped("eval.num_diversity < 2")
+    if model.coarse_size != 1:
+        s = model.coarse_size
+        raise Skipped(f"the model's coarsest level is {s}x{s}, not 1x1: the diversity figure starts "
+                      "from 1x1 mean colours")
     k = max(1, min(4, num_diversity // 2))
     m = max(2, num_diversity // k)
     coarse = real[:k].astype(np.float32).mean(axis=(1, 2), keepdims=True) / 255.0

@@ -41,7 +41,8 @@ from typing import Any, Callable
 from trainers.config_values import ConfigError
 
 # The modules that register the built-in families (imported on first look-up, without TF).
-BUILTIN_SPECS = ("trainers.families.multigrid_spec", "trainers.families.cfebm_spec")
+BUILTIN_SPECS = ("trainers.families.multigrid_spec", "trainers.families.cfebm_spec",
+                 "trainers.families.gan_spec")
 
 _REGISTRY: dict[str, "Family"] = {}
 _LOADED = False
