@@ -19,6 +19,8 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
    FID / KID of the translated images to the real ones next to those of the untouched source;
 8. memorization (`sample`; `evaluators.memorization`), when the training images are given: the
    nearest training image of each sample against that of each held-out real image;
+   then, for a class-conditional model with labelled real images, per-class FID and the `domain`
+   classifier's accuracy on samples against their requested labels (`conditional`);
 9. blessing by thresholds; metrics.json and report.html in output_dir.
 
 Experiment 1 lives in `evaluators.feature_metrics`, 2-8 in `evaluators.experiments` (one
@@ -53,6 +55,7 @@ EXPERIMENTS = {
     "denoising": ("denoise",),
     "translation": ("translate",),
     "memorization": ("sample",),
+    "conditional": ("sample",),
 }
 def missing_signatures(model: ExportedModel) -> dict[str, str]:
     """{experiment: reason} for every experiment of EXPERIMENTS whose signatures the model lacks."""
@@ -194,6 +197,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     spaces = {n: feature_spaces[n] for n in memorization_spaces if n in feature_spaces}
     run("memorization", lambda: experiments.memorization(
         model, fake, memorization_held, train_images, num_memorization, spaces, seed))
+
+    run("conditional", lambda: experiments.conditional(model, real, labels, feature_spaces, num_samples, seed))
 
     for name, reason in skipped.items():
         print(f"[evaluate] skipped {name}: {reason}", flush=True)

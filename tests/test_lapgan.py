@@ -203,11 +203,18 @@ def test_client_passes_labels_and_evaluator_skips_what_a_gan_lacks(export_dir, d
     with pytest.raises(ValueError, match="not class-conditional"):
         plain.sample(2, labels=[0, 1])
 
+    from evaluators.features import FeatureSpace
+
     images, _, _ = write_pyramid(tmp_path / "real", n=40, seed=5)
     real = np.round(images * 255).astype(np.uint8)
+    weights = np.random.default_rng(0).normal(size=(64, 6))
+    domain = FeatureSpace("domain", lambda x: ((x.reshape(len(x), -1) / 255.0) @ weights,
+                                               (x.reshape(len(x), -1) / 255.0) @ weights[:, :3]),
+                          {"kind": "random projection standing in for the domain classifier"})
     for model_dir, name in [(dcgan_export, "dcgan"), (export_dir, "lapgan")]:
-        metrics = evaluate.evaluate_model(model_dir, real, np.arange(40) % 3, str(tmp_path / name), {},
-                                          num_samples=8, masks=("square",), num_inpaint=2, num_diversity=4,
+        metrics = evaluate.evaluate_model(model_dir, real, np.arange(40) % 3, str(tmp_path / name),
+                                          {"domain": domain}, num_samples=8, kid_subsets=4, masks=("square",),
+                                          num_inpaint=2, num_diversity=4,
                                           num_ood=8, num_denoise=2, train_images=real[:20], num_memorization=8,
                                           memorization_spaces=())
         assert metrics["model"]["family"] == name
@@ -215,7 +222,15 @@ def test_client_passes_labels_and_evaluator_skips_what_a_gan_lacks(export_dir, d
         for experiment in ("downstream", "inpainting", "ood", "denoising"):
             assert skipped[experiment].startswith("the model has no"), (experiment, skipped)
         assert metrics["memorization"] is not None
+        assert metrics["feature_spaces"]["domain"]["fid"] is not None
         if name == "dcgan":
             assert skipped["diversity"] == "the model has no 'sample_from_coarse' signature"
+            assert skipped["conditional"] == "the model is not class-conditional"
         else:
             assert skipped["diversity"].startswith("the model's coarsest level is 4x4, not 1x1")
+            cond = metrics["conditional"]
+            assert cond["classes"] == [0, 2] and cond["num_samples_per_class"] == 4
+            assert sorted(cond["fid"]["domain"]["per_class"]) == ["0", "2"]
+            assert 0.0 <= cond["label_accuracy"] <= 1.0 and sorted(cond["label_accuracy_per_class"]) == ["0", "2"]
+            report = (tmp_path / name / "report.html").read_text()
+            assert "Label accuracy of the <code>domain</code> classifier" in report
