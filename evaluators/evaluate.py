@@ -67,6 +67,23 @@ def missing_signatures(model: ExportedModel) -> dict[str, str]:
     return skipped
 
 
+def trained_classes_only(model: ExportedModel, real, real_labels, test_images, test_labels, notes: list):
+    """The real (and test) images of the classes the model was trained on (its config's
+    `data.classes`; all when that is empty or the images are unlabelled)."""
+    classes = (((model.config.get("config") or {}).get("data") or {}).get("classes")) or []
+    if not classes or real_labels is None:
+        return real, real_labels, test_images, test_labels
+    labels = np.asarray(real_labels)
+    keep = np.isin(labels, classes)
+    notes.append(f"data.classes={classes}: {int(keep.sum())} of {len(labels)} real images are of "
+                 "the trained classes and are compared")
+    real, real_labels = real[keep], labels[keep]
+    if test_images is not None and test_labels is not None:
+        test_keep = np.isin(np.asarray(test_labels), classes)
+        test_images, test_labels = np.asarray(test_images)[test_keep], np.asarray(test_labels)[test_keep]
+    return real, real_labels, test_images, test_labels
+
+
 def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, feature_spaces: dict,
                    num_samples: int = 1000, kid_subsets: int = 10,
                    label_counts=(1000, 2000, 4000), masks=inpainting_lib.MASK_KINDS,
@@ -121,6 +138,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     model = ExportedModel(model_dir)
     skipped = missing_signatures(model)
     real = np.asarray(real_images)
+    real, real_labels, test_images, test_labels = trained_classes_only(
+        model, real, real_labels, test_images, test_labels, notes)
     want = (model.image_size, model.image_size, model.channels)
     if real.ndim != 4 or real.shape[1:] != want or real.dtype != np.uint8:
         raise ValueError(f"real_images must be uint8 [N, {want[0]}, {want[1]}, {want[2]}] to match "

@@ -228,6 +228,7 @@ def test_client_passes_labels_and_evaluator_skips_what_a_gan_lacks(export_dir, d
             assert skipped["conditional"] == "the model is not class-conditional"
         else:
             assert skipped["diversity"].startswith("the model's coarsest level is 4x4, not 1x1")
+            assert any(n.startswith("data.classes=[0, 2]: 27 of 40 real images") for n in metrics["notes"])
             cond = metrics["conditional"]
             assert cond["classes"] == [0, 2] and cond["num_samples_per_class"] == 4
             assert sorted(cond["fid"]["domain"]["per_class"]) == ["0", "2"]
