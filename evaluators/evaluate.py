@@ -10,7 +10,8 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
    baseline row of the same numbers for real vs real (two halves of the real images);
 2. downstream classification (`features`; experiment 2), when labels are given;
 3. inpainting (`inpaint`; experiment 3) against mean-fill and interpolation;
-4. diversity from shared 1x1 starts (`sample_from_coarse`; figure 5);
+4. diversity from shared coarse starts (`sample_from_coarse`; figure 5; box averages of real images
+   at the model's `coarse_size`, 1x1 unless the family says otherwise);
 5. out-of-distribution detection by energy (`energy`; `evaluators.ood`): AUROC of the held-out
    images against uniform noise, constant images, interpolations and any `ood_sets` given;
 6. denoising (`denoise`; `evaluators.denoising`): PSNR / SSIM at each noise level, next to the

@@ -75,16 +75,17 @@ def inpainting(model, held, masks, num_inpaint: int, seed: int):
 
 
 def diversity(model, real, num_diversity: int, seed: int, notes: list):
-    """K 1x1 starts (real images' means) x M samples each through `sample_from_coarse`."""
+    """K coarse starts (real images' box averages at the model's `coarse_size`, 1x1 for the
+    multi-grid EBM) x M samples each through `sample_from_coarse`."""
     if num_diversity < 2:
         raise Skipped("eval.num_diversity < 2")
-    if model.coarse_size != 1:
-        s = model.coarse_size
-        raise Skipped(f"the model's coarsest level is {s}x{s}, not 1x1: the diversity figure starts "
-                      "from 1x1 mean colours")
     k = max(1, min(4, num_diversity // 2))
     m = max(2, num_diversity // k)
-    coarse = real[:k].astype(np.float32).mean(axis=(1, 2), keepdims=True) / 255.0
+    s, h = model.coarse_size, real.shape[1]
+    if h % s:
+        raise Skipped(f"the model's coarse size {s} does not divide the image size {h}")
+    blocks = real[:k].astype(np.float32).reshape(k, s, h // s, s, h // s, real.shape[3])
+    coarse = blocks.mean(axis=(2, 4)) / 255.0  # box averages at the model's coarsest size
     with TaskProgress("diversity", k, "starts") as progress:
         def from_start(c, s):
             images = model.sample_from_coarse(c, s)["images"]
