@@ -237,3 +237,19 @@ def test_client_passes_labels_and_evaluator_skips_what_a_gan_lacks(export_dir, d
             assert 0.0 <= cond["label_accuracy"] <= 1.0 and sorted(cond["label_accuracy_per_class"]) == ["0", "2"]
             report = (tmp_path / name / "report.html").read_text()
             assert "Label accuracy of the <code>domain</code> classifier" in report
+
+
+def test_cli_samples_with_labels_and_refuses_bad_ones(export_dir, dcgan_export, tmp_path, capsys):
+    from pipeline.cli import main
+
+    png = tmp_path / "grid.png"
+    assert main(["sample", "--model", export_dir, "--num", "4", "--labels", "2,0", "--output", str(png)]) == 0
+    assert png.exists()
+    assert main(["sample", "--model", export_dir, "--num", "2", "--output", str(tmp_path / "default.png")]) == 0
+    capsys.readouterr()
+    for model, labels, fragment in [(export_dir, "1", "each must be one of the trained classes [0, 2]"),
+                                    (export_dir, "x", "must be comma-separated integers"),
+                                    (dcgan_export, "0", "is not class-conditional")]:
+        assert main(["sample", "--model", model, "--labels", labels, "--output", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and len(err.splitlines()) == 1, err
