@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_train import checkpoint_values, write_pyramid
+from tests.test_train import checkpoint_values, event_tags, write_pyramid
 from trainers.config import Config, ConfigError
 from trainers.families import gan_spec
 from trainers.families.lapgan import build_model
@@ -106,6 +106,10 @@ def test_resume_equals_the_uninterrupted_run(pyramid_dir, tmp_path):
     assert a["model/train_counter/.ATTRIBUTES/VARIABLE_VALUE"] == 4
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    tags = event_tags(full.log_dir)
+    assert {tags[t] for t in ("generated/4", "generated/8", "observed/grid_8")} == {"images"}
+    assert not any("label" in t for t in tags)  # the batch's labels are no picture
+    assert tags["logits_real/8"] == "histograms" and tags["d_loss/8"] == tags["collapse"] == "scalars"
 
 
 # ------------------------------------------------------------------ export

@@ -255,16 +255,17 @@ class LapGAN(keras.Model):
 
     def tensorboard_previews(self, batch: dict, max_outputs: int = 8):
         """({"generated/S": float32 [k, H, W, C] in [0, 1]} per level, nearest-upsampled to the image
-        size, {"d_real/S" | "d_fake/S": logits [n]}) with a fixed seed."""
+        size, {"logits_real/S" | "logits_fake/S": discriminator logits [n]}) with a fixed seed (the
+        scalars d_real/S, d_fake/S are their means during training)."""
         onehot = self.onehot(self.preview_labels(max_outputs)) if self.num_classes else None
         samples = self.synthesize(max_outputs, tf.constant([self.seed, -1], tf.int64), onehot)
         images = {f"generated/{s}": pyramid_ops.nearest_upsample(x, self.image_size) for s, x in samples.items()}
         coarse, levels, labels = self.real_levels({k: v[:max_outputs] for k, v in batch.items()})
         real_onehot = self.onehot(labels) if labels is not None else None
-        histograms = {f"d_real/{self.sizes[0]}": self.discriminate(0, coarse, None, real_onehot),
-                      f"d_fake/{self.sizes[0]}": self.discriminate(0, samples[self.sizes[0]], None, onehot)}
+        histograms = {f"logits_real/{self.sizes[0]}": self.discriminate(0, coarse, None, real_onehot),
+                      f"logits_fake/{self.sizes[0]}": self.discriminate(0, samples[self.sizes[0]], None, onehot)}
         for s, (residual, up) in levels.items():
-            histograms[f"d_real/{s}"] = self.discriminate(self.sizes.index(s), residual, up, real_onehot)
+            histograms[f"logits_real/{s}"] = self.discriminate(self.sizes.index(s), residual, up, real_onehot)
         return images, histograms
 
     def export_signatures(self, max_num_samples: int) -> dict:
