@@ -93,6 +93,18 @@ def test_each_side_gets_only_its_own_gradients(gan_loss):
     assert out["collapse"] == 0.0 and np.isfinite(float(out["d_loss/8"]))
 
 
+def test_a_conditional_model_refuses_unlabelled_or_unknown_labels():
+    model = build_model((8,), 1, width=4, noise_dim=8, num_classes=3, classes=(0, 1, 2), seed=1)
+    model.compile()
+    grid = tf.zeros([2, 8, 8, 1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="needs labelled records"):
+        model.train_step({"grid_8": grid, "label": tf.constant([0, -1])})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="model.num_classes=3"):
+        model.train_step({"grid_8": grid, "label": tf.constant([0, 3])})
+    with pytest.raises(ValueError, match="needs 'label'"):
+        model.train_step({"grid_8": grid})
+
+
 def test_resume_equals_the_uninterrupted_run(pyramid_dir, tmp_path):
     config = gan_config(gan_loss="wasserstein_gp")
     full = train(config.with_overrides(["train.max_steps=4"]), pyramid_dir, str(tmp_path / "full"), export=False)

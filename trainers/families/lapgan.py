@@ -176,7 +176,14 @@ class LapGAN(keras.Model):
         if self.num_classes:
             if "label" not in data:
                 raise ValueError("a conditional model's batch needs 'label' int32 [N]")
-            labels = data["label"]
+            labels = tf.cast(data["label"], tf.int32)
+            checks = [tf.debugging.assert_greater_equal(
+                          labels, 0, message="a conditional model needs labelled records (a label -1 was "
+                          "read); set model.conditional=false or use labelled data"),
+                      tf.debugging.assert_less(labels, self.num_classes, message=f"a label is >= "
+                                               f"model.num_classes={self.num_classes}; raise it")]
+            with tf.control_dependencies(checks):
+                labels = tf.identity(labels)
         return coarse, {s: (residuals[s], ups[s]) for s in self.sizes[1:]}, labels
 
     # ---------------------------------------------------------------- training
