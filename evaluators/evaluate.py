@@ -22,7 +22,9 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
    nearest training image of each sample against that of each held-out real image;
    then, for a class-conditional model with labelled real images, per-class FID and the `domain`
    classifier's accuracy on samples against their requested labels (`conditional`);
-9. blessing by thresholds; metrics.json and report.html in output_dir.
+9. blessing by thresholds, absolute (`fid/domain<=150`) or against the served model
+   (`fid/domain<=baseline*1.05`: experiment 1 is recomputed for the served model on the same
+   real images and seeds, under `baseline_model`); metrics.json and report.html in output_dir.
 
 Experiment 1 lives in `evaluators.feature_metrics`, 2-8 in `evaluators.experiments` (one
 function each); this module checks the inputs, runs them in order and writes the files.
@@ -94,7 +96,7 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                    num_ood: int = 500, ood_sets: dict | None = None, num_denoise: int = 100,
                    denoise_levels=denoising_lib.NOISE_LEVELS, translate_images=None,
                    translate_name: str = "", train_images=None, num_memorization: int = 500,
-                   memorization_spaces=("domain",)) -> dict:
+                   memorization_spaces=("domain",), served_model_dir: str | None = None) -> dict:
     """Evaluate the SavedModel in model_dir; write metrics.json and report.html to output_dir.
 
     Args:
@@ -129,6 +131,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         `real_images`) compared with them (0 = skip); memorization_spaces: the feature spaces
         used besides raw pixels (each must be in feature_spaces; every training image is
         extracted once, so cheap spaces such as `domain` suit it).
+      served_model_dir: the SavedModel being served (None = none yet): its experiment-1 metrics
+        go to `baseline_model`, for the report and for rules such as `fid/domain<=baseline*1.05`.
 
     Returns:
       The metrics dict exactly as written to metrics.json (schema in `evaluators.report`);
@@ -191,6 +195,13 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
             model, real, real_for_metrics, feature_spaces, num_samples, kid_subsets, notes, seed)
         images.update(pictures)
         timings["feature_spaces"] = time.time() - t
+        if served_model_dir:
+            t = time.time()
+            metrics["baseline_model"], pictures = feature_metrics.served_model_metrics(
+                served_model_dir, model, real, real_for_metrics, feature_spaces, num_samples,
+                kid_subsets, notes, seed)
+            images.update(pictures)
+            timings["baseline_model"] = time.time() - t
 
     # 2. Downstream classification (its held-out split is the held-out set of 3-6).
     labels = None if real_labels is None else np.asarray(real_labels)
@@ -225,6 +236,7 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
 
     # 9. Blessing, files.
     metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(thresholds), metrics)
+    print(f"[evaluate] {blessing_lib.summary(metrics['blessing'])}", flush=True)
     timings["total"] = time.time() - t_start
     clean = report_lib.write_metrics_json(os.path.join(output_dir, "metrics.json"), metrics)
     config = {"model_config": model.config.get("config"),
@@ -238,6 +250,7 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                              "num_memorization": num_memorization,
                              "memorization_spaces": list(memorization_spaces),
                              "thresholds": list(thresholds), "random_model_dir": random_model_dir,
+                             "served_model_dir": served_model_dir,
                              "seed": seed, "log_dir": log_dir}}
     report_lib.write_report(output_dir, clean, images, config, log_dir)
     return clean

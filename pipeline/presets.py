@@ -145,6 +145,15 @@ PRESETS.update({
                                 num_real=5000)),
 })
 
+# Model validation against the served model (TFX's pattern): every preset pushes a model only when
+# its FID in the preset's comparison space is at most 5% above the served model's, both computed
+# on the same real images and seeds in the same run (the first run, with nothing served, is judged
+# by the absolute rules alone). `domain` where the data has labels, else the offline EfficientNet.
+for _name, _preset in PRESETS.items():
+    _eval = _preset.setdefault("eval", {})
+    _space = "domain" if "domain" in _eval.get("features", ()) else "efficientnet_lite0"
+    _eval["thresholds"] = [*_eval.get("thresholds", ()), f"fid/{_space}<=baseline*1.05"]
+
 # What `:smoke` changes: counts and budgets only (never geometry).
 SMOKE = dict(
     data=dict(limit=256, num_shards=1),

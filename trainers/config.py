@@ -49,6 +49,10 @@ class DataConfig:
     classes: train only on the records with these labels (e.g. `3,5`; empty = every class), for
     every family: applied at the trainer's input; the records keep every class and the labels
     keep their values (one model per category, as the multi-grid paper does for CIFAR-10).
+    span: for a source with `{SPAN}` (data that grows: `folder:/data/{SPAN}`, one folder per span
+    named by digits): `latest` (the largest span), `N`, or a range `A-B`; `mgebm run` resolves
+    `latest` to the span number when it starts, so the run records its span and TFX caching
+    reruns the stages only when a new span arrives.
     """
 
     source: str = "builtin:mnist5k"
@@ -60,6 +64,7 @@ class DataConfig:
     num_shards: int = 2
     max_pixels: int = 100_000_000
     classes: tuple[int, ...] = ()
+    span: str = "latest"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,8 +202,11 @@ class EvalConfig:
     features: feature spaces for FID/KID/IS (`domain`, `efficientnet_lite0`, `inception_v3`,
     `inception_2015`). num_samples: generated images for the metrics.
     svm_label_counts: labelled examples for the L2-SVM experiment.
-    thresholds: blessing rules `metric<=value` or `metric>=value`, e.g. `fid/domain<=200`;
-    the model is pushed only when all hold.
+    thresholds: blessing rules `metric<=value` or `metric>=value`, e.g. `fid/domain<=200`, or
+    against the served model (the latest version under the serving root, re-evaluated on the
+    candidate's images and seeds): `fid/domain<=baseline*1.05`, `precision/domain>=baseline-0.02`
+    (feature-space metrics only; with no served model yet these rules pass and the absolute ones
+    decide); the model is pushed only when all hold.
     num_ood: held-out images (and images per synthetic set: uniform noise, constant images,
     interpolations) for out-of-distribution detection by energy (0 = skip).
     ood_sources: other image sources told apart from the data by energy (e.g. `builtin:mnist5k`
@@ -363,6 +371,13 @@ def validate(cfg: Config) -> None:
     d, p, m, t, e, x = cfg.data, cfg.pyramid, cfg.model, cfg.train, cfg.eval, cfg.export
     _require(":" in d.source and d.source.split(":", 1)[0] in ("builtin", "idx", "folder", "tfds"),
              f"data.source={d.source!r} must be builtin:mnist5k, idx:PREFIX, folder:PATH or tfds:NAME[:SPLIT]")
+    low, _, high = d.span.partition("-")
+    _require(d.span == "latest" or (low.isdigit() and (high.isdigit() or d.span == low)
+                                    and int(low) <= int(high or low)),
+             f"data.span={d.span!r} must be latest, a span number N or a range A-B with A <= B")
+    _require(d.span == "latest" or "{SPAN}" in d.source,
+             f"data.span={d.span} needs a source with {{SPAN}} in its path, e.g. folder:/data/{{SPAN}}; "
+             f"data.source is {d.source!r}")
     _require(d.image_size >= 1, f"data.image_size={d.image_size} must be >= 1")
     _one_of("data.channels", d.channels, (1, 3))
     _require(0.0 <= d.eval_fraction < 1.0, f"data.eval_fraction={d.eval_fraction} must be in [0, 1)")
@@ -420,17 +435,65 @@ def validate(cfg: Config) -> None:
         family.validate(cfg)  # the model. / sampler. / train. fields the family reads
 
 
-def parse_threshold(rule: str) -> tuple[str, str, float]:
-    """Parse `metric<=value` / `metric>=value` into (metric, op, value); ConfigError if malformed."""
+# Metrics that a rule may compare with the served model: the evaluator recomputes exactly these
+# (experiment 1, every feature space) for the served model on the candidate's images and seeds.
+BASELINE_METRICS = ("fid/", "kid/", "precision/", "recall/", "inception_score/")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineBound:
+    """A rule's bound relative to the served model: `baseline*scale` or `baseline+offset`."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def of(self, baseline_value: float) -> float:
+        """The bound for the served model's value of the metric."""
+        return baseline_value * self.scale + self.offset
+
+    def __str__(self) -> str:
+        return ("baseline" + (f"*{self.scale:g}" if self.scale != 1.0 else "")
+                + (f"{self.offset:+g}" if self.offset else ""))
+
+
+def parse_threshold(rule: str) -> tuple[str, str, float | BaselineBound]:
+    """Parse a blessing rule into (metric, op, bound); ConfigError if malformed.
+
+    `metric<=value` / `metric>=value` give a float bound; `metric<=baseline*F`, `baseline+F`,
+    `baseline-F` or `baseline` give a BaselineBound (the served model's value of the same
+    metric, scaled or shifted), allowed for the feature-space metrics in BASELINE_METRICS.
+    """
     for op in ("<=", ">="):
         if op in rule:
             metric, _, raw = rule.partition(op)
-            metric = metric.strip()
-            try:
-                value = float(raw)
-            except ValueError:
-                break
-            if metric:
-                return metric, op, value
-    raise ConfigError(f"eval.thresholds entry {rule!r} must look like metric<=value or metric>=value, "
-                      "e.g. fid/domain<=150")
+            metric, raw = metric.strip(), raw.strip()
+            bound = _parse_bound(raw)
+            if metric and bound is not None:
+                if isinstance(bound, BaselineBound) and not metric.startswith(BASELINE_METRICS):
+                    raise ConfigError(
+                        f"eval.thresholds entry {rule!r}: only {', '.join(m + 'SPACE' for m in BASELINE_METRICS)} "
+                        "can be compared with the served model (baseline); use a fixed value for "
+                        f"{metric!r}")
+                return metric, op, bound
+            break
+    raise ConfigError(f"eval.thresholds entry {rule!r} must look like metric<=value, metric>=value or "
+                      "metric<=baseline*1.05 (the served model's value), e.g. fid/domain<=150")
+
+
+def _parse_bound(raw: str) -> float | BaselineBound | None:
+    if raw.startswith("baseline"):
+        rest = raw[len("baseline"):].strip()
+        try:
+            if not rest:
+                return BaselineBound()
+            if rest[0] == "*":
+                return BaselineBound(scale=float(rest[1:]))
+            if rest[0] in "+-":
+                return BaselineBound(offset=float(rest))
+        except ValueError:
+            return None
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
