@@ -10,7 +10,8 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
    baseline row of the same numbers for real vs real (two halves of the real images);
 2. downstream classification (`features`; experiment 2), when labels are given;
 3. inpainting (`inpaint`; experiment 3) against mean-fill and interpolation;
-4. diversity from shared 1x1 starts (`sample_from_coarse`; figure 5);
+4. diversity from shared coarse starts (`sample_from_coarse`; figure 5; box averages of real images
+   at the model's `coarse_size`, 1x1 unless the family says otherwise);
 5. out-of-distribution detection by energy (`energy`; `evaluators.ood`): AUROC of the held-out
    images against uniform noise, constant images, interpolations and any `ood_sets` given;
 6. denoising (`denoise`; `evaluators.denoising`): PSNR / SSIM at each noise level, next to the
@@ -19,6 +20,8 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
    FID / KID of the translated images to the real ones next to those of the untouched source;
 8. memorization (`sample`; `evaluators.memorization`), when the training images are given: the
    nearest training image of each sample against that of each held-out real image;
+   then, for a class-conditional model with labelled real images, per-class FID and the `domain`
+   classifier's accuracy on samples against their requested labels (`conditional`);
 9. blessing by thresholds, absolute (`fid/domain<=150`) or against the served model
    (`fid/domain<=baseline*1.05`: experiment 1 is recomputed for the served model on the same
    real images and seeds, under `baseline_model`); metrics.json and report.html in output_dir.
@@ -55,6 +58,7 @@ EXPERIMENTS = {
     "denoising": ("denoise",),
     "translation": ("translate",),
     "memorization": ("sample",),
+    "conditional": ("sample",),
 }
 def missing_signatures(model: ExportedModel) -> dict[str, str]:
     """{experiment: reason} for every experiment of EXPERIMENTS whose signatures the model lacks."""
@@ -64,6 +68,23 @@ def missing_signatures(model: ExportedModel) -> dict[str, str]:
         if lacking:
             skipped[name] = "the model has no " + " or ".join(f"{sig!r}" for sig in lacking) + " signature"
     return skipped
+
+
+def trained_classes_only(model: ExportedModel, real, real_labels, test_images, test_labels, notes: list):
+    """The real (and test) images of the classes the model was trained on (its config's
+    `data.classes`; all when that is empty or the images are unlabelled)."""
+    classes = (((model.config.get("config") or {}).get("data") or {}).get("classes")) or []
+    if not classes or real_labels is None:
+        return real, real_labels, test_images, test_labels
+    labels = np.asarray(real_labels)
+    keep = np.isin(labels, classes)
+    notes.append(f"data.classes={classes}: {int(keep.sum())} of {len(labels)} real images are of "
+                 "the trained classes and are compared")
+    real, real_labels = real[keep], labels[keep]
+    if test_images is not None and test_labels is not None:
+        test_keep = np.isin(np.asarray(test_labels), classes)
+        test_images, test_labels = np.asarray(test_images)[test_keep], np.asarray(test_labels)[test_keep]
+    return real, real_labels, test_images, test_labels
 
 
 def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, feature_spaces: dict,
@@ -122,6 +143,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     model = ExportedModel(model_dir)
     skipped = missing_signatures(model)
     real = np.asarray(real_images)
+    real, real_labels, test_images, test_labels = trained_classes_only(
+        model, real, real_labels, test_images, test_labels, notes)
     want = (model.image_size, model.image_size, model.channels)
     if real.ndim != 4 or real.shape[1:] != want or real.dtype != np.uint8:
         raise ValueError(f"real_images must be uint8 [N, {want[0]}, {want[1]}, {want[2]}] to match "
@@ -205,6 +228,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     spaces = {n: feature_spaces[n] for n in memorization_spaces if n in feature_spaces}
     run("memorization", lambda: experiments.memorization(
         model, fake, memorization_held, train_images, num_memorization, spaces, seed))
+
+    run("conditional", lambda: experiments.conditional(model, real, labels, feature_spaces, num_samples, seed))
 
     for name, reason in skipped.items():
         print(f"[evaluate] skipped {name}: {reason}", flush=True)

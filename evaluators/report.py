@@ -31,6 +31,8 @@
       "memorization": {"spaces": {"pixels" | NAME: {"ratio", "median_nearest_generated",
                        "median_nearest_real", "fraction_closer_than_real_q05", "num_generated",
                        "num_real", "num_train"}}, "ratio"} | null,
+      "conditional": {"classes", "num_samples_per_class", "fid": {NAME: {"per_class": {CLASS:
+                      value}, "mean"}}, "label_accuracy", "label_accuracy_per_class"} | null,
       "baseline_model": {"dir", "version", "family", "feature_spaces": {NAME: as above},
                          "error" (when not comparable)}  (only when a model is being served:
                          its figures recomputed on the same real images and seeds),
@@ -61,8 +63,9 @@ import os
 
 import numpy as np
 
-from evaluators.report_parts import (data_uri, denoising_section, fmt, img, memorization_section, none,
-                                     png_bytes, table, tile_images, translation_section)
+from evaluators.report_parts import (conditional_section, data_uri, denoising_section, fmt, img,
+                                     memorization_section, none, png_bytes, table, tile_images,
+                                     translation_section)
 
 __all__ = ["SCHEMA_VERSION", "png_bytes", "sanitize_for_json", "tile_images", "write_metrics_json",
            "write_report"]
@@ -70,7 +73,8 @@ __all__ = ["SCHEMA_VERSION", "png_bytes", "sanitize_for_json", "tile_images", "w
 SCHEMA_VERSION = 1
 SECTION_TITLES = ("Samples", "Inpainting examples", "Diversity", "Feature-space metrics",
                   "Downstream classification", "Inpainting metrics", "Diversity metrics",
-                  "Out-of-distribution detection", "Denoising", "Translation", "Memorization", "Blessing",
+                  "Out-of-distribution detection", "Denoising", "Translation", "Memorization",
+                  "Class-conditional samples", "Blessing",
                   "Training curves", "Configuration")
 _SPACE_COLUMNS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std", "precision",
                   "recall", "num_real", "num_fake")
@@ -217,7 +221,7 @@ def _space_rows(spaces: dict, served: dict | None = None) -> list[list]:
 def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) -> dict[str, str]:
     groups = {"Samples": [], "Inpainting examples": [], "Diversity": [], "Other figures": []}
     for key, image in images.items():
-        if key.startswith(("ood/", "denoising/", "translation/", "memorization/")):
+        if key.startswith(("ood/", "denoising/", "translation/", "memorization/", "conditional/")):
             continue  # drawn in the section of its table
         section = ("Samples" if key.startswith("samples") else "Inpainting examples"
                    if key.startswith("inpainting") else "Diversity" if key.startswith("diversity")
@@ -266,6 +270,7 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
         out["Out-of-distribution detection"] = none("not computed")
     out["Denoising"], out["Translation"] = denoising_section(metrics, images), translation_section(metrics, images)
     out["Memorization"] = memorization_section(metrics, images)
+    out["Class-conditional samples"] = conditional_section(metrics, images)
     bless = metrics.get("blessing")
     if bless:
         verdict = "BLESSED" if bless.get("blessed") else "NOT BLESSED"

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", required=True, help="PNG file: one row per grid size")
     p.add_argument("--gif", help="also write a GIF of the chain through the grids")
+    p.add_argument("--labels", default="", help="class-conditional models: comma-separated labels, "
+                   "cycled over the samples (default: the trained classes in turn)")
 
     p = sub.add_parser("evaluate", help="evaluate an exported model against real images")
     p.add_argument("--model", required=True)

@@ -128,7 +128,19 @@ def cmd_sample(args) -> int:
     if args.num < 1:
         raise UsageError(f"--num={args.num} must be >= 1")
     model = ExportedModel(args.model)
-    outputs = model.sample(args.num, args.seed)
+    labels = None
+    if getattr(args, "labels", ""):
+        try:
+            given = [int(v) for v in args.labels.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--labels={args.labels!r} must be comma-separated integers") from None
+        if not model.conditional:
+            raise UsageError(f"--labels: the model in {args.model} is not class-conditional")
+        bad = sorted(set(given) - set(model.classes))
+        if not given or bad:
+            raise UsageError(f"--labels={args.labels!r}: each must be one of the trained classes {model.classes}")
+        labels = [given[i % len(given)] for i in range(args.num)]
+    outputs = model.sample(args.num, args.seed, labels=labels)
     save_sample_grid(outputs, args.output)
     print(f"wrote {args.output}")
     if args.gif:

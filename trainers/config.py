@@ -46,6 +46,9 @@ class DataConfig:
     num_shards: TFRecord shards per split.
     max_pixels: an input image whose header says width * height is above this is rejected ("too
     large") before it is decoded (decompression bombs); 100 megapixels covers camera photos.
+    classes: train only on the records with these labels (e.g. `3,5`; empty = every class), for
+    every family: applied at the trainer's input; the records keep every class and the labels
+    keep their values (one model per category, as the multi-grid paper does for CIFAR-10).
     span: for a source with `{SPAN}` (data that grows: `folder:/data/{SPAN}`, one folder per span
     named by digits): `latest` (the largest span), `N`, or a range `A-B`; `mgebm run` resolves
     `latest` to the span number when it starts, so the run records its span and TFX caching
@@ -60,6 +63,7 @@ class DataConfig:
     limit: int = 0
     num_shards: int = 2
     max_pixels: int = 100_000_000
+    classes: tuple[int, ...] = ()
     span: str = "latest"
 
 
@@ -92,7 +96,13 @@ class ModelConfig:
     activation: nonlinearity after each conv.
     width: multiplier on every conv's channel count (1.0 = the reference code's widths).
     base_size: CF-EBM (`cfebm`): side of the first, coarsest stage; the stages double from it up
-    to data.image_size (8 -> 16 -> 32). Other families ignore it.
+    to data.image_size (8 -> 16 -> 32). LAPGAN (`lapgan`): side of the coarsest level, the same way.
+    Other families ignore it.
+    gan_loss, conditional, num_classes, noise_dim, gp_weight: the GAN baselines (`lapgan`,
+    `dcgan`; see `trainers.families.gan_spec`): TF-GAN's loss (`minimax`, `non_saturating`,
+    `wasserstein_gp`), class-conditional generation (one-hot labels to both networks) over
+    `num_classes` label values, the length of the coarsest level's noise vector, and the weight of
+    the gradient penalty with `wasserstein_gp`. Other families ignore them.
     """
 
     family: str = "multigrid"
@@ -100,6 +110,11 @@ class ModelConfig:
     activation: str = "leaky_relu"
     width: float = 1.0
     base_size: int = 8
+    gan_loss: str = "non_saturating"
+    conditional: bool = False
+    num_classes: int = 10
+    noise_dim: int = 100
+    gp_weight: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,6 +390,8 @@ def validate(cfg: Config) -> None:
     _require(d.limit >= 0, f"data.limit={d.limit} must be >= 0 (0 = all)")
     _require(d.num_shards >= 1, f"data.num_shards={d.num_shards} must be >= 1")
     _require(d.max_pixels >= 1, f"data.max_pixels={d.max_pixels} must be >= 1 (pixels per input image)")
+    _require(all(c >= 0 for c in d.classes) and len(set(d.classes)) == len(d.classes),
+             f"data.classes={list(d.classes)} must be distinct labels >= 0 (empty = every class)")
     validate_grids(p.grids, d.image_size)
     _one_of("pyramid.runner", p.runner, BEAM_RUNNERS)
     _require(p.num_shards >= 0, f"pyramid.num_shards={p.num_shards} must be >= 0 (0 = one file per bundle)")

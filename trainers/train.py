@@ -24,7 +24,8 @@ always pass `resume=True`). A run that already reached its budget only (re-)expo
 
 Divergence guard. After every step the non-finite values among the metrics and the metrics named
 `sample_abs_max[/...]` (the largest |synthesized pixel|; > `train.max_sample_abs` counts as
-exploding) are checked. On trouble the last
+exploding) and `collapse[/...]` (a model's own collapse signal; >= 1 counts as trouble) are
+checked. On trouble the last
 checkpoint is restored (including its step counter, so the budget is unchanged), every optimizer's
 learning rate is multiplied by `train.retry_lr_factor` (cumulatively: lr * factor^k after k
 restarts; the reduced rate is saved in later checkpoints) and training continues with the next
@@ -118,7 +119,8 @@ def export_untrained(config: Config, pyramid_dir: str, export_dir: str) -> str:
 
 
 def _budget(config: Config, metadata: dict, pyramid_dir: str) -> tuple[int, str]:
-    per_epoch = data_lib.steps_per_epoch(metadata, config.train.batch_size, pyramid_dir)
+    per_epoch = data_lib.steps_per_epoch(metadata, config.train.batch_size, pyramid_dir,
+                                         config.data.classes)
     total, reason = config.train.epochs * per_epoch, "epochs"
     if config.train.max_steps and config.train.max_steps <= total:
         total, reason = config.train.max_steps, "max_steps"
@@ -132,6 +134,9 @@ def _is_bad(host: dict, limit: float) -> str | None:
     for key, value in host.items():
         if (key == "sample_abs_max" or key.startswith("sample_abs_max/")) and value > limit:
             return f"{key}={value:.3g} exceeds train.max_sample_abs={limit}"
+    for key, value in host.items():
+        if (key == "collapse" or key.startswith("collapse/")) and value >= 1:
+            return f"{key}={value:.3g}: the model reports a collapse (e.g. a GAN's discriminator loss pinned at 0)"
     return None
 
 
@@ -243,7 +248,9 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
           budget_reason) -> str:
     t = config.train
     ds = data_lib.make_train_dataset(pyramid_dir, t.batch_size, t.seed, t.shuffle_buffer,
-                                     metadata["grids"], metadata["channels"])
+                                     metadata["grids"], metadata["channels"],
+                                     classes=config.data.classes,
+                                     with_labels=bool(getattr(model, "uses_labels", False)))
     ds = ds.skip(int(step))  # the uninterrupted run's position (see the module docstring)
     if t.strategy != "default":  # split each global batch over the replicas (and workers)
         ds = strategy.experimental_distribute_dataset(ds)
@@ -345,8 +352,9 @@ class TensorBoardLogger:
         observed = self._local(batch, strategy)
         previews, histograms = self.model.tensorboard_previews(observed, max_outputs)
         with self.writer.as_default(step=step):
-            for key, x in observed.items():
-                tf.summary.image(f"observed/{key}", x[:max_outputs], max_outputs=max_outputs)
+            for key, x in observed.items():  # grid_S images only (a batch may also hold labels)
+                if key.startswith("grid_"):
+                    tf.summary.image(f"observed/{key}", x[:max_outputs], max_outputs=max_outputs)
             for tag, x in previews.items():
                 tf.summary.image(tag, x[:max_outputs], max_outputs=max_outputs)
             for tag, values in histograms.items():
