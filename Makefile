@@ -4,7 +4,7 @@ PRESET ?= mnist5k-multigrid
 WORKDIR ?= runs/$(PRESET)
 PYTEST_ARGS ?=
 
-.PHONY: env env-latest demo test test-latest test-all lint bench-quick
+.PHONY: env env-latest demo test test-latest test-all test-slow lint bench-quick
 
 env:
 	@scripts/setup_env.sh primary
@@ -24,6 +24,10 @@ test-latest: env-latest
 
 test-all: env
 	.venv/bin/python -m pytest -n 2 -m "" $(PYTEST_ARGS)
+
+# Only the slow tests (multi-worker runs, scheduled pipeline runs, ...): CI runs them after `test`.
+test-slow: env
+	.venv/bin/python -m pytest -n 2 -m slow $(PYTEST_ARGS)
 
 lint: env
 	.venv/bin/ruff check .

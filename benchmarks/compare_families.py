@@ -4,7 +4,7 @@
 dataset-fashion-mnist; MNIST digits from the built-in set as the other domain):
 
 1. prepare (once): ingest the first `--limit` training images, one pyramid per family's grids
-   (multigrid 1/4/16/32, CF-EBM 1/8/16/32), the domain classifier on the train split;
+   (multigrid 1/4/16/32, CF-EBM, LAPGAN, DCGAN 1/8/16/32), the domain classifier on the train split;
 2. train: every (family, seed) with `mgebm train` in its own process, for the SAME budget
    `train.max_minutes`, runs interleaved (multigrid s0, cfebm s0, multigrid s1, ...) so a drift
    in machine load hits both families alike; each family at the settings of its 2-core preset
@@ -13,8 +13,10 @@ dataset-fashion-mnist; MNIST digits from the built-in set as the other domain):
    FID / KID / precision / recall in the `domain` and `efficientnet_lite0` spaces against
    `--num-samples` held-out images, out-of-distribution AUROC (MNIST digits, uniform noise,
    constant images, interpolations), denoising and translation (MNIST digits -> this model's
-   domain) where the family exports those signatures, the memorization check against the
-   training images (pixels and `domain`); a report.html per run;
+   domain) where the family exports those signatures, diversity from shared coarse starts
+   (`sample_from_coarse`), the memorization check against the training images (pixels and
+   `domain`), and for class-conditional exports per-class FID and the domain classifier's label
+   accuracy (`conditional`); a report.html per run;
 4. summary: mean and sample standard deviation over seeds per family and metric, in
    WORKDIR/comparison.json and printed as JSON with a table on stderr.
 
@@ -46,6 +48,11 @@ FAMILY_RUNS = {
                    "train.learning_rate=1e-4"]),
     "cfebm": ("fashion-mnist-cfebm", [1, 8, 16, 32],
               ["model.width=0.25", "train.fade_images=4000", "train.stable_images=4000"]),
+    # The GAN baselines (issue 12) at half width: LAPGAN 8 -> 16 -> 32, DCGAN at 32, and the
+    # class-conditional LAPGAN (per-class FID and the domain classifier's label accuracy).
+    "lapgan": ("fashion-mnist-lapgan", [1, 8, 16, 32], ["model.width=0.5"]),
+    "dcgan": ("fashion-mnist-dcgan", [1, 8, 16, 32], ["model.width=0.5"]),
+    "lapgan_cond": ("fashion-mnist-lapgan-cond", [1, 8, 16, 32], ["model.width=0.5"]),
 }
 SPACES = ("domain", "efficientnet_lite0")
 HEADLINE = [("feature_spaces", s, k) for s in SPACES for k in ("fid", "kid", "precision", "recall")]
@@ -128,7 +135,8 @@ def evaluate_all(args, families, seeds, trained) -> dict:
     from evaluators.blessing import flatten_metrics  # pylint: disable=import-outside-toplevel
     from evaluators.evaluate import evaluate_model  # pylint: disable=import-outside-toplevel
     from evaluators.features import get_feature_space  # pylint: disable=import-outside-toplevel
-    real, _ = load_images(f"ingested:{os.path.join(args.workdir, 'ingest')}:eval", 32, 1)
+    from evaluators.model_client import ExportedModel  # pylint: disable=import-outside-toplevel
+    real, real_labels = load_images(f"ingested:{os.path.join(args.workdir, 'ingest')}:eval", 32, 1)
     train_images, _ = load_images(f"ingested:{os.path.join(args.workdir, 'ingest')}:train", 32, 1)
     digits, _ = load_images(args.other, 32, 1, limit=500)
     spaces = {"domain": get_feature_space("domain", classifier_dir=os.path.join(args.workdir, "classifier")),
@@ -142,9 +150,12 @@ def evaluate_all(args, families, seeds, trained) -> dict:
             if not os.path.exists(path):
                 print(f"[compare] evaluating {name}", file=sys.stderr, flush=True)
                 start = time.perf_counter()
+                # Labels only for class-conditional exports (per-class FID, label accuracy).
+                labels = real_labels if ExportedModel(trained[name]["export"]).conditional else None
                 evaluate_model(
-                    trained[name]["export"], real, None, out, spaces, num_samples=args.num_samples,
-                    num_real=args.num_samples, kid_subsets=10, masks=(), num_inpaint=0, num_diversity=0,
+                    trained[name]["export"], real, labels, out, spaces, num_samples=args.num_samples,
+                    num_real=args.num_samples, kid_subsets=10, masks=(), num_inpaint=0,
+                    num_diversity=args.num_diversity,
                     num_ood=500, ood_sets={"mnist_digits": digits}, num_denoise=100,
                     translate_images=digits, translate_name=f"MNIST digits ({args.other})",
                     log_dir=trained[name]["logs"], seed=seed, train_images=train_images,
@@ -205,6 +216,8 @@ def main(argv=None) -> int:
     parser.add_argument("--other", default="builtin:mnist5k", help="the other domain (OOD set, translation source)")
     parser.add_argument("--num-samples", type=int, default=1000, help="samples = real images per metric")
     parser.add_argument("--docs", default="docs", help="folder for compare_<family>_*.png")
+    parser.add_argument("--num-diversity", type=int, default=16,
+                        help="samples from shared coarse starts (where the export has sample_from_coarse; 0 = skip)")
     args = parser.parse_args(argv)
     families = [f for f in args.families.split(",") if f]
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -229,7 +242,8 @@ def main(argv=None) -> int:
     with open(os.path.join(args.workdir, "comparison.json"), "w") as handle:
         json.dump(doc, handle, indent=2)
     keys = [f"{k}/{s}" for _, s, k in HEADLINE] + ["ood/auroc/mnist_digits", "ood/auroc/uniform_noise",
-                                                   "memorization/pixels/ratio"]
+                                                   "memorization/pixels/ratio", "diversity/ratio",
+                                                   "conditional/label_accuracy"]
     rows = [[f, int(statistics.fmean(t["steps"] for n, t in trained.items() if t["family"] == f))]
             + [_mean_std(doc["summary"][f].get(k)) for k in keys] for f in families]
     common.emit(doc, rows, ["family", "steps"] + keys)

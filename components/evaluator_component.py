@@ -8,7 +8,9 @@ from tfx.dsl.component.experimental.decorators import component
 
 from components import artifacts
 from components.sources import load_images
+from evaluators.blessing import summary
 from evaluators.evaluate import evaluate_model
+from evaluators.push import served_model_dir
 from evaluators.features import get_feature_space
 from trainers.config import Config
 
@@ -18,9 +20,12 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
              model_run: InputArtifact[artifacts.ModelRun],
              images: InputArtifact[artifacts.Examples],
              classifier: InputArtifact[artifacts.DomainClassifier],
+             serving_root: Parameter[str],
              evaluation: OutputArtifact[artifacts.ModelEvaluation],
              blessing: OutputArtifact[artifacts.ModelBlessing]) -> None:
-    """Metrics in every configured feature space (domain only when labels exist)."""
+    """Metrics in every configured feature space (domain only when labels exist), next to the
+    served model's (the latest version under `serving_root`, read when this stage runs) for rules
+    such as `fid/domain<=baseline*1.05`."""
     config = Config.from_json(config_json)
     ev = config.eval
     size, channels = config.data.image_size, config.data.channels
@@ -38,6 +43,8 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
     ood_sets = {src: load_images(src, size, channels, ev.num_ood)[0] for src in ev.ood_sources}
     translate_images = (load_images(ev.translate_source, size, channels, ev.num_translate)[0]
                         if ev.translate_source else None)
+    served = served_model_dir(serving_root, config.export.model_name)
+    print(f"[evaluate] served model: {served or 'none yet'}")
     random_dir = os.path.join(model_run.uri, "random_init_model")
     metrics = evaluate_model(
         model.uri, train_x, train_y, evaluation.uri, spaces, num_real=ev.num_real,
@@ -49,10 +56,12 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
         seed=config.train.seed, test_images=eval_x, test_labels=eval_y, num_ood=ev.num_ood,
         ood_sets=ood_sets, num_denoise=ev.num_denoise, denoise_levels=tuple(ev.denoise_levels),
         translate_images=translate_images, translate_name=ev.translate_source, train_images=train_x,
-        num_memorization=ev.num_memorization, memorization_spaces=tuple(ev.memorization_spaces))
+        num_memorization=ev.num_memorization, memorization_spaces=tuple(ev.memorization_spaces),
+        served_model_dir=served)
     blessed = bool(metrics["blessing"]["blessed"])
     marker = "BLESSED" if blessed else "NOT_BLESSED"
     with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:
         f.write("")
     blessing.set_int_custom_property("blessed", int(blessed))
+    blessing.set_string_custom_property("reason", summary(metrics["blessing"]))
     evaluation.set_string_custom_property("report", os.path.join(evaluation.uri, "report.html"))

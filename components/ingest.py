@@ -87,7 +87,7 @@ def _examples(reasons: list[str], limit: int = 3) -> str:
 def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
                eval_fraction: float = 0.1, max_reject_fraction: float = 0.05, limit: int = 0,
                num_shards: int = 2, progress_every: int = 1000,
-               max_pixels: int = sources.DEFAULT_MAX_PIXELS) -> dict:
+               max_pixels: int = sources.DEFAULT_MAX_PIXELS, span: str = "latest") -> dict:
     """Read, check and normalize every input of `source` into sharded GZIP TFRecords.
 
     Args:
@@ -102,6 +102,8 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
       progress_every: print progress to stderr every this many inputs (0 = never).
       max_pixels: reject ("too large") an image file whose header says width * height > this,
         before decoding it (>= 1; data.max_pixels).
+      span: data.span (`latest`, `N` or `A-B`) for a source with `{SPAN}`; the spans read are
+        recorded in the summary (`spans`).
 
     Returns:
       The summary dict also written to OUTPUT/summary.json.
@@ -120,14 +122,17 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
                           f"max_pixels={max_pixels} (>= 1)")
     try:
         _prepare_output(output_dir, source)
+        spans = ([n for n, _ in sources.concrete_spans(source, span)] if sources.has_spans(source)
+                 else None)
     except sources.SourceError as err:
         raise IngestError(str(err)) from None
     start = time.time()
-    _log(f"ingest: {source} -> {output_dir} ({image_size}x{image_size}x{channels})")
+    _log(f"ingest: {source}{f' span {spans}' if spans else ''} -> {output_dir} "
+         f"({image_size}x{image_size}x{channels})")
     try:
         summary = _ingest(source, output_dir, image_size, channels, eval_fraction,
                           max_reject_fraction, limit, num_shards, progress_every, start,
-                          max_pixels)
+                          max_pixels, span, spans)
     except BaseException:
         records.remove_outputs(output_dir, ("summary.json", "train", "eval", "labels.json"))
         raise
@@ -143,7 +148,7 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
 
 
 def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_fraction, limit,
-            num_shards, progress_every, start, max_pixels) -> dict:
+            num_shards, progress_every, start, max_pixels, span, spans) -> dict:
     writers = {split: [tf.io.TFRecordWriter(
         posixpath.join(output_dir, split, records.shard_name(i, num_shards)), options="GZIP")
         for i in range(num_shards)] for split in records.SPLITS}
@@ -155,7 +160,8 @@ def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_
         with tf.io.gfile.GFile(posixpath.join(output_dir, "rejects.jsonl"), "w") as rejects:
             rejects.write("")  # gfile creates a file on its first write: keep it when no rejects
             try:
-                for item in sources.iter_source(source, image_size, channels, limit, max_pixels):
+                for item in sources.iter_source(source, image_size, channels, limit, max_pixels,
+                                                span):
                     if item.skipped:  # not an input (e.g. a link into a loop): reported only
                         skipped.append({"path": item.key, "reason": item.note})
                         if len(skipped) <= _MAX_SKIP_LOGS:
@@ -207,13 +213,14 @@ def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_
         raise IngestError(f"source {source!r}: all {usable} usable images fell in the eval split; "
                           "add images or lower data.eval_fraction")
 
-    names = sources.label_names(source)
+    names = sources.label_names(source, span)
     if names:
         records.write_json(posixpath.join(output_dir, "labels.json"), {"classes": names})
     all_balance = balance["train"] + balance["eval"]
     summary = {
         "format": "multigrid-ebm-ingest-v1",
         "source": source,
+        "spans": spans,
         "image_size": int(image_size),
         "channels": int(channels),
         "eval_fraction": float(eval_fraction),

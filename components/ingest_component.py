@@ -15,9 +15,11 @@ def IngestImages(config_json: Parameter[str], images: OutputArtifact[artifacts.E
         source=cfg.source, output_dir=images.uri, image_size=cfg.image_size,
         channels=cfg.channels, eval_fraction=cfg.eval_fraction,
         max_reject_fraction=cfg.max_reject_fraction, limit=cfg.limit, num_shards=cfg.num_shards,
-        max_pixels=cfg.max_pixels)
+        max_pixels=cfg.max_pixels, span=cfg.span)
     images.split_names = '["train", "eval"]'
     images.set_string_custom_property("source", cfg.source)
+    if summary["spans"]:
+        images.set_string_custom_property("span", ",".join(str(n) for n in summary["spans"]))
     images.set_int_custom_property("num_train", int(summary["counts"]["train"]))
     images.set_int_custom_property("num_eval", int(summary["counts"]["eval"]))
     images.set_int_custom_property("num_rejects", int(summary["counts"].get("rejected", 0)))

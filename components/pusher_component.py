@@ -15,7 +15,9 @@ def PushModel(config_json: Parameter[str], serving_root: Parameter[str],
     """Push atomically when blessed; otherwise record `pushed = 0` and leave serving/ untouched."""
     if not blessing.get_int_custom_property("blessed"):
         pushed_model.set_int_custom_property("pushed", 0)
-        print("[push] model not blessed: nothing pushed")
+        reason = blessing.get_string_custom_property("reason") or "not blessed"
+        pushed_model.set_string_custom_property("reason", reason)
+        print(f"[push] nothing pushed: {reason}")
         return
     config = Config.from_json(config_json)
     result = push_model(model.uri, serving_root, config.export.model_name)

@@ -9,6 +9,13 @@ Forms (see `components/sources.py` for what each reads):
 
 `check_source` checks local paths only; a remote URI (anything with "://", e.g. `gs://...`) is
 checked by the stage that opens it.
+
+Spans (data that grows): a `folder:` or `idx:` path may hold `{SPAN}` as one whole path component,
+e.g. `folder:/data/{SPAN}` or `idx:/data/{SPAN}/train`; every folder there named by digits is a
+span (`1`, `2`, ... or a date stamp such as `20261201`), and `data.span` picks them: `latest`
+(the default: the largest), `N`, or a range `A-B` (every span from A to B that exists, read one
+after the other; keys then start with `SPAN/`). Spans are taken as immutable: a run on span N
+reads what span N held when it ran.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ BUILTINS = ("mnist5k",)
 INGESTED_SPLITS = ("train", "eval")  # components.records.SPLITS (records imports TensorFlow)
 INGESTED_MARKER = "summary.json"  # components.records.SUMMARY_FILE: written last by the ingest
 FORMS = "builtin:mnist5k, idx:PREFIX, folder:PATH, tfds:NAME[:SPLIT] or ingested:DIR[:SPLIT]"
+
+
+SPAN_TOKEN = "{SPAN}"
 
 
 class SourceError(ValueError):
@@ -64,6 +74,10 @@ def check_source(source: str) -> None:
       SourceError: one line naming the source and the fix.
     """
     kind, arg = parse_source(source)
+    if has_spans(source):
+        if not is_remote(arg):
+            check_source(resolve_spans(source)[-1][1])
+        return
     if kind == "builtin" and arg not in BUILTINS:
         raise SourceError(f"builtin:{arg} is unknown; the only builtin source is builtin:mnist5k")
     if kind == "tfds" and not arg.partition(":")[0]:
@@ -87,3 +101,66 @@ def check_source(source: str) -> None:
         if not os.path.isfile(os.path.join(path, INGESTED_MARKER)):
             raise SourceError(f"ingested:{arg}: {path} has no {INGESTED_MARKER}, so it is not a "
                               "complete ingest output; rerun the ingest into it")
+
+
+def has_spans(source: str) -> bool:
+    """True when the source names spans (`{SPAN}` in its path)."""
+    return SPAN_TOKEN in str(source)
+
+
+def parse_span_spec(spec: str) -> tuple[int | None, int | None]:
+    """`latest` -> (None, None); `N` -> (N, N); `A-B` -> (A, B). SourceError naming data.span."""
+    text = str(spec).strip()
+    if text == "latest":
+        return None, None
+    first, sep, last = text.partition("-")
+    if first.isdigit() and (not sep or last.isdigit()):
+        low, high = int(first), int(last) if sep else int(first)
+        if low <= high:
+            return low, high
+    raise SourceError(f"data.span={spec!r} must be latest, a span number N or a range A-B with A <= B "
+                      "(e.g. data.span=3 or data.span=1-3)")
+
+
+def span_parent(source: str) -> tuple[str, str, str]:
+    """(KIND, the folder holding the span folders, the path after `{SPAN}/`) of a span source."""
+    kind, arg = parse_source(source)
+    head, sep, tail = arg.partition(SPAN_TOKEN)
+    if kind not in ("folder", "idx") or not sep or SPAN_TOKEN in tail or (head and not head.endswith("/")) \
+            or (tail and not tail.startswith("/")):
+        raise SourceError(f"data source {source!r}: {SPAN_TOKEN} must be one whole folder name in a "
+                          "folder: or idx: path, e.g. folder:/data/{SPAN} or idx:/data/{SPAN}/train")
+    return kind, head.rstrip("/") or ".", tail.lstrip("/")
+
+
+def resolve_spans(source: str, spec: str = "latest", listdir=None) -> list[tuple[int, str]]:
+    """The spans a run reads: [(span, concrete source)], in span order.
+
+    Args:
+      source: a source with `{SPAN}` (see the module docstring).
+      spec: data.span: `latest`, `N` or `A-B`.
+      listdir: lists a folder's entry names (default `os.listdir`; pass `tf.io.gfile.listdir` for
+        remote paths).
+    Raises:
+      SourceError: no span folder, or the requested spans are absent (the message lists those
+        present).
+    """
+    kind, parent, tail = span_parent(source)
+    low, high = parse_span_spec(spec)
+    try:
+        names = (listdir or os.listdir)(parent)
+    except Exception as err:  # noqa: BLE001 -- os and tf.io.gfile listers raise different errors
+        raise SourceError(f"data source {source!r}: cannot list {parent} ({err}); create it with one "
+                          "folder per span named by digits, e.g. 1, 2, ...") from None
+    spans = sorted(int(n.rstrip("/")) for n in names if n.rstrip("/").isdigit())
+    if not spans:
+        raise SourceError(f"data source {source!r}: {parent} holds no span folder (names of digits, "
+                          "e.g. 1, 2 or 20261201); add one or drop {SPAN} from the source")
+    chosen = [spans[-1]] if low is None else [s for s in spans if low <= s <= high]
+    if not chosen:
+        raise SourceError(f"data source {source!r}: data.span={spec} matches none of the spans "
+                          f"present {spans[:20]}; pick one of them or data.span=latest")
+    def concrete(span: int) -> str:
+        name = next(n.rstrip("/") for n in names if n.rstrip("/").isdigit() and int(n.rstrip("/")) == span)
+        return f"{kind}:" + "/".join(p for p in (parent, name, tail) if p)
+    return [(span, concrete(span)) for span in chosen]

@@ -47,8 +47,9 @@ from components.folder_walk import list_folder
 from components.idx_files import find_idx, read_idx  # noqa: F401 (read_idx: public here too)
 from components.image_decode import DEFAULT_MAX_PIXELS, Decoded, decode_bytes
 from components.image_decode import short_error as _short
-from components.source_spec import (KINDS, SourceError, check_source, idx_file_names,  # noqa: F401
-                                    parse_source, split_ingested)
+from components.source_spec import (KINDS, SourceError, check_source, has_spans,  # noqa: F401
+                                    idx_file_names, is_remote, parse_source, resolve_spans,
+                                    split_ingested)
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 _CHUNK_IMAGES = 256
@@ -292,12 +293,46 @@ def _raw_ingested(arg: str) -> Iterator[SourceItem]:
         yield SourceItem(example["key"].decode("utf-8"), int(example["label"]), example["image"])
 
 
+def concrete_spans(source: str, span: str = "latest") -> list[tuple[int, str]]:
+    """[(span, concrete source)] that `source` (with `{SPAN}`) and `data.span` name; local or remote."""
+    remote = is_remote(source.partition(":")[2])
+    return resolve_spans(source, span, listdir=_gfile_listdir if remote else None)
+
+
+def _gfile_listdir(path: str) -> list[str]:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.io.gfile.listdir(path)
+
+
+def _iter_spans(source: str, span: str, image_size: int, channels: int, limit: int,
+                max_pixels: int) -> Iterator[SourceItem]:
+    chosen = concrete_spans(source, span)
+    if len(chosen) == 1:
+        yield from iter_source(chosen[0][1], image_size, channels, limit, max_pixels)
+        return
+    classes = {tuple(label_names(concrete) or ()) for _, concrete in chosen}
+    if len(classes) > 1:
+        raise SourceError(f"data source {source!r}, data.span={span}: the spans have different class "
+                          "folders; give every span the same class subfolders or read one span")
+    used = 0
+    for number, concrete in chosen:
+        for item in iter_source(concrete, image_size, channels, max(limit - used, 0) if limit else 0,
+                                max_pixels):
+            used += item.image is not None
+            yield item._replace(key=f"{number}/{item.key}")
+        if limit and used >= limit:
+            return
+
+
 def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[SourceItem]:
+                max_pixels: int = DEFAULT_MAX_PIXELS, span: str = "latest") -> Iterator[SourceItem]:
     """Iterate over a source's inputs, each checked, cropped, resized and channel-converted.
 
     Args:
-      source: a source string (see the module docstring).
+      source: a source string (see the module docstring); with `{SPAN}`, the spans `span` names
+        are read (`components.source_spec`; a range prefixes keys with `SPAN/`).
+      span: `latest`, `N` or `A-B` (data.span; only for sources with `{SPAN}`).
       image_size: output side in pixels. channels: 1 or 3.
       limit: stop after this many usable images (0 = all); rejects met on the way are yielded too.
       max_pixels: refuse an image file whose header says width * height > this ("too large"),
@@ -310,6 +345,9 @@ def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
     Raises:
       SourceError: the source string or the whole source is unusable (missing folder, bad idx).
     """
+    if has_spans(source):
+        yield from _iter_spans(source, span, image_size, channels, limit, max_pixels)
+        return
     check_source(source)
     kind, arg = parse_source(source)
     if channels not in (1, 3):
@@ -325,8 +363,10 @@ def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
     yield from _normalize_items(raw, int(image_size), int(channels), int(limit))
 
 
-def label_names(source: str) -> list[str] | None:
+def label_names(source: str, span: str = "latest") -> list[str] | None:
     """Class names by label for `folder:` sources with class subfolders, else None."""
+    if has_spans(source):
+        return label_names(concrete_spans(source, span)[0][1])
     kind, arg = parse_source(source)
     if kind == "folder":
         return folder_classes(arg) or None
@@ -334,7 +374,7 @@ def label_names(source: str) -> list[str] | None:
 
 
 def load_images(source: str, image_size: int, channels: int, limit: int = 0,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+                max_pixels: int = DEFAULT_MAX_PIXELS, span: str = "latest") -> tuple[np.ndarray, np.ndarray]:
     """All usable images of a source in memory (rejects skipped), e.g. for evaluators.
 
     Args: as `iter_source`.
@@ -346,7 +386,7 @@ def load_images(source: str, image_size: int, channels: int, limit: int = 0,
       SourceError: the source is unusable or yields no usable image.
     """
     images, labels = [], []
-    for item in iter_source(source, image_size, channels, limit, max_pixels):
+    for item in iter_source(source, image_size, channels, limit, max_pixels, span):
         if item.image is not None:
             images.append(item.image)
             labels.append(item.label)

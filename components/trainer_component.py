@@ -14,8 +14,10 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 
 from components import artifacts
+from evaluators.push import served_model_dir
 from trainers.config import Config
 from trainers.train import export_untrained, train
+from trainers.warm_start import LATEST_BLESSED
 
 
 def run_key(config: Config, fingerprint: str) -> str:
@@ -36,16 +38,23 @@ def _copy_tree(src: str, dst: str) -> None:
 
 
 @component
-def Train(config_json: Parameter[str], state_root: Parameter[str],
+def Train(config_json: Parameter[str], state_root: Parameter[str], serving_root: Parameter[str],
           pyramid: InputArtifact[artifacts.Pyramid],
           model: OutputArtifact[artifacts.Model],
           model_run: OutputArtifact[artifacts.ModelRun]) -> None:
-    """Train (resuming when state exists), export to `model.uri`, logs to `model_run.uri`."""
+    """Train (resuming when state exists), export to `model.uri`, logs to `model_run.uri`.
+
+    `train.warm_start=latest_blessed` starts a fresh run from the model being served (the latest
+    version under `serving_root`), read when this stage runs."""
     config = Config.from_json(config_json)
     fingerprint = pyramid.get_string_custom_property("fingerprint")
     workdir = os.path.join(state_root, run_key(config, fingerprint))
     print(f"[train] state in {workdir}; TensorBoard: tensorboard --logdir {workdir}/logs")
-    result = train(config, pyramid.uri, workdir, resume=True)
+    warm = None
+    if config.train.warm_start == LATEST_BLESSED:
+        warm = served_model_dir(serving_root, config.export.model_name)
+        model_run.set_string_custom_property("warm_start", warm or "")
+    result = train(config, pyramid.uri, workdir, resume=True, warm_start_dir=warm)
     _copy_tree(result.export_dir, model.uri)
     _copy_tree(result.log_dir, os.path.join(model_run.uri, "logs"))
     # The downstream-classification baseline: the same networks with their initial weights.

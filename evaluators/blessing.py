@@ -10,13 +10,18 @@ Rules are strings `METRIC<=VALUE` or `METRIC>=VALUE` (config `eval.thresholds`, 
   `inpainting/square/model/error`, `diversity/within_start_mean`.
 A metric that is missing or not a finite number fails its rule (with the reason). No rules at
 all means blessed (nothing to violate); the result says so.
+
+Rules against the served model (`fid/domain<=baseline*1.05`; TFX's model-validation pattern) read
+the served model's value from `metrics["baseline_model"]["feature_spaces"]` (recomputed by the
+evaluator on the candidate's images and seeds). With no served model yet such a rule passes with
+that reason, so the first run is blessed by the absolute rules alone.
 """
 
 from __future__ import annotations
 
 import math
 
-from trainers.config import parse_threshold
+from trainers.config import BaselineBound, parse_threshold
 
 _SHORTEN = {"downstream/rows/": "downstream/", "inpainting/masks/": "inpainting/",
             "denoising/levels/": "denoising/", "translation/spaces/": "translation/",
@@ -35,7 +40,7 @@ def flatten_metrics(metrics: dict) -> dict[str, float | None]:
                 for name, number in (values or {}).items():
                     if _is_number(number) or number is None:
                         flat[f"{name}/{space}"] = number
-        elif key in ("blessing", "schema_version", "notes", "model", "config"):
+        elif key in ("blessing", "schema_version", "notes", "model", "config", "baseline_model"):
             continue
         else:
             _walk(value, key, flat)
@@ -63,31 +68,57 @@ def evaluate_thresholds(thresholds, metrics: dict) -> dict:
 
     Args:
       thresholds: iterable of rule strings (see the module docstring).
-      metrics: a nested metrics dict or an already-flat {name: number} dict.
+      metrics: a nested metrics dict (with `baseline_model` when a model is being served) or an
+        already-flat {name: number} dict.
 
     Returns:
-      {"blessed": bool, "checks": [{"rule", "metric", "op", "threshold", "value", "passed",
-      "reason"}], "available": sorted flat metric names}. Raises ConfigError (a ValueError) on
-      a malformed rule.
+      {"blessed": bool, "checks": [{"rule", "metric", "op", "threshold" (the bound used, None for
+      a baseline rule without a served model), "value", "baseline" (the served model's value, for
+      baseline rules), "passed", "reason"}], "available": sorted flat metric names,
+      "baseline_version": the served version compared with, or None}. Raises ConfigError (a
+      ValueError) on a malformed rule.
     """
     flat = flatten_metrics(metrics)
+    served = metrics.get("baseline_model") if isinstance(metrics.get("baseline_model"), dict) else None
+    served_flat = flatten_metrics({"feature_spaces": served.get("feature_spaces") or {}}) if served else {}
     checks = []
     for rule in thresholds:
-        metric, op, threshold = parse_threshold(rule)
-        value = flat.get(metric)
-        if metric not in flat:
+        metric, op, bound = parse_threshold(rule)
+        value, baseline, threshold = flat.get(metric), None, bound
+        if isinstance(bound, BaselineBound):
+            baseline = served_flat.get(metric)
+            threshold = None if baseline is None else bound.of(float(baseline))
+        if isinstance(bound, BaselineBound) and served is None:
+            passed, reason = True, ("no served model yet: this run is judged by the absolute rules "
+                                    "alone")
+        elif metric not in flat:
             passed, reason = False, (f"metric {metric!r} was not computed; available metrics "
                                      f"include {sorted(flat)[:12]}")
         elif value is None or not math.isfinite(float(value)):
             passed, reason = False, f"metric {metric!r} is not a finite number ({value})"
+        elif threshold is None or not math.isfinite(threshold):
+            passed, reason = False, (f"the served model (version {served.get('version')}) has no "
+                                     f"finite {metric!r} ({baseline}); {served.get('error', '')}").rstrip("; ")
         else:
             value = float(value)
             passed = value <= threshold if op == "<=" else value >= threshold
-            reason = "" if passed else f"{metric}={value:.6g} violates {op} {threshold:g}"
+            against = (f" = {bound} with the served version {served.get('version')} at "
+                       f"{float(baseline):.6g}" if isinstance(bound, BaselineBound) else "")
+            reason = "" if passed else f"{metric}={value:.6g} violates {op} {threshold:g}{against}"
         checks.append({"rule": rule, "metric": metric, "op": op, "threshold": threshold,
-                       "value": value, "passed": passed, "reason": reason})
+                       "value": value, "baseline": baseline, "passed": passed, "reason": reason})
     blessed = all(c["passed"] for c in checks)
-    result = {"blessed": blessed, "checks": checks, "available": sorted(flat)}
+    result = {"blessed": blessed, "checks": checks, "available": sorted(flat),
+              "baseline_version": served.get("version") if served else None}
     if not checks:
         result["note"] = "no thresholds configured: blessed by default"
     return result
+
+
+def summary(result: dict) -> str:
+    """One line: why the model was (not) blessed, e.g. for the pusher's log."""
+    failed = [c["reason"] for c in result.get("checks", []) if not c["passed"]]
+    if failed:
+        return "not blessed: " + "; ".join(failed)
+    served = result.get("baseline_version")
+    return "blessed" + (f" (compared with served version {served})" if served is not None else "")

@@ -1,7 +1,9 @@
-"""Diversity of samples from one 1x1 start (figure 5 of Gao et al., CVPR 2018).
+"""Diversity of samples from one coarse start (figure 5 of Gao et al., CVPR 2018; the LAPGAN
+paper's several images from one coarse image).
 
-K starts (1x1 images, e.g. the box averages of K data images) are each replicated M times and
-run through the model's `sample_from_coarse` signature. Distances are per-pair RMS pixel
+K starts (SxS images, S the model's coarsest size: the box averages of K data images, 1x1 for
+the multi-grid EBM) are each replicated M times and run through the model's
+`sample_from_coarse` signature. Distances are per-pair RMS pixel
 differences in [0, 1] units, sqrt(mean((a - b)^2)) over all pixels and channels:
 - `within_start_mean`: mean pairwise distance among the M samples sharing a start, averaged
   over starts;
@@ -52,11 +54,11 @@ def mean_pairwise_rms(images) -> float:
 def evaluate_diversity(sample_from_coarse_fn: SampleFromCoarseFn, coarse, samples_per_start: int,
                        data_images, seed: int = 0, max_data: int = 256,
                        differ_tol: float = 1.0 / 255.0) -> tuple[dict, np.ndarray]:
-    """Samples from shared 1x1 starts versus the data's spread.
+    """Samples from shared coarse starts versus the data's spread.
 
     Args:
-      sample_from_coarse_fn: `(coarse float32 [N,1,1,C] in [0,1], seed int) -> uint8 [N,H,W,C]`.
-      coarse: float32 [K,1,1,C] in [0, 1], the K starts (K >= 1).
+      sample_from_coarse_fn: `(coarse float32 [N,S,S,C] in [0,1], seed int) -> uint8 [N,H,W,C]`.
+      coarse: float32 [K,S,S,C] in [0, 1], the K starts (K >= 1; S divides H, e.g. 1).
       samples_per_start: M >= 2 samples per start.
       data_images: uint8 [N,H,W,C] data images (N >= 2); the first `max_data` are used.
       seed: passed to every call (start k uses seed + k).
@@ -69,13 +71,17 @@ def evaluate_diversity(sample_from_coarse_fn: SampleFromCoarseFn, coarse, sample
       block uint8: one row per start, the upsampled start first, then its M samples.
     """
     coarse = np.asarray(coarse, np.float32)
-    if coarse.ndim != 4 or coarse.shape[1:3] != (1, 1) or coarse.shape[0] < 1:
-        raise ValueError(f"coarse must be float32 [K, 1, 1, C] with K >= 1, got {coarse.shape}")
+    if coarse.ndim != 4 or coarse.shape[1] != coarse.shape[2] or coarse.shape[0] < 1:
+        raise ValueError(f"coarse must be float32 [K, S, S, C] (e.g. [K, 1, 1, C]) with K >= 1, "
+                         f"got {coarse.shape}")
     if not np.all((coarse >= 0) & (coarse <= 1)):
         raise ValueError("coarse values must lie in [0, 1]")
     if samples_per_start < 2:
         raise ValueError(f"samples_per_start must be >= 2 to form pairs, got {samples_per_start}")
     data = np.asarray(data_images)[:max_data]
+    if data.ndim == 4 and (data.shape[1] % coarse.shape[1] or data.shape[2] % coarse.shape[1]):
+        raise ValueError(f"coarse size {coarse.shape[1]} must divide the image size "
+                         f"{data.shape[1]}x{data.shape[2]}")
     data_dists = pairwise_rms(data)
     per_start, differ, groups = [], [], []
     for k in range(coarse.shape[0]):
@@ -114,7 +120,9 @@ def evaluate_diversity(sample_from_coarse_fn: SampleFromCoarseFn, coarse, sample
     starts = np.clip(np.round(coarse * 255.0), 0, 255).astype(np.uint8)
     if starts.shape[-1] != c:
         starts = np.repeat(starts[..., :1], c, axis=-1)
-    rows = [np.concatenate([np.broadcast_to(starts[k:k + 1], (1, h, w, c)), g])
+    size = starts.shape[1]
+    starts = np.repeat(np.repeat(starts, h // size, axis=1), w // size, axis=2)  # nearest up
+    rows = [np.concatenate([starts[k:k + 1], g])
             for k, g in enumerate(groups)]
     block = tile_images(np.concatenate(rows), ncols=samples_per_start + 1)
     return result, block

@@ -10,7 +10,8 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
    baseline row of the same numbers for real vs real (two halves of the real images);
 2. downstream classification (`features`; experiment 2), when labels are given;
 3. inpainting (`inpaint`; experiment 3) against mean-fill and interpolation;
-4. diversity from shared 1x1 starts (`sample_from_coarse`; figure 5);
+4. diversity from shared coarse starts (`sample_from_coarse`; figure 5; box averages of real images
+   at the model's `coarse_size`, 1x1 unless the family says otherwise);
 5. out-of-distribution detection by energy (`energy`; `evaluators.ood`): AUROC of the held-out
    images against uniform noise, constant images, interpolations and any `ood_sets` given;
 6. denoising (`denoise`; `evaluators.denoising`): PSNR / SSIM at each noise level, next to the
@@ -19,7 +20,11 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
    FID / KID of the translated images to the real ones next to those of the untouched source;
 8. memorization (`sample`; `evaluators.memorization`), when the training images are given: the
    nearest training image of each sample against that of each held-out real image;
-9. blessing by thresholds; metrics.json and report.html in output_dir.
+   then, for a class-conditional model with labelled real images, per-class FID and the `domain`
+   classifier's accuracy on samples against their requested labels (`conditional`);
+9. blessing by thresholds, absolute (`fid/domain<=150`) or against the served model
+   (`fid/domain<=baseline*1.05`: experiment 1 is recomputed for the served model on the same
+   real images and seeds, under `baseline_model`); metrics.json and report.html in output_dir.
 
 Experiment 1 lives in `evaluators.feature_metrics`, 2-8 in `evaluators.experiments` (one
 function each); this module checks the inputs, runs them in order and writes the files.
@@ -53,6 +58,7 @@ EXPERIMENTS = {
     "denoising": ("denoise",),
     "translation": ("translate",),
     "memorization": ("sample",),
+    "conditional": ("sample",),
 }
 def missing_signatures(model: ExportedModel) -> dict[str, str]:
     """{experiment: reason} for every experiment of EXPERIMENTS whose signatures the model lacks."""
@@ -64,6 +70,23 @@ def missing_signatures(model: ExportedModel) -> dict[str, str]:
     return skipped
 
 
+def trained_classes_only(model: ExportedModel, real, real_labels, test_images, test_labels, notes: list):
+    """The real (and test) images of the classes the model was trained on (its config's
+    `data.classes`; all when that is empty or the images are unlabelled)."""
+    classes = (((model.config.get("config") or {}).get("data") or {}).get("classes")) or []
+    if not classes or real_labels is None:
+        return real, real_labels, test_images, test_labels
+    labels = np.asarray(real_labels)
+    keep = np.isin(labels, classes)
+    notes.append(f"data.classes={classes}: {int(keep.sum())} of {len(labels)} real images are of "
+                 "the trained classes and are compared")
+    real, real_labels = real[keep], labels[keep]
+    if test_images is not None and test_labels is not None:
+        test_keep = np.isin(np.asarray(test_labels), classes)
+        test_images, test_labels = np.asarray(test_images)[test_keep], np.asarray(test_labels)[test_keep]
+    return real, real_labels, test_images, test_labels
+
+
 def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, feature_spaces: dict,
                    num_samples: int = 1000, kid_subsets: int = 10,
                    label_counts=(1000, 2000, 4000), masks=inpainting_lib.MASK_KINDS,
@@ -73,7 +96,7 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                    num_ood: int = 500, ood_sets: dict | None = None, num_denoise: int = 100,
                    denoise_levels=denoising_lib.NOISE_LEVELS, translate_images=None,
                    translate_name: str = "", train_images=None, num_memorization: int = 500,
-                   memorization_spaces=("domain",)) -> dict:
+                   memorization_spaces=("domain",), served_model_dir: str | None = None) -> dict:
     """Evaluate the SavedModel in model_dir; write metrics.json and report.html to output_dir.
 
     Args:
@@ -108,6 +131,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         `real_images`) compared with them (0 = skip); memorization_spaces: the feature spaces
         used besides raw pixels (each must be in feature_spaces; every training image is
         extracted once, so cheap spaces such as `domain` suit it).
+      served_model_dir: the SavedModel being served (None = none yet): its experiment-1 metrics
+        go to `baseline_model`, for the report and for rules such as `fid/domain<=baseline*1.05`.
 
     Returns:
       The metrics dict exactly as written to metrics.json (schema in `evaluators.report`);
@@ -118,6 +143,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     model = ExportedModel(model_dir)
     skipped = missing_signatures(model)
     real = np.asarray(real_images)
+    real, real_labels, test_images, test_labels = trained_classes_only(
+        model, real, real_labels, test_images, test_labels, notes)
     want = (model.image_size, model.image_size, model.channels)
     if real.ndim != 4 or real.shape[1:] != want or real.dtype != np.uint8:
         raise ValueError(f"real_images must be uint8 [N, {want[0]}, {want[1]}, {want[2]}] to match "
@@ -168,6 +195,13 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
             model, real, real_for_metrics, feature_spaces, num_samples, kid_subsets, notes, seed)
         images.update(pictures)
         timings["feature_spaces"] = time.time() - t
+        if served_model_dir:
+            t = time.time()
+            metrics["baseline_model"], pictures = feature_metrics.served_model_metrics(
+                served_model_dir, model, real, real_for_metrics, feature_spaces, num_samples,
+                kid_subsets, notes, seed)
+            images.update(pictures)
+            timings["baseline_model"] = time.time() - t
 
     # 2. Downstream classification (its held-out split is the held-out set of 3-6).
     labels = None if real_labels is None else np.asarray(real_labels)
@@ -195,11 +229,14 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     run("memorization", lambda: experiments.memorization(
         model, fake, memorization_held, train_images, num_memorization, spaces, seed))
 
+    run("conditional", lambda: experiments.conditional(model, real, labels, feature_spaces, num_samples, seed))
+
     for name, reason in skipped.items():
         print(f"[evaluate] skipped {name}: {reason}", flush=True)
 
     # 9. Blessing, files.
     metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(thresholds), metrics)
+    print(f"[evaluate] {blessing_lib.summary(metrics['blessing'])}", flush=True)
     timings["total"] = time.time() - t_start
     clean = report_lib.write_metrics_json(os.path.join(output_dir, "metrics.json"), metrics)
     config = {"model_config": model.config.get("config"),
@@ -213,6 +250,7 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
                              "num_memorization": num_memorization,
                              "memorization_spaces": list(memorization_spaces),
                              "thresholds": list(thresholds), "random_model_dir": random_model_dir,
+                             "served_model_dir": served_model_dir,
                              "seed": seed, "log_dir": log_dir}}
     report_lib.write_report(output_dir, clean, images, config, log_dir)
     return clean

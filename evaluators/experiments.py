@@ -75,12 +75,17 @@ def inpainting(model, held, masks, num_inpaint: int, seed: int):
 
 
 def diversity(model, real, num_diversity: int, seed: int, notes: list):
-    """K 1x1 starts (real images' means) x M samples each through `sample_from_coarse`."""
+    """K coarse starts (real images' box averages at the model's `coarse_size`, 1x1 for the
+    multi-grid EBM) x M samples each through `sample_from_coarse`."""
     if num_diversity < 2:
         raise Skipped("eval.num_diversity < 2")
     k = max(1, min(4, num_diversity // 2))
     m = max(2, num_diversity // k)
-    coarse = real[:k].astype(np.float32).mean(axis=(1, 2), keepdims=True) / 255.0
+    s, h = model.coarse_size, real.shape[1]
+    if h % s:
+        raise Skipped(f"the model's coarse size {s} does not divide the image size {h}")
+    blocks = real[:k].astype(np.float32).reshape(k, s, h // s, s, h // s, real.shape[3])
+    coarse = blocks.mean(axis=(2, 4)) / 255.0  # box averages at the model's coarsest size
     with TaskProgress("diversity", k, "starts") as progress:
         def from_start(c, s):
             images = model.sample_from_coarse(c, s)["images"]
@@ -138,6 +143,52 @@ def translation(model, source_images, source_name: str, real, feature_spaces: di
     table["source"] = source_name
     caption = f"translation/{source_name or 'source'} -> this model (source | translated)"
     return table, {caption: report_lib.tile_images(pairs, ncols=8)}
+
+
+def conditional(model, real, labels, feature_spaces: dict, num_samples: int, seed: int):
+    """A class-conditional model's per-class FID and the label accuracy of its samples.
+
+    Samples num_samples // K images per trained class (K classes) with those labels; per feature
+    space, the FID of each class's samples against the real images of that class; with the
+    `domain` space (a classifier trained on the real labels), the share of samples it assigns to
+    the requested label (`label_accuracy`, overall and per class).
+
+    Args:
+      real: uint8 [N,H,W,C]; labels: int [N] (their label values are those the model was trained on).
+      feature_spaces: {name: FeatureSpace}.
+    """
+    if not model.conditional:
+        raise Skipped("the model is not class-conditional")
+    if labels is None or (np.asarray(labels) < 0).any():
+        raise Skipped("the real images are unlabelled")
+    from evaluators.metrics import fid_from_activations
+
+    labels = np.asarray(labels)
+    classes = model.classes
+    per = max(2, int(num_samples) // len(classes))
+    requested = np.repeat(np.asarray(classes, np.int32), per)
+    with TaskProgress("conditional sampling", len(requested), "images") as progress:
+        samples = model.sample(len(requested), seed + 7, progress=progress, labels=requested)["images"]
+    table = {"classes": [int(c) for c in classes], "num_samples_per_class": per, "fid": {},
+             "label_accuracy": None, "label_accuracy_per_class": None}
+    for name, space in feature_spaces.items():
+        fake_feats, fake_logits = space.extract(samples)
+        fake_feats = np.asarray(fake_feats)
+        per_class = {}
+        for c in classes:
+            real_c = real[labels == c]
+            if len(real_c) >= 2:
+                real_feats, _ = space.extract(real_c)
+                per_class[str(c)] = float(fid_from_activations(np.asarray(real_feats), fake_feats[requested == c]))
+        table["fid"][name] = {"per_class": per_class,
+                              "mean": float(np.mean(list(per_class.values()))) if per_class else None}
+        if name == "domain" and fake_logits is not None:
+            hits = np.argmax(np.asarray(fake_logits), axis=1) == requested
+            table["label_accuracy"] = float(np.mean(hits))
+            table["label_accuracy_per_class"] = {str(c): float(np.mean(hits[requested == c])) for c in classes}
+    picks = np.concatenate([np.flatnonzero(requested == c)[:8] for c in classes])
+    caption = "conditional/samples, one row per class " + ", ".join(map(str, classes))
+    return table, {caption: report_lib.tile_images(samples[picks], ncols=min(8, per))}
 
 
 def memorization(model, samples, held, train_images, num_memorization: int, spaces: dict, seed: int):

@@ -103,3 +103,38 @@ def samples_and_spaces(model, real, real_for_metrics, feature_spaces: dict, num_
     spaces = {name: space_metrics(name, space, real_for_metrics, fake, kid_subsets, notes, seed=seed)
               for name, space in feature_spaces.items()}
     return fake, spaces, pictures
+
+
+def served_model_metrics(served_dir: str, candidate, real, real_for_metrics, feature_spaces: dict,
+                         num_samples: int, kid_subsets: int, notes: list, seed: int):
+    """The served model's experiment-1 metrics, recomputed on the candidate's images and seeds.
+
+    Args:
+      served_dir: the served SavedModel (e.g. `SERVING_ROOT/NAME/3`; the folder name is its
+        version when it is an integer).
+      candidate: the candidate `ExportedModel` (the geometry both must share).
+      real, real_for_metrics, feature_spaces, num_samples, kid_subsets, seed: exactly those of
+        the candidate's experiment 1.
+    Returns:
+      ({"dir", "version", "family", "feature_spaces": {space: space_metrics(...)}} or, when the
+      served model cannot be compared, the same keys with "error" and empty feature_spaces;
+      {caption: picture uint8}).
+    """
+    from evaluators.model_client import ExportedModel
+
+    name = served_dir.rstrip("/").rsplit("/", 1)[-1]
+    out = {"dir": served_dir, "version": int(name) if name.isdigit() else None, "family": None,
+           "feature_spaces": {}}
+    served = ExportedModel(served_dir)
+    out["family"] = served.family
+    same = (served.image_size, served.channels) == (candidate.image_size, candidate.channels)
+    if not same or not served.has("sample"):
+        out["error"] = ("the served model has no 'sample' signature" if same else
+                        f"the served model makes {served.image_size} px x {served.channels} channels, "
+                        f"the candidate {candidate.image_size} px x {candidate.channels}")
+        notes.append(f"served model {served_dir}: not compared ({out['error']})")
+        return out, {}
+    fake, out["feature_spaces"], _ = samples_and_spaces(
+        served, real, real_for_metrics, feature_spaces, num_samples, kid_subsets, notes, seed)
+    caption = f"samples/served model (version {out['version']})"
+    return out, {caption: report_lib.tile_images(fake[:64], ncols=8)}

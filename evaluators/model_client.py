@@ -2,15 +2,19 @@
 
 Evaluators never import trainer internals: they load the SavedModel with `tf.saved_model.load`
 and call its signatures (contract in contracts.md / trainers/export.py):
-- `sample(num_samples int32 [], seed int32 []) -> {images: uint8 [N,H,W,C], grid_S: uint8 [N,S,S,C]}`
-- `sample_from_coarse(coarse float32 [N,1,1,C], seed int32 []) -> same`
+- `sample(num_samples int32 [], seed int32 [][, labels int32 [N]]) -> {images: uint8 [N,H,W,C],
+  grid_S: uint8 [N,S,S,C]}` (`labels` only where config.json says `conditional`)
+- `sample_from_coarse(coarse float32 [N,S0,S0,C], seed int32 [][, labels]) -> same` (S0 =
+  config.json `coarse_size`, 1 unless the family says otherwise)
 - `energy(images uint8 [N,H,W,C]) -> {energy_S: float32 [N]}` per trained grid S
 - `inpaint(images uint8 [N,H,W,C], mask uint8 [N,H,W,1], seed int32 []) -> {images: uint8}`
 - `features(images uint8 [N,H,W,C]) -> {features_S: float32 [N, D_S]}` per trained grid S
 - `denoise(images uint8 [N,H,W,C], seed int32 []) -> {images: uint8 [N,H,W,C]}`
 - `translate(images uint8 [N,H,W,C], seed int32 []) -> {images: uint8 [N,H,W,C]}`
 and read `assets/config.json` for `family`, `signatures`, `grids`, `image_size`, `channels`,
-`trained_grids`, `config`. A family exports only the signatures it has (`signature_names`,
+`trained_grids`, `config` (and `conditional`, `classes`, `coarse_size` where the family sets
+them). A conditional model is sampled with the labels given, or with `sample_labels(N)` (the
+trained classes in turn) when none are. A family exports only the signatures it has (`signature_names`,
 `has`); calling one it lacks raises ValueError naming it.
 
 Requests larger than the export's cap (`config.export.max_num_samples`, default 1024) are split
@@ -109,6 +113,42 @@ class ExportedModel:
         names = self.config.get("signatures")
         return [str(n) for n in names] if names is not None else sorted(self.signatures)
 
+    @property
+    def conditional(self) -> bool:
+        """Whether `sample` / `sample_from_coarse` take `labels` (a class-conditional model)."""
+        return bool(self.config.get("conditional", False))
+
+    @property
+    def classes(self) -> list[int]:
+        """The labels a conditional model accepts ([] for an unconditional one)."""
+        return [int(c) for c in self.config.get("classes", [])] if self.conditional else []
+
+    @property
+    def coarse_size(self) -> int:
+        """The side of `sample_from_coarse`'s coarse input (1: the 1x1 mean colour)."""
+        return int(self.config.get("coarse_size", 1))
+
+    def sample_labels(self, n: int) -> np.ndarray:
+        """int32 [n]: the trained classes in turn (0, 1, 2, 0, ...), for a conditional model."""
+        if not self.conditional or not self.classes:
+            raise ValueError(f"the model in {self.export_dir!r} is not class-conditional")
+        return np.asarray([self.classes[i % len(self.classes)] for i in range(int(n))], np.int32)
+
+    def _labels(self, labels, n: int):
+        """Checked int32 [n] labels for a conditional model (default `sample_labels`); None otherwise."""
+        if not self.conditional:
+            if labels is not None:
+                raise ValueError(f"labels were given but the model in {self.export_dir!r} is not "
+                                 "class-conditional")
+            return None
+        labels = self.sample_labels(n) if labels is None else np.asarray(labels)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be int [{n}], got {labels.dtype} {labels.shape}")
+        bad = sorted(set(labels.tolist()) - set(self.classes))
+        if bad:
+            raise ValueError(f"labels {bad} are not among the trained classes {self.classes}")
+        return labels.astype(np.int32)
+
     def has(self, name: str) -> bool:
         """Whether the model exports the signature `name` (a capability such as `inpaint`)."""
         return name in self.signature_names
@@ -138,24 +178,40 @@ class ExportedModel:
                 progress(min(start + self.batch_size, n), n, f"{name} batch {b + 1}")
         return {k: np.concatenate(v) for k, v in parts.items()}
 
-    def sample(self, num_samples: int, seed: int = 0, progress=None) -> dict[str, np.ndarray]:
+    def sample(self, num_samples: int, seed: int = 0, progress=None, labels=None) -> dict[str, np.ndarray]:
         """Samples: {"images": uint8 [N,H,W,C], "grid_S": uint8 [N,S,S,C]} (N = num_samples >= 1).
 
         progress: optional `progress(done, total, note)`, called after each signature call.
+        labels: int [N] for a conditional model (default `sample_labels(N)`); must be None otherwise.
         """
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        return self._batched("sample", int(num_samples), lambda b, lo, hi: {
-            "num_samples": tf.constant(hi - lo, tf.int32),
-            "seed": tf.constant(_batch_seed(seed, b), tf.int32)}, progress)
+        labels = self._labels(labels, int(num_samples))
 
-    def sample_from_coarse(self, coarse, seed: int = 0) -> dict[str, np.ndarray]:
-        """Samples from given 1x1 starts: coarse float32 [N,1,1,C] in [0, 1] -> as `sample`."""
+        def args(b, lo, hi):
+            out = {"num_samples": tf.constant(hi - lo, tf.int32), "seed": tf.constant(_batch_seed(seed, b), tf.int32)}
+            if labels is not None:
+                out["labels"] = tf.constant(labels[lo:hi])
+            return out
+
+        return self._batched("sample", int(num_samples), args, progress)
+
+    def sample_from_coarse(self, coarse, seed: int = 0, labels=None) -> dict[str, np.ndarray]:
+        """Samples from given coarse starts: coarse float32 [N,S0,S0,C] in [0, 1] (S0 =
+        `coarse_size`) -> as `sample`; labels as in `sample`."""
         coarse = np.asarray(coarse, np.float32)
-        if coarse.ndim != 4 or coarse.shape[1:] != (1, 1, self.channels) or len(coarse) < 1:
-            raise ValueError(f"coarse must be float32 [N>=1, 1, 1, {self.channels}], got {coarse.shape}")
-        return self._batched("sample_from_coarse", len(coarse), lambda b, lo, hi: {
-            "coarse": tf.constant(coarse[lo:hi]), "seed": tf.constant(_batch_seed(seed, b), tf.int32)})
+        s0 = self.coarse_size
+        if coarse.ndim != 4 or coarse.shape[1:] != (s0, s0, self.channels) or len(coarse) < 1:
+            raise ValueError(f"coarse must be float32 [N>=1, {s0}, {s0}, {self.channels}], got {coarse.shape}")
+        labels = self._labels(labels, len(coarse))
+
+        def args(b, lo, hi):
+            out = {"coarse": tf.constant(coarse[lo:hi]), "seed": tf.constant(_batch_seed(seed, b), tf.int32)}
+            if labels is not None:
+                out["labels"] = tf.constant(labels[lo:hi])
+            return out
+
+        return self._batched("sample_from_coarse", len(coarse), args)
 
     def energy(self, images) -> dict[int, np.ndarray]:
         """Energies f(x) per trained grid: {S: float32 [N]} for uint8 [N,H,W,C] images."""

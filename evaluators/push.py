@@ -35,6 +35,13 @@ def existing_versions(model_root: str) -> list[int]:
     return sorted(int(n) for n in names if _is_version(n))
 
 
+def served_model_dir(serving_root: str, model_name: str) -> str | None:
+    """The folder of the version TF Serving serves by default (the largest), or None."""
+    model_root = os.path.join(serving_root, model_name)
+    versions = existing_versions(model_root)
+    return os.path.join(model_root, str(versions[-1])) if versions else None
+
+
 def copy_tree(src: str, dst: str) -> None:
     """Recursively copy folder `src` to `dst` (created) with tf.io.gfile; raises on any failure."""
     src = src.rstrip("/")

@@ -31,8 +31,13 @@
       "memorization": {"spaces": {"pixels" | NAME: {"ratio", "median_nearest_generated",
                        "median_nearest_real", "fraction_closer_than_real_q05", "num_generated",
                        "num_real", "num_train"}}, "ratio"} | null,
+      "conditional": {"classes", "num_samples_per_class", "fid": {NAME: {"per_class": {CLASS:
+                      value}, "mean"}}, "label_accuracy", "label_accuracy_per_class"} | null,
+      "baseline_model": {"dir", "version", "family", "feature_spaces": {NAME: as above},
+                         "error" (when not comparable)}  (only when a model is being served:
+                         its figures recomputed on the same real images and seeds),
       "blessing": {"blessed": bool, "checks": [{"rule", "metric", "op", "threshold", "value",
-                   "passed", "reason"}]},
+                   "baseline", "passed", "reason"}], "baseline_version"},
       "notes": [strings]
     }
 
@@ -58,8 +63,9 @@ import os
 
 import numpy as np
 
-from evaluators.report_parts import (data_uri, denoising_section, fmt, img, memorization_section, none,
-                                     png_bytes, table, tile_images, translation_section)
+from evaluators.report_parts import (conditional_section, data_uri, denoising_section, fmt, img,
+                                     memorization_section, none, png_bytes, table, tile_images,
+                                     translation_section)
 
 __all__ = ["SCHEMA_VERSION", "png_bytes", "sanitize_for_json", "tile_images", "write_metrics_json",
            "write_report"]
@@ -67,7 +73,8 @@ __all__ = ["SCHEMA_VERSION", "png_bytes", "sanitize_for_json", "tile_images", "w
 SCHEMA_VERSION = 1
 SECTION_TITLES = ("Samples", "Inpainting examples", "Diversity", "Feature-space metrics",
                   "Downstream classification", "Inpainting metrics", "Diversity metrics",
-                  "Out-of-distribution detection", "Denoising", "Translation", "Memorization", "Blessing",
+                  "Out-of-distribution detection", "Denoising", "Translation", "Memorization",
+                  "Class-conditional samples", "Blessing",
                   "Training curves", "Configuration")
 _SPACE_COLUMNS = ("fid", "kid", "kid_std", "inception_score", "inception_score_std", "precision",
                   "recall", "num_real", "num_fake")
@@ -196,11 +203,15 @@ def plot_training_curves(scalars: dict, max_tags: int = 24) -> bytes | None:
     return buf.getvalue()
 
 
-def _space_rows(spaces: dict) -> list[list]:
+def _space_rows(spaces: dict, served: dict | None = None) -> list[list]:
     rows = []
     for name, m in sorted(spaces.items()):
         rows.append([f"{name} (model samples)"] + [m.get(c) for c in _SPACE_COLUMNS]
                     + [json.dumps(m.get("info") or {}, sort_keys=True, default=str)])
+        other = ((served or {}).get("feature_spaces") or {}).get(name)
+        if other:
+            rows.append([f"{name} (served model, version {served.get('version')})"]
+                        + [other.get(c) for c in _SPACE_COLUMNS] + [""])
         ref = m.get("reference")
         if ref:
             rows.append([f"{name} (baseline: real vs real)"] + [ref.get(c) for c in _SPACE_COLUMNS] + [""])
@@ -210,7 +221,7 @@ def _space_rows(spaces: dict) -> list[list]:
 def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) -> dict[str, str]:
     groups = {"Samples": [], "Inpainting examples": [], "Diversity": [], "Other figures": []}
     for key, image in images.items():
-        if key.startswith(("ood/", "denoising/", "translation/", "memorization/")):
+        if key.startswith(("ood/", "denoising/", "translation/", "memorization/", "conditional/")):
             continue  # drawn in the section of its table
         section = ("Samples" if key.startswith("samples") else "Inpainting examples"
                    if key.startswith("inpainting") else "Diversity" if key.startswith("diversity")
@@ -220,7 +231,8 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
 
     spaces = metrics.get("feature_spaces") or {}
     out["Feature-space metrics"] = (table(["feature space"] + list(_SPACE_COLUMNS) + ["info"],
-                                           _space_rows(spaces)) if spaces else none("not computed"))
+                                           _space_rows(spaces, metrics.get("baseline_model")))
+                                     if spaces else none("not computed"))
     down = metrics.get("downstream")
     if down and down.get("rows"):
         cols = [str(c) for c in down["columns"]]
@@ -258,13 +270,20 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
         out["Out-of-distribution detection"] = none("not computed")
     out["Denoising"], out["Translation"] = denoising_section(metrics, images), translation_section(metrics, images)
     out["Memorization"] = memorization_section(metrics, images)
+    out["Class-conditional samples"] = conditional_section(metrics, images)
     bless = metrics.get("blessing")
     if bless:
         verdict = "BLESSED" if bless.get("blessed") else "NOT BLESSED"
-        out["Blessing"] = f"<p><b>{verdict}</b></p>" + (table(
-            ["rule", "value", "passed", "reason"],
-            [[c.get("rule"), c.get("value"), c.get("passed"), c.get("reason", "")]
-             for c in bless.get("checks", [])]) if bless.get("checks") else none("no thresholds"))
+        served = metrics.get("baseline_model")
+        against = (f"<p>Compared with the served model, version {served.get('version')} "
+                   f"({html.escape(str(served.get('dir')))}), re-evaluated on the same images and "
+                   "seeds.</p>" if served else "<p class='note'>No model is being served yet: rules "
+                   "against the served model (baseline) pass, the absolute rules decide.</p>")
+        out["Blessing"] = f"<p><b>{verdict}</b></p>" + against + (table(
+            ["rule", "value", "served model", "bound", "passed", "reason"],
+            [[c.get("rule"), c.get("value"), c.get("baseline"), c.get("threshold"), c.get("passed"),
+              c.get("reason", "")] for c in bless.get("checks", [])])
+            if bless.get("checks") else none("no thresholds"))
     else:
         out["Blessing"] = none("not evaluated")
     curves = plot_training_curves(read_scalars(log_dir)) if log_dir else None

@@ -3,7 +3,7 @@
 Pictures: `tile_images` (a batch -> one grid), `png_bytes`, `data_uri`. Cells and blocks: `fmt`
 (a number or text for a table cell), `table`, `img` (an embedded PNG with its caption), `none`
 (a "not computed" line). Sections: `denoising_section`, `translation_section`,
-`memorization_section` (each renders its metrics.json entry and the figures whose keys start
+`memorization_section`, `conditional_section` (each renders its metrics.json entry and the figures whose keys start
 with its prefix).
 """
 
@@ -125,3 +125,18 @@ def memorization_section(metrics: dict, images: dict) -> str:
             + table(["space", "ratio (median gen / median real)", "median gen", "median real",
                      "gen closer than 95% of real", "generated", "train"], rows)
             + _figures(images, "memorization/"))
+
+
+def conditional_section(metrics: dict, images: dict) -> str:
+    cond = metrics.get("conditional")
+    if not cond:
+        return none("not computed (an unconditional model, or unlabelled real images)")
+    rows = [[space, c, v] for space, by in cond.get("fid", {}).items() for c, v in by.get("per_class", {}).items()]
+    rows += [[space, "mean", by.get("mean")] for space, by in cond.get("fid", {}).items()]
+    acc = cond.get("label_accuracy_per_class") or {}
+    return (f"<p>{cond.get('num_samples_per_class')} samples per requested class. Label accuracy of the "
+            f"<code>domain</code> classifier on them against the requested labels: "
+            f"{fmt(cond.get('label_accuracy'))}.</p>"
+            + table(["feature space", "class", "FID to that class's real images"], rows)
+            + (table(["class", "label accuracy"], list(acc.items())) if acc else "")
+            + _figures(images, "conditional/"))

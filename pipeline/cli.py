@@ -64,8 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default="multigrid-ebm:latest", help="container image of the steps")
     p.add_argument("--data", help="image source overriding the preset's data.source")
 
+    p = sub.add_parser("schedule", help="a recurring run of a compiled spec on Kubeflow Pipelines or "
+                       "Vertex AI (see pipeline/schedules.py)")
+    p.add_argument("--engine", choices=["kubeflow", "vertex"], required=True)
+    p.add_argument("--spec", required=True, help="the pipeline spec JSON that `mgebm compile` wrote")
+    p.add_argument("--cron", required=True, help="5 fields, e.g. '0 2 * * *' (every night at 02:00)")
+    p.add_argument("--name", default="mgebm-nightly", help="display name of the schedule")
+    p.add_argument("--host", help="KFP API endpoint (kubeflow), e.g. http://localhost:8080")
+    p.add_argument("--experiment-id", default="", help="KFP experiment (kubeflow; default: the "
+                   "server's default experiment)")
+    p.add_argument("--project", help="Google Cloud project (vertex)")
+    p.add_argument("--location", help="Vertex AI region (vertex), e.g. us-central1")
+    p.add_argument("--service-account", default="", help="service account the runs use (vertex)")
+    p.add_argument("--time-zone", default="UTC", help="time zone of --cron (vertex)")
+    p.add_argument("--dry-run", action="store_true", help="print the request as JSON, send nothing")
+
     p = sub.add_parser("ingest", help="ingest stage alone: SRC -> TFRecords (no TFX)")
     p.add_argument("--data", required=True, help="builtin:mnist5k | idx:PREFIX | folder:PATH | tfds:NAME[:SPLIT]")
+    p.add_argument("--span", default="latest", help="for a source with {SPAN}: latest, N or A-B")
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--channels", type=int, choices=[1, 3], default=1)
     p.add_argument("--eval-fraction", type=float, default=0.1)
@@ -99,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", required=True, help="PNG file: one row per grid size")
     p.add_argument("--gif", help="also write a GIF of the chain through the grids")
+    p.add_argument("--labels", default="", help="class-conditional models: comma-separated labels, "
+                   "cycled over the samples (default: the trained classes in turn)")
 
     p = sub.add_parser("evaluate", help="evaluate an exported model against real images")
     p.add_argument("--model", required=True)
@@ -114,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", default="", help="the images the model was trained on (any "
                    "source): the memorization check compares samples with them")
     p.add_argument("--logs", help="TensorBoard log folder for the training curves")
+    p.add_argument("--served-model", help="the SavedModel being served (e.g. SERVING/NAME/3): "
+                   "re-evaluated on the same images and seeds, for rules like fid/domain<=baseline*1.05")
     p.add_argument("--output", required=True)
     _add_preset_args(p, required=False)
 

@@ -47,7 +47,8 @@ def cmd_run(args) -> int:
     if pushed.get("pushed"):
         print(f"pushed:  {pushed.get('pushed_destination')}")
     else:
-        print("pushed:  no (the model was not blessed; see the report's blessing section)")
+        reason = pushed.get("reason") or "the model was not blessed"
+        print(f"pushed:  no ({reason}; see the report's blessing section)")
     return 0
 
 
@@ -61,6 +62,29 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_schedule(args) -> int:
+    from pipeline import schedules
+
+    job = schedules.load_spec(args.spec)
+    if args.engine == "kubeflow":
+        request = schedules.kfp_recurring_run(job, args.cron, args.name, args.experiment_id)
+    else:
+        request = schedules.vertex_schedule(job, args.cron, args.name, args.project, args.location,
+                                            args.service_account, args.time_zone)
+    if args.dry_run:
+        print(schedules.to_json(request))
+        return 0
+    if args.engine == "kubeflow":
+        if not args.host:
+            raise UsageError("--host is required to send the schedule to Kubeflow Pipelines "
+                             "(or use --dry-run to print it)")
+        created = schedules.submit_kfp(request, args.host)
+    else:
+        created = schedules.submit_vertex(request, args.location)
+    print(f"scheduled {args.name} on {args.engine} ({args.cron}): {getattr(created, 'name', '') or created}")
+    return 0
+
+
 def cmd_ingest(args) -> int:
     from components.ingest import run_ingest
 
@@ -68,7 +92,7 @@ def cmd_ingest(args) -> int:
     summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size,
                          channels=args.channels, eval_fraction=args.eval_fraction,
                          max_reject_fraction=args.max_reject_fraction, limit=args.limit,
-                         num_shards=args.num_shards, **extra)
+                         num_shards=args.num_shards, span=args.span, **extra)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -87,6 +111,9 @@ def cmd_train(args) -> int:
     from trainers.train import train
 
     cfg = _config(args)
+    if cfg.train.warm_start == "latest_blessed":
+        raise UsageError("train.warm_start=latest_blessed names the model served by a pipeline "
+                         "(mgebm run); for mgebm train give an export folder: --set train.warm_start=PATH")
     result = train(cfg, args.pyramid, args.workdir, resume=args.resume)
     print(json.dumps({"steps": int(result.steps), "stopped_by": result.stopped_by,
                       "export": result.export_dir, "logs": result.log_dir,
@@ -101,7 +128,19 @@ def cmd_sample(args) -> int:
     if args.num < 1:
         raise UsageError(f"--num={args.num} must be >= 1")
     model = ExportedModel(args.model)
-    outputs = model.sample(args.num, args.seed)
+    labels = None
+    if getattr(args, "labels", ""):
+        try:
+            given = [int(v) for v in args.labels.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--labels={args.labels!r} must be comma-separated integers") from None
+        if not model.conditional:
+            raise UsageError(f"--labels: the model in {args.model} is not class-conditional")
+        bad = sorted(set(given) - set(model.classes))
+        if not given or bad:
+            raise UsageError(f"--labels={args.labels!r}: each must be one of the trained classes {model.classes}")
+        labels = [given[i % len(given)] for i in range(args.num)]
+    outputs = model.sample(args.num, args.seed, labels=labels)
     save_sample_grid(outputs, args.output)
     print(f"wrote {args.output}")
     if args.gif:
@@ -205,7 +244,8 @@ def cmd_evaluate(args) -> int:
         translate_images=translate_images, translate_name=translate_name,
         train_images=load_images(args.train_data, info["image_size"], info["channels"])[0] if args.train_data else None,
         num_memorization=ev.num_memorization if ev else 500,
-        memorization_spaces=tuple(ev.memorization_spaces) if ev else ("domain",))
+        memorization_spaces=tuple(ev.memorization_spaces) if ev else ("domain",),
+        served_model_dir=args.served_model)
     print(json.dumps(metrics.get("blessing", {}), indent=2))
     print(f"report:  {os.path.join(args.output, 'report.html')}")
     print(f"metrics: {os.path.join(args.output, 'metrics.json')}")

@@ -49,13 +49,14 @@ def create_pipeline(config: Config, pipeline_root: str, metadata_path: str | Non
                            images=ingest.outputs["images"])
     trainer = Train(
         config_json=stage_config_json(config, ("model", "sampler", "train", "export")),
-        pyramid=pyramid.outputs["pyramid"], state_root=state_root)
+        pyramid=pyramid.outputs["pyramid"], state_root=state_root, serving_root=serving_root)
     classifier = TrainDomainClassifier(config_json=stage_config_json(config, ("eval", "train")),
                                        images=ingest.outputs["images"])
     evaluator = Evaluate(
-        config_json=stage_config_json(config, ("eval", "train")), model=trainer.outputs["model"],
-        model_run=trainer.outputs["model_run"], images=ingest.outputs["images"],
-        classifier=classifier.outputs["classifier"])
+        config_json=stage_config_json(config, ("eval", "train", "export")),
+        model=trainer.outputs["model"], model_run=trainer.outputs["model_run"],
+        images=ingest.outputs["images"], classifier=classifier.outputs["classifier"],
+        serving_root=serving_root)
     pusher = PushModel(config_json=stage_config_json(config, ("export",)),
                        model=trainer.outputs["model"],
                        blessing=evaluator.outputs["blessing"], serving_root=serving_root)

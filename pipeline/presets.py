@@ -108,6 +108,52 @@ PRESETS.update({
     ),
 })
 
+# The GAN baselines (issue 12): LAPGAN (Denton et al. 2015) with levels 8 -> 16 -> 32 and DCGAN
+# (one level at 32), on the same pyramids and evaluation as the EBMs. Adam 2e-4, beta1 0.5 (the
+# DCGAN paper's), non-saturating loss, spectral norm in the discriminator; `-cond` variants are
+# class-conditional over the 10 classes (one-hot to both networks). Not tuned.
+_GAN_TRAIN = dict(batch_size=64, learning_rate=2e-4, beta_1=0.5, checkpoint_every=100, log_every=20,
+                  image_log_every=200)
+_GAN_EVAL = dict(features=["domain", "efficientnet_lite0"])
+
+
+def _gan(family: str, source: str, channels: int, conditional: bool, width: float, train: dict,
+         evaluation: dict) -> dict:
+    return dict(
+        data=dict(source=source, image_size=32, channels=channels),
+        pyramid=dict(grids=[1, 8, 16, 32]),
+        model=dict(family=family, base_size=8, width=width, norm="spectral", gan_loss="non_saturating",
+                   conditional=conditional, num_classes=10),
+        train=dict(_GAN_TRAIN, **train),
+        eval=dict(_GAN_EVAL, **evaluation),
+    )
+
+
+_MNIST_GAN = (dict(epochs=100, max_minutes=9.0),
+              dict(num_samples=500, num_real=500, svm_label_counts=[1000, 2000], classifier_epochs=3))
+_FASHION_GAN = (dict(epochs=20, max_minutes=60.0),
+                dict(num_samples=2000, num_real=2000))
+PRESETS.update({
+    "mnist5k-dcgan": _gan("dcgan", "builtin:mnist5k", 1, False, 0.5, *_MNIST_GAN),
+    "mnist5k-lapgan": _gan("lapgan", "builtin:mnist5k", 1, False, 0.5, *_MNIST_GAN),
+    "mnist5k-lapgan-cond": _gan("lapgan", "builtin:mnist5k", 1, True, 0.5, *_MNIST_GAN),
+    "fashion-mnist-dcgan": _gan("dcgan", _FASHION_IDX, 1, False, 1.0, *_FASHION_GAN),
+    "fashion-mnist-lapgan": _gan("lapgan", _FASHION_IDX, 1, False, 1.0, *_FASHION_GAN),
+    "fashion-mnist-lapgan-cond": _gan("lapgan", _FASHION_IDX, 1, True, 1.0, *_FASHION_GAN),
+    "cifar10-lapgan": _gan("lapgan", "tfds:cifar10", 3, False, 1.0, dict(epochs=50),
+                           dict(features=["inception_v3", "efficientnet_lite0"], num_samples=5000,
+                                num_real=5000)),
+})
+
+# Model validation against the served model (TFX's pattern): every preset pushes a model only when
+# its FID in the preset's comparison space is at most 5% above the served model's, both computed
+# on the same real images and seeds in the same run (the first run, with nothing served, is judged
+# by the absolute rules alone). `domain` where the data has labels, else the offline EfficientNet.
+for _name, _preset in PRESETS.items():
+    _eval = _preset.setdefault("eval", {})
+    _space = "domain" if "domain" in _eval.get("features", ()) else "efficientnet_lite0"
+    _eval["thresholds"] = [*_eval.get("thresholds", ()), f"fid/{_space}<=baseline*1.05"]
+
 # What `:smoke` changes: counts and budgets only (never geometry).
 SMOKE = dict(
     data=dict(limit=256, num_shards=1),

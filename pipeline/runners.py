@@ -7,6 +7,7 @@ import os
 
 import tensorflow as tf
 
+from components.source_spec import has_spans
 from pipeline.create_pipeline import create_pipeline, local_paths
 from trainers.config import Config
 
@@ -19,12 +20,29 @@ def run_local(config: Config, workdir: str) -> dict:
     """
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    config = resolve_latest_span(config)
     paths = local_paths(workdir)
     tf.io.gfile.makedirs(paths["workdir"])
     pipe = create_pipeline(config, paths["pipeline_root"], paths["metadata_path"],
                            paths["serving_root"], paths["state_root"])
     LocalDagRunner().run(pipe)
     return latest_outputs(paths["metadata_path"], pipe.pipeline_info.pipeline_name)
+
+
+def resolve_latest_span(config: Config) -> Config:
+    """`data.span=latest` -> the latest span's number, fixed for the whole run.
+
+    Every stage then sees the same span, the exported config.json records it, and TFX caching
+    (keyed on the stages' parameters) reruns the stages exactly when a new span has arrived.
+    Sources without `{SPAN}` and explicit spans are returned unchanged.
+    """
+    from components.sources import concrete_spans
+
+    if not has_spans(config.data.source) or config.data.span != "latest":
+        return config
+    span = concrete_spans(config.data.source, "latest")[-1][0]
+    print(f"[mgebm] data: span {span} of {config.data.source} (the latest)", flush=True)
+    return config.with_overrides([f"data.span={span}"])
 
 
 def latest_outputs(metadata_path: str, pipeline_name: str) -> dict:
@@ -72,5 +90,12 @@ def compile_kubeflow(config: Config, output_file: str, pipeline_root: str, image
         output_filename=os.path.basename(output_file))
     runner.run(pipe, write_out=True)
     with tf.io.gfile.GFile(output_file) as f:
-        json.load(f)  # the spec must be valid JSON
+        spec = json.load(f)  # the spec must be valid JSON
+    if has_spans(config.data.source) and config.data.span == "latest":
+        # The spec is compiled once and run on a schedule: its ingest must look for the latest
+        # span every time it runs, so it is never answered from the cache.
+        spec["pipelineSpec"]["root"]["dag"]["tasks"]["IngestImages"]["cachingOptions"] = {
+            "enableCache": False}
+        with tf.io.gfile.GFile(output_file, "w") as f:
+            json.dump(spec, f, indent=2, sort_keys=True)
     return output_file

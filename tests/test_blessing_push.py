@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from evaluators import blessing, push
-from trainers.config import ConfigError
+from trainers.config import BaselineBound, ConfigError, parse_threshold
 
 METRICS = {
     "schema_version": 1,
@@ -64,6 +64,52 @@ def test_flat_input_empty_rules_and_malformed_rule():
         blessing.evaluate_thresholds(["fid/domain<150"], METRICS)
 
 
+def _served(fid: float, precision: float = 0.5, version: int = 3) -> dict:
+    return dict(METRICS, baseline_model={
+        "dir": f"/serving/m/{version}", "version": version,
+        "feature_spaces": {"domain": {"fid": fid, "precision": precision}}})
+
+
+def test_baseline_rules_parse_and_reject_metrics_the_served_model_lacks():
+    assert parse_threshold("fid/domain<=baseline*1.05") == ("fid/domain", "<=", BaselineBound(1.05, 0.0))
+    assert parse_threshold("precision/domain >= baseline-0.02")[2] == BaselineBound(1.0, -0.02)
+    assert parse_threshold("fid/domain<=baseline")[2].of(7.0) == 7.0
+    assert str(BaselineBound(1.05)) == "baseline*1.05" and str(BaselineBound(offset=-2)) == "baseline-2"
+    with pytest.raises(ConfigError, match="compared with the served model"):
+        parse_threshold("ood/auroc/uniform_noise>=baseline")
+    for bad in ("fid/domain<=baseline*", "fid/domain<=baseline/2", "fid/domain<=served"):
+        with pytest.raises(ConfigError, match="baseline"):
+            parse_threshold(bad)
+
+
+def test_baseline_rule_compares_with_the_served_models_value():
+    # candidate fid/domain = 120, precision 0.4
+    worse = blessing.evaluate_thresholds(["fid/domain<=baseline*1.05"], _served(fid=100.0))
+    check = worse["checks"][0]
+    assert not worse["blessed"] and check["baseline"] == 100.0 and check["threshold"] == pytest.approx(105.0)
+    assert "served version 3" in check["reason"] and "violates" in check["reason"]
+    assert worse["baseline_version"] == 3
+    assert blessing.summary(worse).startswith("not blessed: fid/domain=120 violates <= 105")
+    better = blessing.evaluate_thresholds(["fid/domain<=baseline*1.05", "fid/domain<=150"],
+                                          _served(fid=115.0))
+    assert better["blessed"] and better["checks"][0]["threshold"] == pytest.approx(120.75)
+    assert blessing.summary(better) == "blessed (compared with served version 3)"
+    offset = blessing.evaluate_thresholds(["precision/domain>=baseline-0.02"], _served(100.0, 0.43))
+    assert not offset["blessed"] and offset["checks"][0]["threshold"] == pytest.approx(0.41)
+    # the served model's own figures never stand in for the candidate's
+    assert "fid/domain" in blessing.flatten_metrics(_served(1.0)) and \
+        blessing.flatten_metrics(_served(1.0))["fid/domain"] == 120.0
+
+
+def test_baseline_rule_without_served_model_passes_and_absolute_rules_decide():
+    first = blessing.evaluate_thresholds(["fid/domain<=baseline*1.05", "fid/domain<=150"], METRICS)
+    assert first["blessed"] and first["baseline_version"] is None
+    assert "no served model yet" in first["checks"][0]["reason"] and first["checks"][0]["threshold"] is None
+    assert not blessing.evaluate_thresholds(["fid/domain<=baseline", "fid/domain<=100"], METRICS)["blessed"]
+    missing = blessing.evaluate_thresholds(["fid/efficientnet_lite0<=baseline"], _served(100.0))
+    assert not missing["blessed"] and "has no finite" in missing["checks"][0]["reason"]
+
+
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     """A real (tiny) SavedModel with one signature."""
@@ -95,6 +141,15 @@ def test_push_versions_increase_and_pushed_model_loads(saved_model, tmp_path):
     np.testing.assert_allclose(out, [[2.0, 3.0]])
     for rel in ("saved_model.pb", "variables"):
         assert os.path.exists(os.path.join(got[0]["pushed_dir"], rel))
+
+
+def test_served_model_dir_is_the_largest_version(saved_model, tmp_path):
+    serving = str(tmp_path / "serving")
+    assert push.served_model_dir(serving, "m") is None
+    for _ in range(2):
+        push.push_model(saved_model, serving, "m")
+    os.makedirs(os.path.join(serving, "m", ".tmp-9-abc"))
+    assert push.served_model_dir(serving, "m") == os.path.join(serving, "m", "2")
 
 
 def test_push_ignores_non_integer_entries(saved_model, tmp_path):

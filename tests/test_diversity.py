@@ -66,8 +66,10 @@ def test_bad_inputs_raise():
     data = np.zeros((4, 8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match="samples_per_start"):
         div.evaluate_diversity(_noisy, np.zeros((1, 1, 1, 3), np.float32), 1, data)
-    with pytest.raises(ValueError, match=r"\[K, 1, 1, C\]"):
-        div.evaluate_diversity(_noisy, np.zeros((1, 2, 2, 3), np.float32), 2, data)
+    with pytest.raises(ValueError, match=r"\[K, S, S, C\]"):
+        div.evaluate_diversity(_noisy, np.zeros((1, 2, 3, 3), np.float32), 2, data)
+    with pytest.raises(ValueError, match="coarse size 3 must divide"):
+        div.evaluate_diversity(_noisy, np.zeros((1, 3, 3, 3), np.float32), 2, data)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         div.evaluate_diversity(_noisy, np.full((1, 1, 1, 3), 2.0, np.float32), 2, data)
     with pytest.raises(ValueError, match="expected uint8"):

@@ -161,6 +161,35 @@ def test_evaluate_model_end_to_end(exports, digits, tmp_path, capsys, monkeypatc
     assert os.listdir(serving / "tiny") == ["1"]
 
 
+def test_served_model_is_reevaluated_on_the_same_images_and_seeds(exports, digits, tmp_path, capsys):
+    images, _ = digits
+    served = push.push_model(exports[0], str(tmp_path / "serving"), "tiny")["pushed_dir"]
+    cheap = dict(num_samples=40, kid_subsets=4, masks=(), num_inpaint=0, num_diversity=0, num_ood=0,
+                 num_denoise=0, seed=3)
+    same = evaluate.evaluate_model(
+        exports[0], images, None, str(tmp_path / "same"), {"projection": _projection_space()},
+        thresholds=("fid/projection<=baseline", "precision/projection>=baseline"),
+        served_model_dir=served, **cheap)
+    base = same["baseline_model"]  # the served copy of the same model: the very same figures
+    assert base["version"] == 1 and base["dir"] == served
+    for key in ("fid", "kid", "precision", "recall"):
+        assert base["feature_spaces"]["projection"][key] == same["feature_spaces"]["projection"][key]
+    assert same["blessing"]["blessed"] and same["blessing"]["baseline_version"] == 1
+    assert "[evaluate] blessed (compared with served version 1)" in capsys.readouterr().out
+    html = (tmp_path / "same" / "report.html").read_text()
+    assert "projection (served model, version 1)" in html and "samples/served model (version 1)" in html
+
+    other = evaluate.evaluate_model(  # served: another (differently initialised) model
+        exports[0], images, None, str(tmp_path / "other"), {"projection": _projection_space()},
+        thresholds=("fid/projection<=baseline-1e6",), served_model_dir=exports[1], **cheap)
+    assert other["baseline_model"]["version"] is None  # not a version folder
+    assert other["baseline_model"]["feature_spaces"]["projection"]["fid"] != \
+        other["feature_spaces"]["projection"]["fid"]
+    check = other["blessing"]["checks"][0]
+    assert not other["blessing"]["blessed"] and "violates" in check["reason"]
+    assert check["baseline"] == other["baseline_model"]["feature_spaces"]["projection"]["fid"]
+
+
 def test_evaluate_rejects_mismatched_images(exports, tmp_path):
     with pytest.raises(ValueError, match=r"uint8 \[N, 8, 8, 1\]"):
         evaluate.evaluate_model(exports[0], np.zeros((10, 16, 16, 1), np.uint8), None,

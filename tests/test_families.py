@@ -176,7 +176,8 @@ def test_toy_family_trains_exports_and_is_evaluated_with_skips(toy_family, tmp_p
         "diversity": "the model has no 'sample_from_coarse' signature",
         "denoising": "the model has no 'denoise' signature",
         "translation": "the model has no 'translate' signature",
-        "memorization": "no training images given"}
+        "memorization": "no training images given",
+        "conditional": "the model is not class-conditional"}
     assert metrics["downstream"] is None and metrics["inpainting"] is None
     assert metrics["diversity"] is None
     assert sorted(metrics["ood"]["auroc"]) == ["constant", "interpolation", "uniform_noise"]  # has energy

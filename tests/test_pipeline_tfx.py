@@ -34,6 +34,17 @@ def test_kubeflow_compile_names_every_component(tmp_path):
     assert "gs://bucket/root" in text
 
 
+def test_kubeflow_spec_of_a_growing_source_never_caches_its_ingest(tmp_path):
+    (tmp_path / "data" / "1" / "a").mkdir(parents=True)
+    out = tmp_path / "spec.json"
+    result = run_cli("compile", "--preset", "mnist5k-multigrid", "--output", str(out),
+                     "--data", f"folder:{tmp_path}/data/{{SPAN}}", cwd=os.getcwd())
+    assert result.returncode == 0, result.stderr[-3000:]
+    tasks = json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert tasks["IngestImages"]["cachingOptions"] == {"enableCache": False}
+    assert all(tasks[name]["cachingOptions"] == {"enableCache": True} for name in COMPONENTS[1:])
+
+
 def test_local_dag_runner_end_to_end_and_cached_rerun(tmp_path):
     workdir = tmp_path / "run"
     args = ("run", "--preset", "mnist5k-multigrid:smoke", "--workdir", str(workdir),

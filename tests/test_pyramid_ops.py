@@ -108,3 +108,32 @@ def test_large_block_average_is_float32_accurate():
     x = (rng.integers(0, 256, (4, 256, 256, 3)) ** 2 / 255.0**2).astype(np.float32)
     out = pyramid_ops.box_downsample(tf.constant(x), 1).numpy()
     np.testing.assert_allclose(out, np_box(x.astype(np.float64), 1), atol=1e-6, rtol=0)
+
+
+# ------------------------------------------------------------------ Laplacian pyramid
+
+@pytest.mark.parametrize("shape,sizes", [((3, 32, 32, 1), (8, 16, 32)), ((2, 16, 16, 3), (1, 4, 16)),
+                                         ((2, 12, 12, 1), (3, 12))])
+def test_laplacian_levels_and_reconstruction_match_numpy(shape, sizes):
+    x = np.random.default_rng(1).random(shape, dtype=np.float32)
+    coarse, residuals = pyramid_ops.laplacian_from_images(tf.constant(x), sizes)
+    ref = {s: np_box(x.astype(np.float64), s) for s in sizes}
+    np.testing.assert_allclose(coarse.numpy(), ref[sizes[0]], atol=1e-6)
+    assert sorted(residuals) == list(sizes[1:])
+    for small, big in zip(sizes, sizes[1:]):
+        np.testing.assert_allclose(residuals[big].numpy(), ref[big] - np_nearest(ref[small], big), atol=1e-6)
+    rebuilt = pyramid_ops.reconstruct_laplacian(coarse, residuals)
+    assert rebuilt.dtype == tf.float32 and rebuilt.shape == shape
+    np.testing.assert_allclose(rebuilt.numpy(), x, atol=3e-7, rtol=0)  # exact up to float32 rounding
+
+
+def test_laplacian_of_a_pyramid_dict_and_bad_sizes():
+    x = np.random.default_rng(2).random((2, 8, 8, 1), dtype=np.float32)
+    pyramid = pyramid_ops.build_pyramid(tf.constant(x), (1, 2, 8))
+    coarse, residuals = pyramid_ops.laplacian_pyramid(pyramid, (2, 8))
+    assert coarse.shape == (2, 2, 2, 1) and list(residuals) == [8]
+    np.testing.assert_allclose(pyramid_ops.reconstruct_laplacian(coarse, residuals).numpy(), x, atol=3e-7)
+    with pytest.raises(ValueError, match="lacks sizes"):
+        pyramid_ops.laplacian_pyramid(pyramid, (2, 4, 8))
+    with pytest.raises(ValueError, match="must be larger than and a multiple"):
+        pyramid_ops.laplacian_from_images(tf.constant(x), (4, 6, 8))

@@ -46,6 +46,13 @@ class DataConfig:
     num_shards: TFRecord shards per split.
     max_pixels: an input image whose header says width * height is above this is rejected ("too
     large") before it is decoded (decompression bombs); 100 megapixels covers camera photos.
+    classes: train only on the records with these labels (e.g. `3,5`; empty = every class), for
+    every family: applied at the trainer's input; the records keep every class and the labels
+    keep their values (one model per category, as the multi-grid paper does for CIFAR-10).
+    span: for a source with `{SPAN}` (data that grows: `folder:/data/{SPAN}`, one folder per span
+    named by digits): `latest` (the largest span), `N`, or a range `A-B`; `mgebm run` resolves
+    `latest` to the span number when it starts, so the run records its span and TFX caching
+    reruns the stages only when a new span arrives.
     """
 
     source: str = "builtin:mnist5k"
@@ -56,6 +63,8 @@ class DataConfig:
     limit: int = 0
     num_shards: int = 2
     max_pixels: int = 100_000_000
+    classes: tuple[int, ...] = ()
+    span: str = "latest"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +96,13 @@ class ModelConfig:
     activation: nonlinearity after each conv.
     width: multiplier on every conv's channel count (1.0 = the reference code's widths).
     base_size: CF-EBM (`cfebm`): side of the first, coarsest stage; the stages double from it up
-    to data.image_size (8 -> 16 -> 32). Other families ignore it.
+    to data.image_size (8 -> 16 -> 32). LAPGAN (`lapgan`): side of the coarsest level, the same way.
+    Other families ignore it.
+    gan_loss, conditional, num_classes, noise_dim, gp_weight: the GAN baselines (`lapgan`,
+    `dcgan`; see `trainers.families.gan_spec`): TF-GAN's loss (`minimax`, `non_saturating`,
+    `wasserstein_gp`), class-conditional generation (one-hot labels to both networks) over
+    `num_classes` label values, the length of the coarsest level's noise vector, and the weight of
+    the gradient penalty with `wasserstein_gp`. Other families ignore them.
     """
 
     family: str = "multigrid"
@@ -95,6 +110,11 @@ class ModelConfig:
     activation: str = "leaky_relu"
     width: float = 1.0
     base_size: int = 8
+    gan_loss: str = "non_saturating"
+    conditional: bool = False
+    num_classes: int = 10
+    noise_dim: int = 100
+    gp_weight: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +169,9 @@ class TrainConfig:
     a new stage's fade weight beta ramps from 0 to 1, and images of the stabilisation phase that
     follows each fade (and the first stage); the last stage trains until the budget ends.
     Other families ignore them.
+    warm_start: start a fresh run from an exported model's weights (`trainers.warm_start`):
+    `latest_blessed` (the model being served; the pipeline resolves it) or an export folder;
+    empty = random initial weights.
     """
 
     batch_size: int = 64
@@ -173,6 +196,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     fade_images: int = 50_000
     stable_images: int = 50_000
+    warm_start: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,8 +206,11 @@ class EvalConfig:
     features: feature spaces for FID/KID/IS (`domain`, `efficientnet_lite0`, `inception_v3`,
     `inception_2015`). num_samples: generated images for the metrics.
     svm_label_counts: labelled examples for the L2-SVM experiment.
-    thresholds: blessing rules `metric<=value` or `metric>=value`, e.g. `fid/domain<=200`;
-    the model is pushed only when all hold.
+    thresholds: blessing rules `metric<=value` or `metric>=value`, e.g. `fid/domain<=200`, or
+    against the served model (the latest version under the serving root, re-evaluated on the
+    candidate's images and seeds): `fid/domain<=baseline*1.05`, `precision/domain>=baseline-0.02`
+    (feature-space metrics only; with no served model yet these rules pass and the absolute ones
+    decide); the model is pushed only when all hold.
     num_ood: held-out images (and images per synthetic set: uniform noise, constant images,
     interpolations) for out-of-distribution detection by energy (0 = skip).
     ood_sources: other image sources told apart from the data by energy (e.g. `builtin:mnist5k`
@@ -348,6 +375,13 @@ def validate(cfg: Config) -> None:
     d, p, m, t, e, x = cfg.data, cfg.pyramid, cfg.model, cfg.train, cfg.eval, cfg.export
     _require(":" in d.source and d.source.split(":", 1)[0] in ("builtin", "idx", "folder", "tfds"),
              f"data.source={d.source!r} must be builtin:mnist5k, idx:PREFIX, folder:PATH or tfds:NAME[:SPLIT]")
+    low, _, high = d.span.partition("-")
+    _require(d.span == "latest" or (low.isdigit() and (high.isdigit() or d.span == low)
+                                    and int(low) <= int(high or low)),
+             f"data.span={d.span!r} must be latest, a span number N or a range A-B with A <= B")
+    _require(d.span == "latest" or "{SPAN}" in d.source,
+             f"data.span={d.span} needs a source with {{SPAN}} in its path, e.g. folder:/data/{{SPAN}}; "
+             f"data.source is {d.source!r}")
     _require(d.image_size >= 1, f"data.image_size={d.image_size} must be >= 1")
     _one_of("data.channels", d.channels, (1, 3))
     _require(0.0 <= d.eval_fraction < 1.0, f"data.eval_fraction={d.eval_fraction} must be in [0, 1)")
@@ -356,6 +390,8 @@ def validate(cfg: Config) -> None:
     _require(d.limit >= 0, f"data.limit={d.limit} must be >= 0 (0 = all)")
     _require(d.num_shards >= 1, f"data.num_shards={d.num_shards} must be >= 1")
     _require(d.max_pixels >= 1, f"data.max_pixels={d.max_pixels} must be >= 1 (pixels per input image)")
+    _require(all(c >= 0 for c in d.classes) and len(set(d.classes)) == len(d.classes),
+             f"data.classes={list(d.classes)} must be distinct labels >= 0 (empty = every class)")
     validate_grids(p.grids, d.image_size)
     _one_of("pyramid.runner", p.runner, BEAM_RUNNERS)
     _require(p.num_shards >= 0, f"pyramid.num_shards={p.num_shards} must be >= 0 (0 = one file per bundle)")
@@ -403,17 +439,65 @@ def validate(cfg: Config) -> None:
         family.validate(cfg)  # the model. / sampler. / train. fields the family reads
 
 
-def parse_threshold(rule: str) -> tuple[str, str, float]:
-    """Parse `metric<=value` / `metric>=value` into (metric, op, value); ConfigError if malformed."""
+# Metrics that a rule may compare with the served model: the evaluator recomputes exactly these
+# (experiment 1, every feature space) for the served model on the candidate's images and seeds.
+BASELINE_METRICS = ("fid/", "kid/", "precision/", "recall/", "inception_score/")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineBound:
+    """A rule's bound relative to the served model: `baseline*scale` or `baseline+offset`."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def of(self, baseline_value: float) -> float:
+        """The bound for the served model's value of the metric."""
+        return baseline_value * self.scale + self.offset
+
+    def __str__(self) -> str:
+        return ("baseline" + (f"*{self.scale:g}" if self.scale != 1.0 else "")
+                + (f"{self.offset:+g}" if self.offset else ""))
+
+
+def parse_threshold(rule: str) -> tuple[str, str, float | BaselineBound]:
+    """Parse a blessing rule into (metric, op, bound); ConfigError if malformed.
+
+    `metric<=value` / `metric>=value` give a float bound; `metric<=baseline*F`, `baseline+F`,
+    `baseline-F` or `baseline` give a BaselineBound (the served model's value of the same
+    metric, scaled or shifted), allowed for the feature-space metrics in BASELINE_METRICS.
+    """
     for op in ("<=", ">="):
         if op in rule:
             metric, _, raw = rule.partition(op)
-            metric = metric.strip()
-            try:
-                value = float(raw)
-            except ValueError:
-                break
-            if metric:
-                return metric, op, value
-    raise ConfigError(f"eval.thresholds entry {rule!r} must look like metric<=value or metric>=value, "
-                      "e.g. fid/domain<=150")
+            metric, raw = metric.strip(), raw.strip()
+            bound = _parse_bound(raw)
+            if metric and bound is not None:
+                if isinstance(bound, BaselineBound) and not metric.startswith(BASELINE_METRICS):
+                    raise ConfigError(
+                        f"eval.thresholds entry {rule!r}: only {', '.join(m + 'SPACE' for m in BASELINE_METRICS)} "
+                        "can be compared with the served model (baseline); use a fixed value for "
+                        f"{metric!r}")
+                return metric, op, bound
+            break
+    raise ConfigError(f"eval.thresholds entry {rule!r} must look like metric<=value, metric>=value or "
+                      "metric<=baseline*1.05 (the served model's value), e.g. fid/domain<=150")
+
+
+def _parse_bound(raw: str) -> float | BaselineBound | None:
+    if raw.startswith("baseline"):
+        rest = raw[len("baseline"):].strip()
+        try:
+            if not rest:
+                return BaselineBound()
+            if rest[0] == "*":
+                return BaselineBound(scale=float(rest[1:]))
+            if rest[0] in "+-":
+                return BaselineBound(offset=float(rest))
+        except ValueError:
+            return None
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None

@@ -9,6 +9,10 @@ documented layout (the same one `components/records.py` writes):
   `{key: bytes, label: int64, grid_S: float_list of S*S*C values in [0, 1], row-major HWC}`
   for every grid size S.
 
+Class filter: `classes` (the config's `data.classes`) keeps only the records whose label is one
+of them, at the trainer's input; the records keep every class and labels keep their values.
+`with_labels=True` (a model whose `uses_labels` is true) adds `"label": int32 [N]` to every batch.
+
 All file access goes through `tf.io.gfile`, so `gs://` paths work.
 """
 
@@ -67,25 +71,52 @@ def pyramid_files(pyramid_dir: str, split: str = "train") -> list[str]:
     return files
 
 
-def parse_pyramid_batch(serialized: tf.Tensor, grids, channels: int) -> dict[str, tf.Tensor]:
+def parse_pyramid_batch(serialized: tf.Tensor, grids, channels: int,
+                        with_labels: bool = False) -> dict[str, tf.Tensor]:
     """Parse a batch of serialized pyramid examples.
 
     Args:
       serialized: string Tensor [N] of serialized `tf.train.Example`s.
       grids: grid sizes to read, e.g. (1, 4, 16, 32).
       channels: C, 1 or 3.
+      with_labels: also return `"label": int32 [N]` (-1 where a record has none).
 
     Returns:
-      `{"grid_S": float32 [N, S, S, C] in [0, 1]}` for every S in `grids`.
+      `{"grid_S": float32 [N, S, S, C] in [0, 1]}` for every S in `grids` (plus `"label"`).
     """
     spec = {f"grid_{s}": tf.io.FixedLenFeature([s * s * channels], tf.float32) for s in grids}
+    if with_labels:
+        spec["label"] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
     parsed = tf.io.parse_example(serialized, spec)
-    return {f"grid_{s}": tf.reshape(parsed[f"grid_{s}"], [-1, s, s, channels]) for s in grids}
+    out = {f"grid_{s}": tf.reshape(parsed[f"grid_{s}"], [-1, s, s, channels]) for s in grids}
+    if with_labels:
+        out["label"] = tf.cast(parsed["label"], tf.int32)
+    return out
+
+
+def class_predicate(classes):
+    """serialized record -> bool []: whether its label is one of `classes` (a non-empty tuple)."""
+    wanted = tf.constant([int(c) for c in classes], tf.int64)
+    spec = {"label": tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+
+    def keep(serialized):
+        label = tf.io.parse_single_example(serialized, spec)["label"]
+        return tf.reduce_any(tf.equal(label, wanted))
+
+    return keep
+
+
+def count_records(pyramid_dir: str, split: str = "train", classes=()) -> int:
+    """Records of the split (only those of `classes` when given)."""
+    ds = tf.data.TFRecordDataset(pyramid_files(pyramid_dir, split), compression_type="GZIP")
+    if classes:
+        ds = ds.filter(class_predicate(classes))
+    return int(ds.reduce(0, lambda n, _: n + 1))
 
 
 def make_train_dataset(pyramid_dir: str, batch_size: int, seed: int, shuffle_buffer: int,
                        grids, channels: int, split: str = "train",
-                       repeat: bool = True) -> tf.data.Dataset:
+                       repeat: bool = True, classes=(), with_labels: bool = False) -> tf.data.Dataset:
     """Shuffled, batched, prefetched dataset of pyramid batches for training.
 
     The order is a pure function of `seed` (files are read sequentially in sorted order, the
@@ -102,10 +133,12 @@ def make_train_dataset(pyramid_dir: str, batch_size: int, seed: int, shuffle_buf
       channels: C, 1 or 3.
       split: folder under pyramid_dir, `train` (default) or `eval`.
       repeat: repeat forever (epochs are counted by the caller); False gives one pass.
+      classes: keep only records with these labels (empty: all), before the shuffle.
+      with_labels: add `"label": int32 [N]` to every batch.
 
     Returns:
-      A `tf.data.Dataset` of dicts `{"grid_S": float32 [N, S, S, C] in [0, 1]}`, with the
-      auto-shard policy DATA for multi-worker training (any number of files).
+      A `tf.data.Dataset` of dicts `{"grid_S": float32 [N, S, S, C] in [0, 1]}` (plus `"label"`),
+      with the auto-shard policy DATA for multi-worker training (any number of files).
 
     Raises:
       PyramidDataError: no record files, or bad batch_size / shuffle_buffer.
@@ -117,11 +150,13 @@ def make_train_dataset(pyramid_dir: str, batch_size: int, seed: int, shuffle_buf
     grids = tuple(int(g) for g in grids)
     files = pyramid_files(pyramid_dir, split)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if classes:
+        ds = ds.filter(class_predicate(classes))
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda s: parse_pyramid_batch(s, grids, channels),
+    ds = ds.map(lambda s: parse_pyramid_batch(s, grids, channels, with_labels),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
@@ -134,23 +169,24 @@ def make_train_dataset(pyramid_dir: str, batch_size: int, seed: int, shuffle_buf
     return ds.with_options(options)
 
 
-def steps_per_epoch(metadata: dict, batch_size: int, pyramid_dir: str | None = None) -> int:
-    """Full batches per pass over the training split.
+def steps_per_epoch(metadata: dict, batch_size: int, pyramid_dir: str | None = None,
+                    classes=()) -> int:
+    """Full batches per pass over the training split (of the records of `classes`, when given).
 
-    Uses `metadata["counts"]["train"]`; when the metadata has no count and `pyramid_dir` is
-    given, the records are counted.
+    Uses `metadata["counts"]["train"]`; when the metadata has no count, or a class filter is
+    given, and `pyramid_dir` is given, the records are counted.
 
     Raises:
-      PyramidDataError: the split has fewer examples than one batch.
+      PyramidDataError: the split (after the class filter) has fewer examples than one batch.
     """
-    count = metadata.get("counts", {}).get("train")
+    count = None if classes else metadata.get("counts", {}).get("train")
     if count is None and pyramid_dir is not None:
-        ds = tf.data.TFRecordDataset(pyramid_files(pyramid_dir), compression_type="GZIP")
-        count = int(ds.reduce(0, lambda n, _: n + 1))
+        count = count_records(pyramid_dir, "train", classes)
     count = int(count or 0)
     steps = count // batch_size
     if steps < 1:
+        which = f" of data.classes={','.join(map(str, classes))}" if classes else ""
         raise PyramidDataError(
-            f"the pyramid's train split has {count} examples, fewer than train.batch_size="
+            f"the pyramid's train split has {count} examples{which}, fewer than train.batch_size="
             f"{batch_size}; lower train.batch_size or use more data")
     return steps

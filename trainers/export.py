@@ -38,6 +38,8 @@ import tensorflow as tf
 
 from trainers import families
 
+WEIGHTS_ASSET = "weights.weights.h5"  # trainers.warm_start reads it (the same name there)
+
 CONFIG_ASSET = "config.json"
 
 
@@ -147,6 +149,10 @@ def export_saved_model(model, export_dir: str, config, metadata: dict) -> str:
         with open(asset_path, "w", encoding="utf-8") as f:
             json.dump(build_export_config(model, config, metadata, names), f, indent=2, sort_keys=True)
         module.config_asset = tf.saved_model.Asset(asset_path)
+        if model.built:  # Keras saves the weights of built models only; warm starts need them
+            weights_path = os.path.join(local, WEIGHTS_ASSET)  # read by trainers.warm_start
+            model.save_weights(weights_path)
+            module.weights_asset = tf.saved_model.Asset(weights_path)
         signatures = {name: getattr(module, name).get_concrete_function() for name in names}
         try:
             tf.saved_model.save(module, tmp_dir, signatures=signatures)

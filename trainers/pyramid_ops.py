@@ -1,4 +1,5 @@
-"""Multi-grid pyramid ops in pure TensorFlow: exact box-average down, nearest-neighbour up.
+"""Multi-grid pyramid ops in pure TensorFlow: exact box-average down, nearest-neighbour up, and the
+Laplacian pyramid (coarsest image plus residuals) built from them.
 
 The multi-grid model sees every training image at several square resolutions ("grids"), e.g.
 1, 4, 16, 32: the image of grid S is the exact average of each (H/S)x(W/S) block of the full
@@ -121,3 +122,72 @@ def build_pyramid(images, grids: Iterable[int]) -> dict[int, tf.Tensor]:
         raise ValueError(f"build_pyramid: the largest grid {max(grids)} must equal the image "
                          f"size {height}; set grids to end at {height}")
     return {size: box_downsample(images, size) for size in grids}
+
+
+# ---------------------------------------------------------------------------------------------
+# Laplacian pyramid (LAPGAN, Denton et al. 2015): every level is the nearest-upsampled coarser
+# level plus a residual, so an image is exactly its coarsest level plus the sum of the upsampled
+# residuals (exact in real arithmetic; float32 rounding of one add/subtract per level).
+
+def _sizes(sizes: Iterable[int], name: str) -> list[int]:
+    sizes = [int(s) for s in sizes]
+    if not sizes:
+        raise ValueError(f"{name}: sizes is empty; give increasing sizes such as 8,16,32")
+    for small, big in zip(sizes, sizes[1:]):
+        if big <= small or big % small:
+            raise ValueError(f"{name}: sizes {sizes}: {big} must be larger than and a multiple "
+                             f"of {small}")
+    return sizes
+
+
+def laplacian_pyramid(pyramid: dict, sizes: Iterable[int]) -> tuple[tf.Tensor, dict[int, tf.Tensor]]:
+    """Laplacian levels of a box pyramid: the coarsest image and the residual of every finer size.
+
+    Args:
+      pyramid: {S: [N, S, S, C] float tensor} holding at least every size in `sizes` (e.g. the
+        output of `build_pyramid`, or a pyramid batch's grids keyed by size).
+      sizes: increasing sizes s_0 < s_1 < ..., each a multiple of the previous.
+
+    Returns:
+      (coarse [N, s_0, s_0, C], {s_k: residual [N, s_k, s_k, C]} for k >= 1) with
+      residual_{s_k} = pyramid[s_k] - nearest_upsample(pyramid[s_{k-1}], s_k); residuals lie in
+      [-1, 1] for pixels in [0, 1].
+
+    Raises:
+      ValueError: bad sizes, or a size missing from the pyramid.
+    """
+    sizes = _sizes(sizes, "laplacian_pyramid")
+    missing = [s for s in sizes if s not in pyramid]
+    if missing:
+        raise ValueError(f"laplacian_pyramid: the pyramid lacks sizes {missing} (has {sorted(pyramid)})")
+    levels = {s: _as_float(pyramid[s]) for s in sizes}
+    residuals = {big: levels[big] - nearest_upsample(levels[small], big)
+                 for small, big in zip(sizes, sizes[1:])}
+    return levels[sizes[0]], residuals
+
+
+def laplacian_from_images(images, sizes: Iterable[int]) -> tuple[tf.Tensor, dict[int, tf.Tensor]]:
+    """`laplacian_pyramid` of full-size images: the box pyramid at `sizes`, then the residuals.
+
+    Args:
+      images: [N, H, H, C] float tensor (integers are cast to float32); max(sizes) must be H.
+      sizes: increasing sizes, each a multiple of the previous, the last equal to H.
+    """
+    sizes = _sizes(sizes, "laplacian_from_images")
+    return laplacian_pyramid(build_pyramid(images, sizes), sizes)
+
+
+def reconstruct_laplacian(coarse, residuals: dict) -> tf.Tensor:
+    """The finest image from the coarsest one and the residuals (inverse of `laplacian_pyramid`).
+
+    Args:
+      coarse: [N, s_0, s_0, C] float tensor.
+      residuals: {S: [N, S, S, C]} for the finer sizes (any order; applied in increasing S).
+
+    Returns:
+      [N, S_max, S_max, C]: x_{s_k} = nearest_upsample(x_{s_{k-1}}, s_k) + residual_{s_k}, no clipping.
+    """
+    x = _as_float(coarse)
+    for size in sorted(int(s) for s in residuals):
+        x = nearest_upsample(x, size) + tf.cast(residuals[size], x.dtype)
+    return x

@@ -24,7 +24,8 @@ always pass `resume=True`). A run that already reached its budget only (re-)expo
 
 Divergence guard. After every step the non-finite values among the metrics and the metrics named
 `sample_abs_max[/...]` (the largest |synthesized pixel|; > `train.max_sample_abs` counts as
-exploding) are checked. On trouble the last
+exploding) and `collapse[/...]` (a model's own collapse signal; >= 1 counts as trouble) are
+checked. On trouble the last
 checkpoint is restored (including its step counter, so the budget is unchanged), every optimizer's
 learning rate is multiplied by `train.retry_lr_factor` (cumulatively: lr * factor^k after k
 restarts; the reduced rate is saved in later checkpoints) and training continues with the next
@@ -48,6 +49,7 @@ from trainers import families, scale
 from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
 from trainers.progress import TrainProgress
+from trainers.warm_start import LATEST_BLESSED, load_export_weights
 
 
 class TrainingDiverged(RuntimeError):
@@ -117,7 +119,8 @@ def export_untrained(config: Config, pyramid_dir: str, export_dir: str) -> str:
 
 
 def _budget(config: Config, metadata: dict, pyramid_dir: str) -> tuple[int, str]:
-    per_epoch = data_lib.steps_per_epoch(metadata, config.train.batch_size, pyramid_dir)
+    per_epoch = data_lib.steps_per_epoch(metadata, config.train.batch_size, pyramid_dir,
+                                         config.data.classes)
     total, reason = config.train.epochs * per_epoch, "epochs"
     if config.train.max_steps and config.train.max_steps <= total:
         total, reason = config.train.max_steps, "max_steps"
@@ -131,11 +134,14 @@ def _is_bad(host: dict, limit: float) -> str | None:
     for key, value in host.items():
         if (key == "sample_abs_max" or key.startswith("sample_abs_max/")) and value > limit:
             return f"{key}={value:.3g} exceeds train.max_sample_abs={limit}"
+    for key, value in host.items():
+        if (key == "collapse" or key.startswith("collapse/")) and value >= 1:
+            return f"{key}={value:.3g}: the model reports a collapse (e.g. a GAN's discriminator loss pinned at 0)"
     return None
 
 
 def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, *,
-          export: bool = True) -> TrainResult:
+          export: bool = True, warm_start_dir: str | None = None) -> TrainResult:
     """Train on the pyramid in pyramid_dir; checkpoints, logs and the SavedModel go to workdir.
 
     Args:
@@ -144,6 +150,8 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
       workdir: run folder (created); see the module docstring for its layout.
       resume: continue from the latest checkpoint in WORKDIR/checkpoints (fresh start if none).
       export: write the SavedModel at the end (False: checkpoints only, e.g. for tests).
+      warm_start_dir: an export whose weights a fresh run starts from (`trainers.warm_start`);
+        default: `train.warm_start` when it is a folder. Ignored when resuming a checkpoint.
 
     Returns:
       TrainResult(steps, export_dir, log_dir, checkpoint_dir, stopped_by).
@@ -187,6 +195,13 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
             ckpt.restore(existing).assert_existing_objects_matched()
             print(f"[train] resumed from {existing} at step {int(step)}", flush=True)
         else:
+            source = warm_start_dir or (t.warm_start if t.warm_start not in ("", LATEST_BLESSED) else None)
+            if t.warm_start == LATEST_BLESSED and not source:
+                print("[train] train.warm_start=latest_blessed: no model is being served yet; "
+                      "starting from random weights", flush=True)
+            if source:
+                load_export_weights(model, source, config)
+                print(f"[train] warm start from the weights of {source}", flush=True)
             manager.save(checkpoint_number=0)
         start_step = int(step)
         logger = TensorBoardLogger(posixpath.join(log_dir, "train"), model, enabled=chief)
@@ -234,7 +249,9 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
           budget_reason, resumed_from) -> str:
     t = config.train
     ds = data_lib.make_train_dataset(pyramid_dir, t.batch_size, t.seed, t.shuffle_buffer,
-                                     metadata["grids"], metadata["channels"])
+                                     metadata["grids"], metadata["channels"],
+                                     classes=config.data.classes,
+                                     with_labels=bool(getattr(model, "uses_labels", False)))
     ds = ds.skip(int(step))  # the uninterrupted run's position (see the module docstring)
     if t.strategy != "default":  # split each global batch over the replicas (and workers)
         ds = strategy.experimental_distribute_dataset(ds)
@@ -338,8 +355,9 @@ class TensorBoardLogger:
         observed = self._local(batch, strategy)
         previews, histograms = self.model.tensorboard_previews(observed, max_outputs)
         with self.writer.as_default(step=step):
-            for key, x in observed.items():
-                tf.summary.image(f"observed/{key}", x[:max_outputs], max_outputs=max_outputs)
+            for key, x in observed.items():  # grid_S images only (a batch may also hold labels)
+                if key.startswith("grid_"):
+                    tf.summary.image(f"observed/{key}", x[:max_outputs], max_outputs=max_outputs)
             for tag, x in previews.items():
                 tf.summary.image(tag, x[:max_outputs], max_outputs=max_outputs)
             for tag, values in histograms.items():

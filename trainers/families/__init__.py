@@ -17,8 +17,11 @@ The model that `build` returns follows this contract (all the shared loop, check
 divergence guard, TensorBoard and the export use; none of them tests a family's name):
 
 - `compile(learning_rate, beta_1)`; `train_step(batch) -> {metric name: scalar}` on a pyramid
-  batch `{"grid_S": float32 [N, S, S, C]}`; `metrics`. A metric named `sample_abs_max` or
-  `sample_abs_max/...` is the largest |synthesized pixel|, watched by the divergence guard.
+  batch `{"grid_S": float32 [N, S, S, C]}` (plus `"label": int32 [N]` when the model's optional
+  attribute `uses_labels` is true); `metrics`. A metric named `sample_abs_max` or
+  `sample_abs_max/...` is the largest |synthesized pixel|, and one named `collapse` or
+  `collapse/...` is >= 1 when the model has collapsed (e.g. a GAN's discriminator loss pinned
+  at 0); the divergence guard watches both.
 - `optimizers_by_name() -> {name: optimizer}` (checkpoint keys, learning-rate cuts, TensorBoard).
 - `tensorboard_previews(batch, max_outputs) -> (images {tag: float32 [k, H, W, C] in [0, 1]},
   histograms {tag: float32 [n]})`.
@@ -38,7 +41,8 @@ from typing import Any, Callable
 from trainers.config_values import ConfigError
 
 # The modules that register the built-in families (imported on first look-up, without TF).
-BUILTIN_SPECS = ("trainers.families.multigrid_spec", "trainers.families.cfebm_spec")
+BUILTIN_SPECS = ("trainers.families.multigrid_spec", "trainers.families.cfebm_spec",
+                 "trainers.families.gan_spec")
 
 _REGISTRY: dict[str, "Family"] = {}
 _LOADED = False
