@@ -111,9 +111,15 @@ def unregister(name: str) -> None:
 
 
 def family_names() -> list[str]:
-    """Every registered `model.family` value, in registration order."""
+    """Every registered `model.family` value: the built-in families in BUILTIN_SPECS order (however
+    their modules were first imported), then the others in registration order."""
     _load_builtins()
-    return list(_REGISTRY)
+
+    def rank(name: str) -> int:
+        module = getattr(_REGISTRY[name].build, "__module__", "")
+        return BUILTIN_SPECS.index(module) if module in BUILTIN_SPECS else len(BUILTIN_SPECS)
+
+    return sorted(_REGISTRY, key=rank)  # stable: registration order within a module
 
 
 def get_family(name: str) -> Family:
@@ -126,6 +132,16 @@ def get_family(name: str) -> Family:
     if name not in _REGISTRY:
         raise ConfigError(f"model.family={name!r} is not allowed; allowed values: {family_names()}")
     return _REGISTRY[name]
+
+
+def require_plain_precision(train, family: str) -> None:
+    """ConfigError for the train. options a family's model does not support: weight averages
+    (`train.ema_decay`) and mixed precision."""
+    if train.ema_decay != 0:
+        raise ConfigError(f"train.ema_decay={train.ema_decay} is not supported by model.family={family}; "
+                          "set it to 0")
+    if train.mixed_precision:
+        raise ConfigError(f"train.mixed_precision is not supported by model.family={family}")
 
 
 def require_metadata(metadata: dict, keys) -> None:

@@ -25,7 +25,7 @@ Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activatio
 from __future__ import annotations
 
 from trainers.config_values import ConfigError
-from trainers.families import Family, register, require_metadata
+from trainers.families import Family, register, require_metadata, require_plain_precision
 
 NAME = "cfebm"
 NORMS = ("none", "spectral")
@@ -103,9 +103,7 @@ def validate(config) -> None:
     _require(s.upsample_noise >= 0, f"sampler.upsample_noise={s.upsample_noise} must be >= 0")
     _require(t.fade_images >= 0, f"train.fade_images={t.fade_images} must be >= 0 (0 = no fade)")
     _require(t.stable_images >= 1, f"train.stable_images={t.stable_images} must be >= 1")
-    _require(t.ema_decay == 0, f"train.ema_decay={t.ema_decay} is not supported by model.family="
-             f"{NAME}; set it to 0")
-    _require(not t.mixed_precision, f"train.mixed_precision is not supported by model.family={NAME}")
+    require_plain_precision(t, NAME)
 
 
 def build(config, metadata: dict):

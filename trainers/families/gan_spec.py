@@ -30,7 +30,7 @@ Fields read: `model.base_size` (lapgan), `model.width`, `model.norm` (none | spe
 from __future__ import annotations
 
 from trainers.config_values import ConfigError
-from trainers.families import Family, register, require_metadata
+from trainers.families import Family, register, require_metadata, require_plain_precision
 
 LAPGAN, DCGAN = "lapgan", "dcgan"
 GAN_LOSSES = ("minimax", "non_saturating", "wasserstein_gp")
@@ -90,9 +90,7 @@ def validate(config) -> None:
         _require(all(c < m.num_classes for c in config.data.classes),
                  f"data.classes={list(config.data.classes)} must each be < model.num_classes="
                  f"{m.num_classes} (a conditional model one-hot encodes the label values)")
-    _require(t.ema_decay == 0, f"train.ema_decay={t.ema_decay} is not supported by model.family="
-             f"{m.family}; set it to 0")
-    _require(not t.mixed_precision, f"train.mixed_precision is not supported by model.family={m.family}")
+    require_plain_precision(t, m.family)
 
 
 def build(config, metadata: dict):
