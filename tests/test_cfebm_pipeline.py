@@ -26,7 +26,9 @@ def test_mnist5k_cfebm_smoke_end_to_end(tmp_path):
     metrics = json.loads(open(report.replace("report.html", "metrics.json")).read())
     assert metrics["model"]["family"] == "cfebm"
     assert "fid/domain" in json.dumps(metrics)
-    assert set(metrics["skipped"]) == {"downstream", "diversity"}
+    # no features / sample_from_coarse signatures; unconditional, so no per-class figures
+    assert set(metrics["skipped"]) == {"downstream", "diversity", "conditional"}
+    assert metrics["skipped"]["conditional"] == "the model is not class-conditional"
     assert set(metrics["denoising"]["levels"]) == {"0.1", "0.2"}
     assert metrics["translation"]["source"] == "builtin:mnist5k"
     configs = list(workdir.rglob("assets/config.json"))
