@@ -190,6 +190,26 @@ def test_resumed_run_equals_uninterrupted_run(pyramid_dir, tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(pyramid_dir, tmp_path, capsys):
+    full = train(tiny_config(max_steps=6), pyramid_dir, str(tmp_path / "full"), export=False)
+    part = train(tiny_config(max_steps=4), pyramid_dir, str(tmp_path / "resumed"), export=False)
+    latest = tf.train.latest_checkpoint(part.checkpoint_dir)
+    assert latest.endswith("ckpt-4")
+    data = tf.io.gfile.glob(latest + ".data-*")[0]
+    with open(data, "r+b") as f:  # a machine that died while writing it
+        f.truncate(os.path.getsize(data) // 2)
+    capsys.readouterr()
+    resumed = train(tiny_config(max_steps=6), pyramid_dir, str(tmp_path / "resumed"), resume=True,
+                    export=False)
+    out = capsys.readouterr().out
+    assert f"[train] checkpoint {latest} cannot be read" in out
+    assert "resumed from " + latest[:-1] + "2 at step 2" in out
+    assert resumed.steps == 6
+    a, b = checkpoint_values(full.checkpoint_dir), checkpoint_values(resumed.checkpoint_dir)
+    for key in a:  # resumed from step 2: the same run as the uninterrupted one
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_epoch_budget_and_wall_clock(pyramid_dir, tmp_path):
     # 24 examples / batch 8 = 3 steps per epoch; max_steps=0 means "no step limit".
     result = train(tiny_config(batch_size=8, max_steps=0, epochs=1, checkpoint_every=50),

@@ -192,7 +192,7 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
         manager = tf.train.CheckpointManager(ckpt, posixpath.join(own_dir, "checkpoints"),
                                              max_to_keep=3)
         if existing:
-            ckpt.restore(existing).assert_existing_objects_matched()
+            existing = _restore_readable(ckpt, ckpt_dir, existing)
             print(f"[train] resumed from {existing} at step {int(step)}", flush=True)
         else:
             source = warm_start_dir or (t.warm_start if t.warm_start not in ("", LATEST_BLESSED) else None)
@@ -225,6 +225,34 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
                 exported = None
     return TrainResult(steps=steps, export_dir=exported, log_dir=log_dir, checkpoint_dir=ckpt_dir,
                        stopped_by=stopped_by)
+
+
+def _restore_readable(ckpt: tf.train.Checkpoint, ckpt_dir: str, newest: str) -> str:
+    """Restore the newest checkpoint that reads back whole; returns its path.
+
+    A truncated or corrupted checkpoint (a machine that died mid-write, a bad disk) is reported in
+    one line and the previous one is tried, down to the oldest kept (CheckpointManager keeps 3).
+
+    Raises:
+      WorkdirError: none of the kept checkpoints can be read.
+    """
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    kept = list(state.all_model_checkpoint_paths) if state else []
+    candidates = [newest] + [p for p in reversed(kept) if p != newest]
+    errors = []
+    for path in candidates:
+        try:
+            ckpt.restore(path).assert_existing_objects_matched()
+            return path
+        except Exception as err:  # noqa: BLE001 -- readers raise OpError, IndexError ("Read less
+            # bytes than requested" on a truncated file), ValueError, AssertionError...
+            text = str(err).strip()
+            reason = text.splitlines()[0][:200] if text else type(err).__name__
+            errors.append(f"{path}: {reason}")
+            print(f"[train] checkpoint {path} cannot be read ({reason}); trying the previous one",
+                  flush=True)
+    raise WorkdirError(f"no readable checkpoint in {ckpt_dir} ({'; '.join(errors)}); remove the "
+                       "folder to train from scratch")
 
 
 def _make_step_fn(model, strategy, jit_compile: bool):
