@@ -1,7 +1,7 @@
 """Blessing: the model is pushed only when every threshold rule holds.
 
 Rules are strings `METRIC<=VALUE` or `METRIC>=VALUE` (config `eval.thresholds`, parsed by
-`trainers.config.parse_threshold`), e.g. `fid/domain<=150`, `precision/efficientnet_lite0>=0.2`,
+`trainers.thresholds.parse_threshold`), e.g. `fid/domain<=150`, `precision/efficientnet_lite0>=0.2`,
 `inpainting/square/model/psnr>=12`. METRIC is a flat name from `flatten_metrics`:
 - `fid/SPACE`, `kid/SPACE`, `kid_std/SPACE`, `inception_score/SPACE`, `inception_score_std/SPACE`,
   `precision/SPACE`, `recall/SPACE` from `metrics["feature_spaces"][SPACE]`;
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from trainers.config import BaselineBound, parse_threshold
+from trainers.thresholds import BaselineBound, parse_threshold
 
 _SHORTEN = {"downstream/rows/": "downstream/", "inpainting/masks/": "inpainting/",
             "denoising/levels/": "denoising/", "translation/spaces/": "translation/",

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from evaluators import blessing, push
-from trainers.config import BaselineBound, ConfigError, parse_threshold
+from trainers.config import ConfigError
+from trainers.thresholds import BaselineBound, parse_threshold
 
 METRICS = {
     "schema_version": 1,

@@ -3,7 +3,8 @@
 import pytest
 
 from pipeline.presets import PRESETS, SMOKE, SMOKE_BY_PRESET, load_preset
-from trainers.config import Config, ConfigError, parse_threshold, validate_grids
+from trainers.config import Config, ConfigError, validate_grids
+from trainers.thresholds import parse_threshold
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
