@@ -104,6 +104,8 @@ class ModelConfig:
     `wasserstein_gp`), class-conditional generation (one-hot labels to both networks) over
     `num_classes` label values, the length of the coarsest level's noise vector, and the weight of
     the gradient penalty with `wasserstein_gp`. Other families ignore them.
+    patch_layers: PatchGenCN (`patchgen`): valid 3x3 convs in each scale's patch energy net (the
+    receptive field is 2 * patch_layers + 1 pixels). Other families ignore it.
     """
 
     family: str = "multigrid"
@@ -116,6 +118,7 @@ class ModelConfig:
     num_classes: int = 10
     noise_dim: int = 100
     gp_weight: float = 10.0
+    patch_layers: int = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +138,8 @@ class SamplerConfig:
     clip: clip samples to [0, 1] after each step.
     upsample_noise: CF-EBM (`cfebm`): std of the Gaussian noise added to a stage's samples after
     their nearest upsampling, before the next stage's chain (smooth MCMC). Others ignore it.
+    coarse_steps: PatchGenCN (`patchgen`): Langevin steps at the coarsest scale (`steps` at the
+    others; the reference uses 60 and 30). Others ignore it.
     """
 
     steps: int = 30
@@ -147,6 +152,7 @@ class SamplerConfig:
     step_size_schedule: str = "constant"
     clip: bool = True
     upsample_noise: float = 0.05
+    coarse_steps: int = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +179,10 @@ class TrainConfig:
     warm_start: start a fresh run from an exported model's weights (`trainers.warm_start`):
     `latest_blessed` (the model being served; the pipeline resolves it) or an export folder;
     empty = random initial weights.
+    steps_per_scale, recovery_weight, init_from_previous: PatchGenCN (`patchgen`): train steps of
+    each scale (the run's budget is scales * steps_per_scale, capped by max_steps), the weight of
+    the self-supervised recovery task (0 = off), and whether a scale's net starts as a copy of
+    the previous scale's. Other families ignore them.
     """
 
     batch_size: int = 64
@@ -198,6 +208,9 @@ class TrainConfig:
     fade_images: int = 50_000
     stable_images: int = 50_000
     warm_start: str = ""
+    steps_per_scale: int = 500
+    recovery_weight: float = 0.1
+    init_from_previous: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

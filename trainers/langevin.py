@@ -165,7 +165,8 @@ class LangevinSampler:
         Args:
           energy_fn: callable, float32 [N, H, W, C] -> float32 [N] energies f(x). Pass the same
             callable object on every call to reuse the traced loop.
-          x0: float32 [N, H, W, C] starting images (in [0, 1] when clip).
+          x0: float32 [N, H, W, C] starting images (in [0, 1] when clip); H and W may be
+            unknown (dynamic) when called inside a tf.function without jit_compile.
           seed: int32/int64 [2] stateless seed; the same seed gives the same chain.
           mask: float32 [N, H, W, 1] (or [N, H, W, C]), 1 = pixels the chain may change,
             0 = pixels returned bit-exactly from x0; None = all pixels move.
@@ -179,8 +180,10 @@ class LangevinSampler:
           ValueError: x0 is not rank 4 with known H, W, C, or seed / mask shapes are wrong.
         """
         x0 = tf.convert_to_tensor(x0, tf.float32)
-        if x0.shape.rank != 4 or None in x0.shape[1:]:
-            raise ValueError(f"x0 must be float32 [N, H, W, C] with known H, W, C; got shape {x0.shape}")
+        inline = tf.inside_function() and not self.jit_compile
+        if x0.shape.rank != 4 or x0.shape[3] is None or (None in x0.shape[1:] and not inline):
+            raise ValueError(f"x0 must be float32 [N, H, W, C] with known H, W, C (H, W may be "
+                             f"unknown inside a tf.function); got shape {x0.shape}")
         seed = tf.convert_to_tensor(seed)
         if seed.dtype not in (tf.int32, tf.int64):
             raise ValueError(f"seed must be int32 or int64 [2], got dtype {seed.dtype.name}")
@@ -194,7 +197,7 @@ class LangevinSampler:
             raise ValueError(f"mask must be float32 [N, H, W, 1] matching x0 {x0.shape}; got {mask.shape}")
         if mask.shape[3] != x0.shape[3]:
             mask = tf.broadcast_to(mask, tf.shape(x0))
-        if tf.inside_function() and not self.jit_compile:
+        if inline:
             # Already in a graph (e.g. a train_step): build the loop inline; no nested function.
             return self._loop(energy_fn, x0, seed, mask)
         ctx = tf.distribute.get_replica_context()

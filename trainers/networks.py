@@ -69,6 +69,15 @@ def layer_specs(grid_size: int, width: float = 1.0) -> list[tuple[int, int, int]
     return [(k, s, max(1, int(round(c * width)))) for k, s, c in base]
 
 
+def activation_fn(name: str):
+    """The activation `name` (one of ACTIVATIONS) as a plain function float32 -> float32."""
+    fns = {"leaky_relu": lambda x: tf.nn.leaky_relu(x, LEAKY_SLOPE), "elu": tf.nn.elu,
+           "swish": tf.nn.silu, "relu": tf.nn.relu}
+    if name not in fns:
+        raise ValueError(f"activation={name!r} is not allowed; allowed values: {list(ACTIVATIONS)}")
+    return fns[name]
+
+
 def _activation(name: str):
     if name == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)

@@ -42,7 +42,7 @@ from trainers.config_values import ConfigError
 
 # The modules that register the built-in families (imported on first look-up, without TF).
 BUILTIN_SPECS = ("trainers.families.multigrid_spec", "trainers.families.cfebm_spec",
-                 "trainers.families.gan_spec")
+                 "trainers.families.gan_spec", "trainers.families.patchgen_spec")
 
 _REGISTRY: dict[str, "Family"] = {}
 _LOADED = False

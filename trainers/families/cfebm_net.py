@@ -28,20 +28,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")
-
-
-def _activation(name: str):
-    if name == "leaky_relu":
-        return lambda x: tf.nn.leaky_relu(x, 0.2)
-    if name == "elu":
-        return tf.nn.elu
-    if name == "swish":
-        return tf.nn.silu
-    if name == "relu":
-        return tf.nn.relu
-    raise ValueError(f"activation={name!r} is not allowed; allowed values: {list(ACTIVATIONS)}")
-
+from trainers.networks import activation_fn
 
 def _conv(filters: int, kernel: int, name: str, spectral: bool):
     conv = keras.layers.Conv2D(filters, kernel, padding="same", name=name)
@@ -58,7 +45,7 @@ class ResidualDown(keras.layers.Layer):
 
     def __init__(self, width: int, activation: str, spectral: bool, name: str):
         super().__init__(name=name)
-        self.act = _activation(activation)
+        self.act = activation_fn(activation)
         self.spectral = spectral
         self.conv1 = _conv(width, 3, "conv1", spectral)
         self.conv2 = _conv(width, 3, "conv2", spectral)
@@ -96,7 +83,7 @@ class ExpandingEnergyNet(keras.Model):
             raise ValueError(f"width={width!r} must be >= 1")
         self.sizes, self.channels, self.width = sizes, int(channels), int(width)
         self.spectral = bool(spectral)
-        self.act = _activation(activation)
+        self.act = activation_fn(activation)
         self.from_rgb = [_conv(self.width, 1, f"from_rgb_{s}", self.spectral) for s in sizes]
         self.blocks = [ResidualDown(self.width, activation, self.spectral, f"block_{s}") for s in sizes]
         self.dense = keras.layers.Dense(1, name="energy")

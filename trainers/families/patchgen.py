@@ -1,0 +1,290 @@
+"""PatchGenCN (Zheng, Xie, Li, CVPR 2021) as a Keras model: one image, a pyramid of patch EBMs.
+
+`PatchGenCN` holds one `PatchEnergyNet` per scale of the training image's scale pyramid (sizes
+from the pyramid's metadata, coarsest first), one Adam per scale, and trains with a custom
+`train_step` (keras-io style) on batches `{"scale_K": float32 [N, h_K, w_K, C]}` (N copies of the
+one image, `trainers.data.make_single_image_dataset`).
+
+Scale k trains during global steps [k P, (k + 1) P), P = `steps_per_scale`
+(`patchgen_spec.scale_at`; one `tf.switch_case` branch per scale, chosen in the graph from the
+step counter, so a resumed run continues exactly). A step at scale k:
+
+1. (first step of scale k > 0, with `init_from_previous`) net k := a copy of net k - 1;
+2. synthesis: N chains from uniform noise at the coarsest scale through the (already trained,
+   frozen) scales 0..k-1 without noise (the reference's sampling of the coarser scales), upsampled
+   to scale k, then the scale's chain with noise (`coarse_steps` at scale 0, else `steps`);
+3. recovery (the paper's self-supervised task, when `recovery_weight` > 0): the degraded image
+   (scale k - 1 of the image upsampled to scale k; at scale 0 the image down- then upsampled by
+   the scale factor) recovered by a noise-free chain of f_k;
+4. loss = [mean f_k(synth) - mean f_k(obs) + w (mean f_k(recovered) - mean f_k(obs))] / (h_k w_k)
+   (the reference's per-position mean), one Adam step on net k only.
+
+Metrics: loss, energy_gap (per position), energy_obs, energy_synth, recovery_mse (per pixel,
+pixels in [0, 1]), grad_norm, sample_mean/std/abs_max, `collapse` (1 when the recovery error
+exceeds RECOVERY_COLLAPSE_MSE: the reference's early-stop test, here a divergence-guard signal),
+scale. Randomness is stateless: step t uses the seed (seed, t). Pixels float32 in [0, 1];
+p(x) is proportional to exp(f(x)).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from trainers.chain import fold_seed
+from trainers.families import patchgen_signatures
+from trainers.families.patchgen_inference import PatchGenInference, resize
+from trainers.families.patchgen_net import PatchEnergyNet
+from trainers.langevin import LangevinSampler
+
+NUM_PREVIEW = 8
+# The reference stops a scale whose recovery error sum / (h w) > 2 with pixels in [-1, 1] and 3
+# channels: a mean squared error per value of 2 / 3 / 4 with pixels in [0, 1].
+RECOVERY_COLLAPSE_MSE = 2.0 / 3.0 / 4.0
+_METRICS = ("loss", "energy_gap", "energy_obs", "energy_synth", "recovery_mse", "grad_norm",
+            "sample_mean", "sample_std", "sample_abs_max", "collapse")
+
+
+class _Plain:
+    """An untracked holder (keeps optimizers and trackers out of Keras tracking)."""
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+
+class PatchGenCN(PatchGenInference, keras.Model):
+    """PatchGenCN; see the module docstring.
+
+    Args:
+      scales: [(h, w)] of the training image's scales, coarsest first (>= 1 scale).
+      channels: image channels C. factor: the constant scale factor in (0, 1).
+      nets: one built `PatchEnergyNet` per scale (same architecture).
+      sampler: the noisy Langevin sampler of the scales > 0 (T = `sampler.steps`).
+      coarse_steps: Langevin steps at the coarsest scale.
+      steps_per_scale: train steps of each scale (>= 1).
+      recovery_weight: weight of the recovery task (>= 0; 0 = off).
+      init_from_previous: net k starts as a copy of net k - 1.
+      seed: training seed.
+    """
+
+    def __init__(self, scales, channels: int, factor: float, nets, sampler: LangevinSampler,
+                 coarse_steps: int, steps_per_scale: int, recovery_weight: float = 0.1,
+                 init_from_previous: bool = True, seed: int = 0, name: str = "patchgen"):
+        super().__init__(name=name)
+        scales = [(int(h), int(w)) for h, w in scales]
+        if not scales or min(min(s) for s in scales) < 1:
+            raise ValueError(f"scales={scales} must be >= 1 positive (h, w) pairs")
+        if len(nets) != len(scales) or not all(isinstance(n, PatchEnergyNet) for n in nets):
+            raise ValueError(f"nets must be {len(scales)} PatchEnergyNet, one per scale")
+        if not 0 < factor < 1:
+            raise ValueError(f"factor={factor!r} must be in (0, 1)")
+        if int(steps_per_scale) < 1 or int(coarse_steps) < 1 or not recovery_weight >= 0:
+            raise ValueError(f"steps_per_scale={steps_per_scale}, coarse_steps={coarse_steps} must "
+                             f"be >= 1 and recovery_weight={recovery_weight} >= 0")
+        self.scales, self.channels, self.factor = scales, int(channels), float(factor)
+        self.num_scales = len(scales)
+        self.height, self.width = scales[-1]
+        self.image_size = max(self.height, self.width)
+        self.nets = list(nets)
+        self.sampler = sampler
+        self._samplers = []
+        for k in range(self.num_scales):
+            noisy = sampler.replace(steps=int(coarse_steps)) if k == 0 else sampler
+            self._samplers.append((noisy, noisy.replace(noise=False)))
+        self.coarse_steps, self.steps_per_scale = int(coarse_steps), int(steps_per_scale)
+        self.recovery_weight, self.init_from_previous = float(recovery_weight), bool(init_from_previous)
+        self.seed = int(seed)
+
+        def state(name, dtype):
+            return self.add_weight(shape=(), dtype=dtype, initializer="zeros", trainable=False,
+                                   aggregation="only_first_replica", name=name)
+
+        self.train_counter = state("train_counter", "int64")
+        self.scale = state("scale", "int32")
+        h, w = self.height, self.width
+        self._preview = self.add_weight(shape=(NUM_PREVIEW, h, w, self.channels), initializer="zeros",
+                                        trainable=False, aggregation="only_first_replica", name="last_samples")
+        self._preview_count = state("last_samples_count", "int32")
+        self._plain = _Plain(optimizers=[], trackers={m: keras.metrics.Mean(name=m) for m in _METRICS})
+        self.trackers = list(self._plain.trackers.values())
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self.trackers)
+
+    def samplers(self, k: int):
+        """(noisy, noise-free) Langevin samplers of scale k."""
+        return self._samplers[k]
+
+    def optimizers_by_name(self) -> dict:
+        """The model contract's optimizers: {"scale_K": the Adam of net K}."""
+        return {f"scale_{k}": opt for k, opt in enumerate(self._plain.optimizers)}
+
+    def compile(self, learning_rate: float = 4e-4, beta_1: float = 0.5, jit_compile: bool = False,
+                steps_per_execution: int = 1):
+        """One Adam(learning_rate, beta_1, beta_2=0.999) per scale, built on that scale's net."""
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate={learning_rate!r} must be > 0")
+        if not 0 <= beta_1 < 1:
+            raise ValueError(f"beta_1={beta_1!r} must be in [0, 1)")
+        self._plain.optimizers = []
+        for k, net in enumerate(self.nets):
+            opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=0.999,
+                                        name=f"adam_scale{k}")
+            opt.build(net.trainable_variables)
+            self._plain.optimizers.append(opt)
+        super().compile(optimizer=self._plain.optimizers[-1], jit_compile=jit_compile,
+                        steps_per_execution=steps_per_execution)
+
+    def call(self, images, training=False):
+        """Energies of images at the finest scale: float32 [N]."""
+        return self.nets[-1](images, training=training)
+
+    # ---------------------------------------------------------------- training
+
+    def scale_of(self, step):
+        """int32 []: the scale that trains at global step `step` (int64 [])."""
+        k = tf.math.floordiv(tf.cast(step, tf.int64), self.steps_per_scale)
+        return tf.cast(tf.minimum(k, self.num_scales - 1), tf.int32)
+
+    def degraded(self, obs: dict, k: int):
+        """The recovery task's start at scale k: the image's scale k - 1 upsampled to scale k (at
+        scale 0: the image down- and upsampled by the scale factor)."""
+        h, w = self.scales[k]
+        if k > 0:
+            return resize(obs[k - 1], h, w)
+        small = resize(obs[0], max(1, round(h * self.factor)), max(1, round(w * self.factor)))
+        return resize(small, h, w)
+
+    def _scale_branch(self, k: int, obs: dict, n, seed, local_step):
+        """The branch of scale k: one training step of net k; returns metric values + preview."""
+
+        def branch():
+            net, h, w = self.nets[k], *self.scales[k]
+            if self.init_from_previous and k > 0:
+                tf.cond(tf.equal(local_step, 0), lambda: net.copy_from(self.nets[k - 1]),
+                        lambda: tf.constant(False))
+            # 2. Synthesis: noise-free through the frozen coarser scales, then scale k with noise.
+            x = self.uniform_start(n, *self.scales[0], seed)
+            if k > 0:
+                x = self.run_from(x, 0, self.scales, seed, noise=False, last=k - 1)[k - 1]
+                x = resize(x, h, w)
+            synth, diags = self.run_scale(k, x, seed, noise=True)
+            synth = tf.stop_gradient(synth)
+            # 3. Recovery: a noise-free chain from the degraded image.
+            parts = [obs[k], synth]
+            if self.recovery_weight > 0:
+                rec, _ = self.run_scale(k, self.degraded(obs, k)[:1], fold_seed(seed, 99), noise=False)
+                rec = tf.stop_gradient(rec)
+                parts.append(rec)
+                rec_mse = tf.reduce_mean(tf.square(rec - obs[k][:1]))
+            else:
+                rec_mse = tf.constant(0.0)
+            # 4. The loss (per position) and one Adam step on net k.
+            variables = net.trainable_variables
+            with tf.GradientTape() as tape:
+                e = net(tf.concat(parts, 0), training=True) / float(h * w)
+                e_obs, e_syn = tf.reduce_mean(e[:n]), tf.reduce_mean(e[n:2 * n])
+                loss = e_syn - e_obs
+                if self.recovery_weight > 0:
+                    loss += self.recovery_weight * (tf.reduce_mean(e[2 * n:]) - e_obs)
+            grads = tape.gradient(loss, variables)
+            self._plain.optimizers[k].apply_gradients(zip(grads, variables))
+            collapse = tf.cast(rec_mse > RECOVERY_COLLAPSE_MSE, tf.float32)
+            values = [loss, e_obs - e_syn, e_obs, e_syn, rec_mse, diags["grad_norm"],
+                      tf.reduce_mean(synth), tf.math.reduce_std(synth), tf.reduce_max(tf.abs(synth)),
+                      collapse]
+            keep = resize(synth[:NUM_PREVIEW], self.height, self.width)
+            keep = tf.pad(keep, [[0, NUM_PREVIEW - tf.shape(keep)[0]], [0, 0], [0, 0], [0, 0]])
+            return values + [keep]
+
+        return branch
+
+    def _observed(self, data) -> dict:
+        if isinstance(data, (tuple, list)):
+            data = data[0]
+        keys = [f"scale_{k}" for k in range(self.num_scales)]
+        if not isinstance(data, dict) or any(key not in data for key in keys):
+            raise ValueError(f"train_step batch must be a dict with {keys} float32 [N, h_K, w_K, C] "
+                             "(a scale pyramid: trainers.data.make_single_image_dataset)")
+        return {k: tf.ensure_shape(tf.cast(data[key], tf.float32), [None, *self.scales[k], self.channels])
+                for k, key in enumerate(keys)}
+
+    def train_step(self, data):
+        obs = self._observed(data)
+        n = tf.shape(obs[0])[0]
+        step = tf.convert_to_tensor(self.train_counter)
+        seed = tf.stack([tf.constant(self.seed, tf.int64), step])
+        scale = self.scale_of(step)
+        local_step = step - tf.cast(scale, tf.int64) * self.steps_per_scale
+        out = tf.switch_case(scale, [self._scale_branch(k, obs, n, seed, local_step)
+                                     for k in range(self.num_scales)])
+        values, preview = out[:-1], out[-1]
+        self._preview.assign(preview)
+        self._preview_count.assign(tf.minimum(n, NUM_PREVIEW))
+        self.train_counter.assign_add(1)
+        self.scale.assign(self.scale_of(tf.convert_to_tensor(self.train_counter)))
+        for m, v in zip(_METRICS, values):
+            self._plain.trackers[m].update_state(v)
+        result = {m: self._plain.trackers[m].result() for m in _METRICS}
+        result["scale"] = tf.cast(scale, tf.float32)
+        return result
+
+    # ---------------------------------------------------------------- model contract
+
+    def use_averaged_weights(self) -> bool:
+        """No weight averages in this family."""
+        return False
+
+    def tensorboard_previews(self, batch: dict, max_outputs: int = 8):
+        """({"synthesized/scale": float32 [k, H, W, C] in [0, 1]} (the last step's samples at the
+        training scale, resized to the image size), {"energy_observed/scale": the per-patch
+        energies of the image at that scale [h * w]})."""
+        k = int(self.scale.numpy())
+        count = int(self._preview_count.numpy())
+        images = {}
+        if count:
+            images["synthesized/scale"] = tf.convert_to_tensor(self._preview)[:min(count, max_outputs)]
+        obs = tf.cast(batch[f"scale_{k}"][:1], tf.float32)
+        return images, {"energy_observed/scale": tf.reshape(self.nets[k].energy_map(obs), [-1])}
+
+    def trained_scales(self) -> int:
+        """How many scales have had all their steps (0..L)."""
+        return min(self.num_scales, int(self.train_counter.numpy()) // self.steps_per_scale)
+
+    def export_signatures(self, max_num_samples: int) -> dict:
+        """{name: tf.function} of the six signatures (`patchgen_signatures`)."""
+        if self.trained_scales() < self.num_scales:
+            print(f"[patchgen] warning: exporting with {self.trained_scales()} of {self.num_scales} "
+                  "scales fully trained; config.json says final_scale_reached=false", flush=True)
+        return patchgen_signatures.signature_functions(self, int(max_num_samples))
+
+    def export_info(self) -> dict:
+        """Facts for config.json: `single_image`, the scales, the training image's height and
+        width, `image_size` (its longer side), channels, the scale factor, the schedule state."""
+        return {"single_image": True, "grids": [], "image_size": int(self.image_size),
+                "height": int(self.height), "width": int(self.width), "channels": int(self.channels),
+                "scales": [list(s) for s in self.scales], "scale_factor": self.factor,
+                "coarse_steps": self.coarse_steps, "steps": int(self.sampler.steps),
+                "steps_per_scale": self.steps_per_scale, "train_steps": int(self.train_counter.numpy()),
+                "trained_scales": self.trained_scales(),
+                "final_scale_reached": self.trained_scales() == self.num_scales}
+
+
+def build_model(scales, image_channels: int, factor: float, *, channels=(64, 32, 32, 32, 1),
+                activation: str = "elu", spectral: bool = True, steps: int = 30, coarse_steps: int = 60,
+                step_size: float = 0.05, noise_scale: float = 0.1, noise_schedule: str = "linear",
+                step_size_schedule: str = "constant", clip: bool = True, steps_per_scale: int = 500,
+                recovery_weight: float = 0.1, init_from_previous: bool = True,
+                seed: int = 0) -> PatchGenCN:
+    """Build one net per scale (seeded by `seed`), the noisy sampler and the model; arguments as
+    in `PatchEnergyNet` (`channels`: the conv outputs), `LangevinSampler` and `PatchGenCN`."""
+    keras.utils.set_random_seed(seed)
+    nets = [PatchEnergyNet(image_channels, channels, activation=activation, spectral=spectral,
+                           name=f"patch_energy_{k}") for k in range(len(scales))]
+    sampler = LangevinSampler(steps, step_size, noise=True, clip=clip, noise_scale=noise_scale,
+                              noise_schedule=noise_schedule, step_size_schedule=step_size_schedule)
+    return PatchGenCN(scales, image_channels, factor, nets, sampler, coarse_steps=coarse_steps,
+                      steps_per_scale=steps_per_scale, recovery_weight=recovery_weight,
+                      init_from_previous=init_from_previous, seed=seed)

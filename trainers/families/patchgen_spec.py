@@ -1,0 +1,118 @@
+"""Registration of the PatchGenCN family (plain Python, no TensorFlow) and its scale schedule.
+
+`model.family = patchgen`: Patchwise Generative ConvNet (Zheng, Xie, Li, CVPR 2021), internal
+learning from ONE image. A pyramid of small fully convolutional patch energy nets, one per scale
+of the image's scale pyramid (constant factor `pyramid.scale_factor`, e.g. 0.75, coarsest shorter
+side about `pyramid.min_side`; written by the pyramid stage from a `file:` source), trained
+coarse to fine, one scale after the other. The model lives in `trainers.families.patchgen`,
+imported on `build`.
+
+Schedule (a pure function of the step, so a resumed run continues exactly): scale k trains
+during steps [k * P, (k + 1) * P) with P = `train.steps_per_scale`; the run's budget is
+L * P steps for L scales (capped by `train.max_steps`). With `train.init_from_previous` the net
+of scale k starts, at its first step, as a copy of the (trained) net of scale k - 1.
+
+Fields read: `model.width` (channels: 2b, b, b, b with b = round(32 * width)), `model.activation`,
+`model.norm` (none | spectral: every conv but the last), `model.patch_layers` (valid 3x3 convs per
+net: receptive field 2 * layers + 1 px), `sampler.steps` (Langevin steps at every scale but the
+coarsest), `sampler.coarse_steps` (at the coarsest), `sampler.step_size`, `sampler.noise_scale`,
+`sampler.noise_schedule`, `sampler.step_size_schedule`, `sampler.clip`, `train.steps_per_scale`,
+`train.recovery_weight`, `train.init_from_previous`, `train.seed`; `pyramid.scale_factor` must be
+> 0; `train.ema_decay` must be 0 and `train.mixed_precision` off.
+"""
+
+from __future__ import annotations
+
+import math
+
+from trainers.config_values import ConfigError
+from trainers.families import Family, register, require_metadata, require_plain_precision
+
+NAME = "patchgen"
+NORMS = ("none", "spectral")
+ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
+NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES
+STEP_SIZE_SCHEDULES = ("constant", "linear")  # trainers.langevin.STEP_SIZE_SCHEDULES
+SIGNATURES = ("sample", "energy", "super_resolve", "edit", "harmonize", "style_transfer")
+METADATA_KEYS = ("scales", "channels", "scale_factor")
+BASE_CHANNELS = 32  # b at model.width = 1.0 (the reference's small net: 64, 32, 32, 32, 1)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _one_of(name: str, value, allowed: tuple) -> None:
+    _require(value in allowed, f"{name}={value!r} is not allowed; allowed values: {list(allowed)}")
+
+
+def scale_at(step: int, num_scales: int, steps_per_scale: int) -> int:
+    """The scale index (0 = coarsest) that trains at global step `step` (>= 0)."""
+    return min(num_scales - 1, step // steps_per_scale)
+
+
+def sizes_for(height: int, width: int, num_scales: int, factor: float) -> list[tuple[int, int]]:
+    """The (h, w) of every scale, coarsest first, for an output of height x width: scale k is
+    round(height * factor ** (L - 1 - k)) x round(width * ...) (at least 1), the rule the pyramid
+    stage uses, so the training image's own size gives its recorded scales."""
+    out = []
+    for k in range(num_scales):
+        power = factor ** (num_scales - 1 - k)
+        out.append((max(1, round(height * power)), max(1, round(width * power))))
+    return out
+
+
+def channels_of(width: float, layers: int) -> list[int]:
+    """Output channels of the `layers` convs of one scale's net: 2b, b, ..., b, 1."""
+    b = max(1, int(round(BASE_CHANNELS * width)))
+    return [2 * b] + [b] * (layers - 2) + [1]
+
+
+def validate(config) -> None:
+    """Check the fields PatchGenCN reads; ConfigError names the first bad one."""
+    m, s, t, p = config.model, config.sampler, config.train, config.pyramid
+    _require(p.scale_factor > 0,
+             f"model.family={NAME} learns one image's scale pyramid: set pyramid.scale_factor in "
+             f"(0, 1), e.g. --set pyramid.scale_factor=0.75 (it is {p.scale_factor})")
+    _one_of("model.norm", m.norm, NORMS)
+    _one_of("model.activation", m.activation, ACTIVATIONS)
+    _require(m.width > 0, f"model.width={m.width} must be > 0")
+    _require(m.patch_layers >= 2, f"model.patch_layers={m.patch_layers} must be >= 2")
+    _require(s.steps >= 1, f"sampler.steps={s.steps} must be >= 1")
+    _require(s.coarse_steps >= 1, f"sampler.coarse_steps={s.coarse_steps} must be >= 1")
+    _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
+    _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
+    _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
+    _one_of("sampler.step_size_schedule", s.step_size_schedule, STEP_SIZE_SCHEDULES)
+    _require(t.steps_per_scale >= 1, f"train.steps_per_scale={t.steps_per_scale} must be >= 1")
+    _require(t.recovery_weight >= 0,
+             f"train.recovery_weight={t.recovery_weight} must be >= 0 (0 = no recovery task)")
+    _require(not math.isnan(t.recovery_weight), "train.recovery_weight must be a number")
+    require_plain_precision(t, NAME)
+
+
+def build(config, metadata: dict):
+    """The uncompiled `PatchGenCN` from the config and the scale-pyramid metadata.
+
+    Raises:
+      ValueError: metadata lacks a key (not a scale pyramid: rebuild it with
+        pyramid.scale_factor > 0).
+    """
+    require_metadata(metadata, METADATA_KEYS)
+    from trainers.families import patchgen  # TensorFlow from here on
+
+    m, s, t = config.model, config.sampler, config.train
+    scales = [(int(h), int(w)) for h, w in metadata["scales"]]
+    return patchgen.build_model(
+        scales, int(metadata["channels"]), float(metadata["scale_factor"]),
+        channels=channels_of(m.width, m.patch_layers), activation=m.activation,
+        spectral=m.norm == "spectral", steps=s.steps, coarse_steps=s.coarse_steps,
+        step_size=s.step_size, noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
+        step_size_schedule=s.step_size_schedule, clip=s.clip, steps_per_scale=t.steps_per_scale,
+        recovery_weight=t.recovery_weight, init_from_previous=t.init_from_previous, seed=t.seed)
+
+
+register(Family(name=NAME, signatures=SIGNATURES, build=build, validate=validate,
+                description="PatchGenCN (Zheng et al. 2021): a pyramid of patch energy nets "
+                            "learned from one image, trained coarse to fine"))
