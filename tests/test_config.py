@@ -52,7 +52,7 @@ def test_overrides_parse_by_type():
     ("nosuch.key=1", "unknown section 'nosuch'"),
     ("train.batch_size=abc", "train.batch_size must be an integer"),
     ("train.batch_size=0", "train.batch_size=0"),
-    ("model.family=gan", "allowed values: ['multigrid', 'single_grid', 'cd1', 'pcd', 'cfebm', 'lapgan', 'dcgan']"),
+    ("model.family=gan", "allowed values: ['multigrid', 'single_grid', 'cd1', 'pcd', 'cfebm', 'lapgan', 'dcgan', 'patchgen']"),
     ("data.channels=2", "data.channels=2"),
     ("pyramid.grids=1,3,32", "divisible by 3"),
     ("pyramid.grids=2,4,32", "must start at 1"),
