@@ -247,18 +247,20 @@ def nearest_patch_distances(image, samples, patch_size=7, stride=None):
     quilting._patch_size("patch_size", p, samples[0])
     stride = max(1, p // 2) if stride is None else quilting._positive_int("stride", stride)
     train = _patches(image[None], p, 1)[0]
-    queries = _patches(samples, p, stride)
-    flat = queries.reshape(-1, queries.shape[-1])
     bank = tf.constant(train - 0.5)
     bank_sq = tf.reduce_sum(bank * bank, axis=1)
     rows = max(1, _CHUNK_ELEMENTS // len(train))
-    index = np.empty(len(flat), np.int64)
-    for start in range(0, len(flat), rows):
-        q = tf.constant(flat[start:start + rows] - 0.5)
-        d2 = bank_sq[None, :] - 2.0 * tf.matmul(q, bank, transpose_b=True)  # + ||q||^2: same argmin
-        index[start:start + rows] = tf.argmin(d2, axis=1).numpy()
-    diff = flat.astype(np.float64) - train[index].astype(np.float64)
-    return np.sqrt(np.mean(diff * diff, axis=1)).reshape(queries.shape[:2])
+    out = []
+    for sample in samples:  # one sample at a time bounds the patch memory
+        queries = _patches(sample[None], p, stride)[0]
+        index = np.empty(len(queries), np.int64)
+        for start in range(0, len(queries), rows):
+            q = tf.constant(queries[start:start + rows] - 0.5)
+            d2 = bank_sq[None, :] - 2.0 * tf.matmul(q, bank, transpose_b=True)  # + ||q||^2: same argmin
+            index[start:start + rows] = tf.argmin(d2, axis=1).numpy()
+        diff = queries.astype(np.float64) - train[index].astype(np.float64)
+        out.append(np.sqrt(np.mean(diff * diff, axis=1)))
+    return np.stack(out)
 
 
 def _set_metrics(prefix, image, images, spaces, real_stats, eps, inception_weights, with_diversity,

@@ -252,3 +252,27 @@ def test_single_image_metrics_keys_json_and_table():
     assert "diversity/single_image" in result["skipped"]
     assert "diversity/single_image" not in result and "baseline/quilting/nearest_patch/mean" in result
     assert result["info"]["sample_size"] == [40, 60, 3]
+
+
+def test_overlap_errors_match_brute_force():
+    image = _texture(14, 12).astype(np.float64)
+    p = 5
+    target = np.random.default_rng(0).random((p, p, 3))
+    mask = np.zeros((p, p), bool)
+    mask[:, :2] = True
+    mask[:2, :] = True
+    got = quilting._OverlapSearch(image, p).errors(target, mask)
+    expected = np.array([[np.sum(mask[..., None] * (image[y:y + p, x:x + p] - target) ** 2)
+                          for x in range(12 - p + 1)] for y in range(14 - p + 1)])
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_quilting_of_a_periodic_image_with_zero_tolerance_is_seamless():
+    # Period 5 in both directions: an exact continuation (overlap error 0) always exists, and with
+    # tolerance 0 only such blocks are chosen, so every patch of the output is a patch of the image.
+    tile = np.random.default_rng(1).random((5, 5, 3))
+    image = np.tile(tile, (4, 4, 1)).astype(np.float32)
+    out = quilting.image_quilting(image, (30, 33), 8, 3, 2, seed=0, tolerance=0.0)
+    assert si.nearest_patch_distances(image, out, 4, 1).max() < 1e-6
+    shuffled = quilting.patch_shuffle(image, (30, 33), 8, 2, seed=0)
+    assert si.nearest_patch_distances(image, shuffled, 4, 1).max() > 0.05  # seams in the baseline
