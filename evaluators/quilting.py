@@ -169,7 +169,7 @@ def image_quilting(image, out_hw, patch_size, overlap, num, seed=0, tolerance=0.
     Args:
         image: float [H, W, C] in [0, 1], C in {1, 3}.
         out_hw: (h, w) of each output; the canvas is a whole number of blocks, then cropped.
-        patch_size: block size p, 2 <= p <= min(H, W).
+        patch_size: block size p, 1 <= p <= min(H, W).
         overlap: 0 <= overlap < p.
         num: number of outputs.
         seed: int seed; the same seed gives the same outputs.

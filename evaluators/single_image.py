@@ -169,16 +169,30 @@ def spatial_features(images, space="efficientnet_lite0", inception_weights="", b
     images = quilting.check_image("images", images, 4)
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
+    _check_positions(space, images.shape[1:3])
     run = _extractor(space, inception_weights or "", bool(_random_weights_for_tests))
     out = []
     for start in range(0, len(images), batch_size):
-        try:
-            f = run(tf.constant(images[start:start + batch_size])).numpy()
-        except (tf.errors.InvalidArgumentError, ValueError) as exc:
-            raise ValueError(f"images of size {images.shape[1]}x{images.shape[2]} are too small for the "
-                             f"{space} SIFID layer ({exc.__class__.__name__}).") from exc
+        f = run(tf.constant(images[start:start + batch_size])).numpy()
         out.append(f.reshape(f.shape[0], -1, f.shape[-1]))
     return np.concatenate(out)
+
+
+def _check_positions(space, hw):
+    positions = _positions(space, hw[0]) * _positions(space, hw[1])
+    if positions < 2:
+        need = "sides >= 11 and one >= 15" if space == "inception_v3" else "at least 5 pixels on one side"
+        raise ValueError(f"images of size {hw[0]}x{hw[1]} give {positions} position(s) in the {space} SIFID "
+                         f"layer; it needs >= 2 ({need}).")
+
+
+def _positions(space, n):
+    """Output length of the SIFID layer along a side of length n (checked before running: an
+    empty valid-padded output crashes the CPU kernels instead of raising)."""
+    if space == "efficientnet_lite0":
+        return -(-n // 4)  # "same" padding, strides 2 and 2
+    m = (n - 3) // 2 + 1 - 2  # 3x3/2 valid conv, 3x3 valid conv (the third conv is "same")
+    return max(0, (m - 3) // 2 + 1) if m >= 3 else 0  # 3x3/2 valid max-pool
 
 
 def sifid(image, samples, space="efficientnet_lite0", inception_weights="", eps=DEFAULT_EPS,
@@ -301,10 +315,14 @@ def single_image_metrics(image, samples, spaces=("efficientnet_lite0",), incepti
     """
     image = quilting.check_image("image", image, 3)
     samples = quilting.check_image("samples", samples, 4)
+    spaces = (spaces,) if isinstance(spaces, str) else tuple(spaces)
     for space in spaces:
         if space not in SIFID_SPACES:
             raise ValueError(f"spaces must hold names from {', '.join(SIFID_SPACES)}; got {space!r}.")
+    if samples.shape[-1] != image.shape[-1]:
+        raise ValueError(f"samples have {samples.shape[-1]} channels, the image {image.shape[-1]}.")
     p = quilting._patch_size("patch_size", patch_size, image)
+    quilting._patch_size("patch_size", p, samples[0])
     out_hw = samples.shape[1:3]
     side = min(image.shape[:2])
     block = min(side, max(p, side // 4)) if baseline_block is None else quilting._patch_size(
@@ -317,8 +335,9 @@ def single_image_metrics(image, samples, spaces=("efficientnet_lite0",), incepti
     skipped, real_stats = {}, {}
     for space in spaces:
         try:
+            _check_positions(space, out_hw)
             real_stats[space] = gaussian_stats(spatial_features(image[None], space, inception_weights)[0], eps)
-        except FeatureUnavailable as exc:
+        except (FeatureUnavailable, ValueError) as exc:  # weights missing, or images too small
             skipped[f"sifid/{space}"] = str(exc)
     with_diversity = tuple(out_hw) == image.shape[:2] and len(samples) >= 2 and num >= 2 and image.std() > 0
     if not with_diversity:

@@ -82,6 +82,10 @@ def test_sifid_inception_plumbing_with_random_weights():
     assert feats.shape == (1, 8 * 8, 64)
     assert si.sifid(image, image[None], "inception_v3", _random_weights_for_tests=True)[0] == pytest.approx(
         0.0, abs=1e-6)
+    # Too small for the valid-padded layers: a ValueError, checked before the CPU kernels (which
+    # crash the process with SIGFPE on an empty output).
+    with pytest.raises(ValueError, match="8x8 give 0 position"):
+        si.spatial_features(image[None, :8, :8], "inception_v3", _random_weights_for_tests=True)
 
 
 def test_inception_without_weights_is_skipped_with_reason(monkeypatch, tmp_path):
@@ -93,6 +97,8 @@ def test_inception_without_weights_is_skipped_with_reason(monkeypatch, tmp_path)
     assert "sifid/inception_v3" not in result
     assert "weights" in result["skipped"]["sifid/inception_v3"]
     assert "diversity/single_image" in result["skipped"]  # one sample only
+    tiny = si.single_image_metrics(image[:4, :4], image[None, :4, :4], patch_size=3, baseline_num=2)
+    assert "1 position(s)" in tiny["skipped"]["sifid/efficientnet_lite0"] and "nearest_patch/mean" in tiny
 
 
 # ------------------------------------------------------------------------------------- diversity
