@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-__all__ = ["check_image", "patch_shuffle", "image_quilting", "min_cut_path"]
+__all__ = ["check_image", "check_positive_int", "check_patch_size", "patch_shuffle", "image_quilting",
+           "min_cut_path"]
 
 
 def check_image(name, array, rank):
@@ -50,8 +51,10 @@ def check_image(name, array, rank):
     return arr.astype(np.float32, copy=False)
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or int(value) != value or value < 1:
+def check_positive_int(name, value):
+    """A positive int (bools and fractions rejected), else a ValueError naming ``name``."""
+    ok = isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
 
@@ -59,13 +62,14 @@ def _positive_int(name, value):
 def _out_hw(out_hw):
     if len(tuple(out_hw)) != 2:
         raise ValueError(f"out_hw must be (height, width); got {out_hw!r}.")
-    return _positive_int("out_hw height", out_hw[0]), _positive_int("out_hw width", out_hw[1])
+    return check_positive_int("out_hw height", out_hw[0]), check_positive_int("out_hw width", out_hw[1])
 
 
-def _patch_size(name, value, image):
-    size = _positive_int(name, value)
+def check_patch_size(name, value, image, what="the image"):
+    """A positive int that fits in ``image`` ([H, W, C]); else a ValueError naming ``name`` and ``what``."""
+    size = check_positive_int(name, value)
     if size > min(image.shape[0], image.shape[1]):
-        raise ValueError(f"{name}={size} is larger than the image ({image.shape[0]}x{image.shape[1]}).")
+        raise ValueError(f"{name}={size} is larger than {what} ({image.shape[0]}x{image.shape[1]}).")
     return size
 
 
@@ -84,8 +88,8 @@ def patch_shuffle(image, out_hw, patch_size, num, seed=0):
     """
     image = check_image("image", image, 3)
     h, w = _out_hw(out_hw)
-    p = _patch_size("patch_size", patch_size, image)
-    num = _positive_int("num", num)
+    p = check_patch_size("patch_size", patch_size, image)
+    num = check_positive_int("num", num)
     rows, cols = -(-h // p), -(-w // p)
     rng = np.random.default_rng(seed)
     ys = rng.integers(0, image.shape[0] - p + 1, size=(num, rows, cols))
@@ -180,8 +184,8 @@ def image_quilting(image, out_hw, patch_size, overlap, num, seed=0, tolerance=0.
     """
     image = check_image("image", image, 3)
     h, w = _out_hw(out_hw)
-    p = _patch_size("patch_size", patch_size, image)
-    num = _positive_int("num", num)
+    p = check_patch_size("patch_size", patch_size, image)
+    num = check_positive_int("num", num)
     if isinstance(overlap, bool) or int(overlap) != overlap or not 0 <= overlap < p:
         raise ValueError(f"overlap must be an integer in [0, patch_size={p}); got {overlap!r}.")
     if not np.isfinite(tolerance) or tolerance < 0:

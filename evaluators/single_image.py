@@ -257,9 +257,9 @@ def nearest_patch_distances(image, samples, patch_size=7, stride=None):
     samples = quilting.check_image("samples", samples, 4)
     if samples.shape[-1] != image.shape[-1]:
         raise ValueError(f"samples have {samples.shape[-1]} channels, the image {image.shape[-1]}.")
-    p = quilting._patch_size("patch_size", patch_size, image)
-    quilting._patch_size("patch_size", p, samples[0])
-    stride = max(1, p // 2) if stride is None else quilting._positive_int("stride", stride)
+    p = quilting.check_patch_size("patch_size", patch_size, image)
+    quilting.check_patch_size("patch_size", p, samples[0], "the samples")
+    stride = max(1, p // 2) if stride is None else quilting.check_positive_int("stride", stride)
     train = _patches(image[None], p, 1)[0]
     bank = tf.constant(train - 0.5)
     bank_sq = tf.reduce_sum(bank * bank, axis=1)
@@ -305,7 +305,7 @@ def single_image_metrics(image, samples, spaces=("efficientnet_lite0",), incepti
         seed: seed of both baselines.
         patch_stride: stride of the sample patches (default max(1, p // 2)).
         baseline_block: block size of both baselines (default max(patch_size, min(H, W) // 4),
-            capped at min(H, W)); baseline_overlap: quilting's overlap (default max(1, block // 6)).
+            capped at min(H, W)); baseline_overlap: quilting's overlap (default max(1, block // 6), below block).
         eps: SIFID covariance regularisation.
 
     Returns:
@@ -321,14 +321,14 @@ def single_image_metrics(image, samples, spaces=("efficientnet_lite0",), incepti
             raise ValueError(f"spaces must hold names from {', '.join(SIFID_SPACES)}; got {space!r}.")
     if samples.shape[-1] != image.shape[-1]:
         raise ValueError(f"samples have {samples.shape[-1]} channels, the image {image.shape[-1]}.")
-    p = quilting._patch_size("patch_size", patch_size, image)
-    quilting._patch_size("patch_size", p, samples[0])
+    p = quilting.check_patch_size("patch_size", patch_size, image)
+    quilting.check_patch_size("patch_size", p, samples[0], "the samples")
     out_hw = samples.shape[1:3]
     side = min(image.shape[:2])
-    block = min(side, max(p, side // 4)) if baseline_block is None else quilting._patch_size(
+    block = min(side, max(p, side // 4)) if baseline_block is None else quilting.check_patch_size(
         "baseline_block", baseline_block, image)
-    overlap = max(1, block // 6) if baseline_overlap is None else baseline_overlap
-    num = len(samples) if baseline_num is None else quilting._positive_int("baseline_num", baseline_num)
+    overlap = min(max(1, block // 6), block - 1) if baseline_overlap is None else baseline_overlap
+    num = len(samples) if baseline_num is None else quilting.check_positive_int("baseline_num", baseline_num)
     sets = {"": samples,
             "baseline/patch_shuffle/": quilting.patch_shuffle(image, out_hw, block, num, seed),
             "baseline/quilting/": quilting.image_quilting(image, out_hw, block, overlap, num, seed)}
