@@ -285,3 +285,16 @@ def test_quilting_of_a_periodic_image_with_zero_tolerance_is_seamless():
     assert si.nearest_patch_distances(image, out, 4, 1).max() < 1e-6
     shuffled = quilting.patch_shuffle(image, (30, 33), 8, 2, seed=0)
     assert si.nearest_patch_distances(image, shuffled, 4, 1).max() > 0.05  # seams in the baseline
+
+
+def test_efficientnet_early_layer_equals_the_full_models_block2():
+    import keras
+
+    from evaluators import efficientnet_lite0 as enet
+
+    model = enet.load_efficientnet_lite0()
+    reference = keras.Model(model.input, model.get_layer("block2_add").output)
+    image = _texture(224, 224)
+    expected = reference((image[None] * 255.0 - enet.PIXEL_MEAN) / enet.PIXEL_STD, training=False).numpy()
+    got = si.spatial_features(image[None])
+    np.testing.assert_allclose(got, expected.reshape(1, -1, 24), rtol=1e-4, atol=1e-4)
