@@ -255,6 +255,7 @@ def test_single_image_metrics_keys_json_and_table():
     rows = si.table_rows(result)
     assert [r[0] for r in rows] == ["", "model", "patch shuffle", "image quilting"]
     assert rows[0][1:] == sorted(keys) and all(v is not None for r in rows[1:] for v in r[1:])
+    assert si.single_image_metrics(image, samples, patch_size=5, seed=0) == result  # seeded baselines
 
     wide = np.stack([_noisy(_texture(40, 60, seed=s), 0.05, s) for s in range(2)])
     result = si.single_image_metrics(image, wide, patch_size=5, baseline_num=2)
