@@ -271,6 +271,13 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
     out["Denoising"], out["Translation"] = denoising_section(metrics, images), translation_section(metrics, images)
     out["Memorization"] = memorization_section(metrics, images)
     out["Class-conditional samples"] = conditional_section(metrics, images)
+    out.update(common_sections(metrics, config, log_dir))
+    return out
+
+
+def common_sections(metrics: dict, config: dict, log_dir: str | None) -> dict[str, str]:
+    """The sections every report ends with: Blessing, Training curves, Configuration."""
+    out = {}
     bless = metrics.get("blessing")
     if bless:
         verdict = "BLESSED" if bless.get("blessed") else "NOT BLESSED"
@@ -308,7 +315,6 @@ def write_report(output_dir: str, metrics: dict, images: dict, config: dict,
       config: shown as pretty JSON.
       log_dir: TensorBoard log folder for the training curves, or None.
     """
-    tf = _tf()
     for key, image in images.items():
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -317,6 +323,14 @@ def write_report(output_dir: str, metrics: dict, images: dict, config: dict,
     sections = _sections(metrics, images, config, log_dir)
     order = list(SECTION_TITLES[:3]) + (["Other figures"] if "Other figures" in sections else []) \
         + list(SECTION_TITLES[3:])
+    return write_page(output_dir, metrics, {t: sections[t] for t in order})
+
+
+def write_page(output_dir: str, metrics: dict, sections: dict[str, str]) -> str:
+    """Write `output_dir/report.html` from {title: HTML} sections in order (with the skipped
+    experiments and notes of `metrics` on top); returns its path."""
+    tf = _tf()
+    order = list(sections)
     model = metrics.get("model") or {}
     title = f"multigrid-ebm evaluation: {model.get('dir', '')}"
     nav = " | ".join(f"<a href='#s{i}'>{html.escape(t)}</a>" for i, t in enumerate(order))
