@@ -113,10 +113,12 @@ def ingested_dataset(ingest_dir: str, split: str = "train") -> tf.data.Dataset:
 
     Returns:
       tf.data.Dataset of dicts {"image": uint8 [H, W, C], "label": int64 [], "key": string []},
-      in shard order (deterministic).
+      in shard order (deterministic); H = W = image_size, or a single-image ingest's
+      height / width (summary.json).
     """
     summary = read_summary(ingest_dir)
     size, channels = int(summary["image_size"]), int(summary["channels"])
+    height, width = int(summary.get("height", size)), int(summary.get("width", size))
     files = split_files(ingest_dir, split)
     spec = {"image": tf.io.FixedLenFeature([], tf.string),
             "label": tf.io.FixedLenFeature([], tf.int64),
@@ -125,7 +127,7 @@ def ingested_dataset(ingest_dir: str, split: str = "train") -> tf.data.Dataset:
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, spec)
         image = tf.io.decode_png(parsed["image"], channels=channels)
-        image = tf.ensure_shape(image, [size, size, channels])
+        image = tf.ensure_shape(image, [height, width, channels])
         return {"image": image, "label": parsed["label"], "key": parsed["key"]}
 
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
