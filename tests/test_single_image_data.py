@@ -202,3 +202,96 @@ def test_grayscale_png_in_a_folder_gives_rgb(tmp_path):
     (example,) = records.ingested_dataset(out, "train").as_numpy_iterator()
     np.testing.assert_array_equal(example["image"], np.repeat(gray, 3, -1))
     assert json.load(open(os.path.join(out, "summary.json")))["single_image"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam scale-pyramid stage and the trainer's input.
+
+@pytest.fixture(scope="module")
+def scale_stages(tmp_path_factory):
+    from components import pyramid_beam
+
+    root = tmp_path_factory.mktemp("single")
+    image = _structured(96, 128, seed=5)
+    path = _save(root / "photo.png", image)
+    ingest_dir, pyramid_dir = str(root / "ingested"), str(root / "pyramid")
+    summary = ingest.run_ingest(f"file:{path}", ingest_dir, 32, 3, eval_fraction=0.5, min_side=25)
+    metadata = pyramid_beam.run_pyramid(ingest_dir, pyramid_dir, (1, 4, 32), scale_factor=0.75,
+                                        min_side=25)
+    return image, ingest_dir, pyramid_dir, summary, metadata
+
+
+def test_scale_pyramid_records_equal_pyramid_ops_and_metadata(scale_stages):
+    image, ingest_dir, pyramid_dir, summary, metadata = scale_stages
+    scales = [[30, 40], [40, 54], [54, 72], [72, 96], [96, 128]]
+    assert metadata["format"] == "multigrid-ebm-scale-pyramid-v1" and metadata["single_image"] is True
+    assert metadata["scales"] == scales and metadata["grids"] == []
+    assert (metadata["height"], metadata["width"], metadata["image_size"]) == (96, 128, 128)
+    assert metadata["channels"] == 3 and metadata["counts"] == {"train": 1, "eval": 0}
+    assert (metadata["scale_factor"], metadata["min_side"]) == (0.75, 25)
+    assert metadata["ingest"]["source"] == summary["source"] and metadata["runner"] == "DirectRunner"
+    assert metadata["fingerprint"] and set(metadata["files"]) == {"train", "eval"}
+    assert metadata == records.read_metadata(pyramid_dir)
+    expected = [level.numpy()[0] for level in pyramid_ops.scale_pyramid(
+        image[None].astype(np.float32) / 255.0, [tuple(s) for s in scales])]
+    np.testing.assert_array_equal(expected[-1], image.astype(np.float32) / 255.0)
+    import tensorflow as tf
+
+    (serialized,) = [r.numpy() for r in tf.data.TFRecordDataset(
+        records.split_files(pyramid_dir, "train"), compression_type="GZIP")]
+    decoded = records.decode_scale_example(serialized, scales, 3)
+    assert decoded["key"] == "photo.png" and decoded["label"] == -1
+    for k, level in enumerate(expected):
+        np.testing.assert_allclose(decoded[k], level, atol=1e-6)
+        stats = metadata["scale_stats"][str(k)]
+        np.testing.assert_allclose(stats["mean"], level.reshape(-1, 3).astype(np.float64).mean(0), atol=1e-9)
+        np.testing.assert_allclose(stats["std"], level.reshape(-1, 3).astype(np.float64).std(0), atol=1e-9)
+    assert metadata["coarse_mean"] == metadata["scale_stats"]["0"]["mean"]
+    (example,) = records.scale_dataset(pyramid_dir, "train").as_numpy_iterator()
+    assert [example[f"scale_{k}"].shape for k in range(5)] == [(h, w, 3) for h, w in scales]
+    assert list(records.scale_dataset(pyramid_dir, "eval").as_numpy_iterator()) == []
+
+
+def test_make_single_image_dataset_repeats_the_image(scale_stages):
+    from trainers import data as data_lib
+
+    image, _, pyramid_dir, _, metadata = scale_stages
+    meta = data_lib.read_pyramid_metadata(pyramid_dir)
+    assert meta["scales"] == metadata["scales"] and data_lib.is_scale_pyramid(meta)
+    batches = list(data_lib.make_single_image_dataset(pyramid_dir, 4).take(3).as_numpy_iterator())
+    assert len(batches) == 3
+    for batch in batches:
+        assert sorted(batch) == [f"scale_{k}" for k in range(5)]
+        assert batch["scale_0"].shape == (4, 30, 40, 3) and batch["scale_4"].dtype == np.float32
+        np.testing.assert_array_equal(batch["scale_4"][3], image.astype(np.float32) / 255.0)
+        np.testing.assert_array_equal(batch["scale_0"][0], batch["scale_0"][2])
+    with pytest.raises(data_lib.PyramidDataError, match="differ"):
+        data_lib.make_single_image_dataset(pyramid_dir, 2, scales=[[30, 40]])
+
+
+def test_train_geometry_check_compares_scale_fields(scale_stages):
+    from trainers.train import check_geometry
+
+    metadata = scale_stages[4]
+    cfg = Config.build(data={"source": "file:/x.png", "channels": 3},
+                       pyramid={"scale_factor": 0.75, "min_side": 25})
+    check_geometry(cfg, metadata)
+    with pytest.raises(ConfigError, match=r"pyramid.min_side=20 .* min_side=25"):
+        check_geometry(Config.build(data={"source": "file:/x.png", "channels": 3},
+                                    pyramid={"scale_factor": 0.75, "min_side": 20}), metadata)
+
+
+def test_pyramid_stage_refuses_mismatched_inputs(scale_stages, tmp_path, make_data_stages):
+    from components import pyramid_beam
+    from trainers import data as data_lib
+
+    _, ingest_dir, _, _, _ = scale_stages
+    with pytest.raises(pyramid_beam.PyramidError, match=r"holds one image.*pyramid.scale_factor=0.75"):
+        pyramid_beam.run_pyramid(ingest_dir, str(tmp_path / "p1"), (1, 4, 32))
+    with pytest.raises(pyramid_beam.PyramidError, match=r"96x128 \(HxW\).*min_side=100"):
+        pyramid_beam.run_pyramid(ingest_dir, str(tmp_path / "p2"), (), scale_factor=0.5, min_side=100)
+    grid = make_data_stages(tmp_path / "grid", "builtin:mnist5k", 8, 1, (1, 4, 8), limit=20)
+    with pytest.raises(pyramid_beam.PyramidError, match=r"ONE image.*file: source"):
+        pyramid_beam.run_pyramid(grid.ingest_dir, str(tmp_path / "p3"), (), scale_factor=0.5, min_side=3)
+    with pytest.raises(data_lib.PyramidDataError, match="not a single image's scale pyramid"):
+        data_lib.make_single_image_dataset(grid.pyramid_dir, 2)
