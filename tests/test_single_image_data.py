@@ -295,3 +295,40 @@ def test_pyramid_stage_refuses_mismatched_inputs(scale_stages, tmp_path, make_da
         pyramid_beam.run_pyramid(grid.ingest_dir, str(tmp_path / "p3"), (), scale_factor=0.5, min_side=3)
     with pytest.raises(data_lib.PyramidDataError, match="not a single image's scale pyramid"):
         data_lib.make_single_image_dataset(grid.pyramid_dir, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: a too small image or a missing scale_factor is a usage error (exit 2), answered
+# before TensorFlow, Beam or TFX is imported.
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["ingest", "--data", "file:{thin}", "--image-size", "8", "--min-side", "25", "--output", "o"],
+     "thin.png is 50x1 (HxW); its shorter side is below pyramid.min_side=25: lower pyramid.min_side"),
+    (["ingest", "--data", "file:{thin}", "--image-size", "8", "--output", "o"], "below 2 pixels"),
+    (["run", "--preset", "mnist5k-multigrid", "--data", "file:{photo}", "--set", "data.max_side=40",
+      "--set", "pyramid.scale_factor=0.75", "--set", "pyramid.min_side=30"],
+     "photo.png is 80x120 (HxW), 27x40 after data.max_side=40; its shorter side is below pyramid.min_side=30"),
+    (["run", "--preset", "mnist5k-multigrid", "--data", "file:{photo}"], "--set pyramid.scale_factor=0.75"),
+    (["run", "--preset", "mnist5k-multigrid", "--data", "file:{two}", "--set", "pyramid.scale_factor=0.75"],
+     "holding 2 image files"),
+    (["pyramid", "--input", "{tmp}", "--output", "o"], "needs --grids"),
+])
+def test_cli_single_image_usage_errors_exit_2(argv, fragment, tmp_path):
+    import subprocess
+    import sys
+
+    thin = _save(tmp_path / "thin.png", _structured(50, 1))
+    photo = _save(tmp_path / "photo.png", _structured(80, 120))
+    (tmp_path / "two").mkdir()
+    for name in ("a.png", "b.png"):
+        _save(tmp_path / "two" / name, _structured(30, 30))
+    argv = [a.format(thin=thin, photo=photo, two=tmp_path / "two", tmp=tmp_path) for a in argv]
+    code = ("import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
+            "heavy = [m for m in ('tensorflow', 'apache_beam', 'tfx', 'keras') if m in sys.modules]; "
+            "print('HEAVY=' + ','.join(heavy)); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "HEAVY=\n" in result.stdout, result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
