@@ -332,3 +332,26 @@ def test_cli_single_image_usage_errors_exit_2(argv, fragment, tmp_path):
     assert "HEAVY=\n" in result.stdout, result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+@pytest.mark.tfx
+def test_tfx_components_pass_the_single_image_settings(tmp_path):
+    """The IngestImages and BuildPyramid executors' functions, called on artifacts by hand: the
+    config's data.max_side and pyramid.scale_factor / min_side reach the stages."""
+    pytest.importorskip("tfx", reason="TFX lives in the primary environment only")
+    from components import artifacts
+    from components.ingest_component import IngestImages
+    from components.pyramid_component import BuildPyramid
+
+    path = _save(tmp_path / "photo.png", _structured(80, 120))
+    cfg = Config.build(data={"source": f"file:{path}", "channels": 3, "max_side": 60},
+                       pyramid={"scale_factor": 0.5, "min_side": 10})
+    images, pyramid = artifacts.Examples(), artifacts.Pyramid()
+    images.uri, pyramid.uri = str(tmp_path / "ingested"), str(tmp_path / "pyramid")
+    IngestImages.EXECUTOR_SPEC.executor_class._FUNCTION(config_json=cfg.to_json(), images=images)
+    assert images.get_int_custom_property("num_train") == 1
+    BuildPyramid.EXECUTOR_SPEC.executor_class._FUNCTION(config_json=cfg.to_json(), images=images,
+                                                        pyramid=pyramid)
+    metadata = records.read_metadata(pyramid.uri)
+    assert metadata["scales"] == [[10, 15], [20, 30], [40, 60]]
+    assert pyramid.get_string_custom_property("scales") == "10x15,20x30,40x60"

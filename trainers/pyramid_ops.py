@@ -7,6 +7,10 @@ image, and a coarse image goes back up by repeating each pixel (nearest neighbou
 used by the Beam pyramid stage (`components/pyramid_beam.py`) and by the trainer, so the data the
 model trains on and the pyramids it builds itself at run time are the same numbers.
 
+For one image (PatchGenCN), `scale_sizes` / `resize_image` / `scale_pyramid` give a pyramid of
+non-square scales with a constant non-integer factor between them (antialiased bicubic, each
+scale resized from the full image).
+
 All images are NHWC float tensors (float32 unless the input is another float type); the ops do not
 clip or rescale, so pixels in [0, 1] stay in [0, 1].
 """
