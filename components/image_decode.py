@@ -22,6 +22,12 @@ Orientation: the EXIF orientation tag (values 2..8) is applied (the same transpo
 Decompression bombs: a small file can claim a huge size (a 30000x30000 PNG needs 900 MB decoded).
 An image whose header says width * height > max_pixels is refused with "too large: ..." before its
 pixels are decoded.
+
+Reduced-size JPEG decoding (`max_side`, for `file:` sources): a JPEG whose longer side is above
+max_side is decoded directly at 1/2, 1/4 or 1/8 of its size through Pillow's `Image.draft` (the
+DCT scaling of libjpeg), the smallest such size whose sides are still >= the target
+`fit_longer_side(H, W, max_side)`; the caller then area-resizes to the target. A 4000x3000 photo
+with max_side=100 is decoded at 500x375, never at full size.
 """
 
 from __future__ import annotations
@@ -105,6 +111,31 @@ def too_large(width: int, height: int, max_pixels: int) -> str | None:
             f"{max_pixels:,}; downscale it or raise data.max_pixels")
 
 
+def fit_longer_side(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(h, w) with the longer side = max_side and the aspect ratio kept (the shorter side rounded,
+    >= 1); the input size when max_side is 0 or not smaller than the longer side (no upscaling)."""
+    height, width, max_side = int(height), int(width), int(max_side)
+    longer = max(height, width)
+    if max_side <= 0 or longer <= max_side:
+        return height, width
+    scale = max_side / longer
+    return (max_side if height == longer else max(1, round(height * scale)),
+            max_side if width == longer else max(1, round(width * scale)))
+
+
+def jpeg_draft(im: Image.Image, max_side: int):
+    """Ask Pillow to decode a JPEG at a reduced size for `max_side` (see the module docstring).
+
+    Returns:
+      Pillow's `draft` answer (mode, box) when a reduced decode was configured, else None (not a
+      JPEG, max_side 0, or the image is no larger than max_side).
+    """
+    if im.format != "JPEG" or max_side <= 0 or max(im.size) <= max_side:
+        return None
+    height, width = fit_longer_side(im.height, im.width, max_side)
+    return im.draft(None, (width, height))
+
+
 def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1..8) to [H, W, C]: the transposes of ImageOps.exif_transpose."""
     ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
@@ -170,12 +201,14 @@ def short_error(err: BaseException) -> str:
     return text.splitlines()[0][:160] if text else type(err).__name__
 
 
-def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = 0) -> Decoded:
     """Decode one file's bytes (any of FORMATS; see the module docstring).
 
     Args:
       data: the file's content.
       max_pixels: refuse an image whose header says width * height > this (>= 1).
+      max_side: > 0: a JPEG larger than this may come back reduced by 2, 4 or 8 (`jpeg_draft`),
+        never below `fit_longer_side(H, W, max_side)`; the caller resizes. 0: full size.
 
     Returns:
       Decoded(uint8 [H, W, C] with C in 1..4, None, note or None), or Decoded(None, reason) with a
@@ -201,6 +234,7 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
             if fmt == "PNG" and _is_png16_color(data):
                 array, reason = _decode_png16(data), None
             else:
+                jpeg_draft(im, int(max_side))
                 im.load()
                 array, reason = _pixels(im)
             orientation = _orientation(im)

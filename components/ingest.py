@@ -13,6 +13,11 @@ Output layout (OUTPUT = `output_dir`):
       nor in rejects.jsonl, and each is also logged); `notes`: {kind: count} for used images
       with a note (e.g. "first frame only" for animated GIFs); written LAST.
 
+A `file:PATH` source (one image, `components/single_image.py`) stores that image at its own
+aspect ratio, uint8 [H, W, C] (longer side fitted to `max_side`), ALWAYS in the train split
+whatever eval_fraction says; the eval split's shards are valid empty files. Its summary adds
+`"single_image": true, "height": H, "width": W` and has `"image_size": max(H, W)`.
+
 Split: an example goes to eval iff int(sha1(key)[:8 bytes]) / 2**64 < eval_fraction, so the split
 depends only on the key (stable across runs, machines, limits and source order).
 
@@ -87,7 +92,8 @@ def _examples(reasons: list[str], limit: int = 3) -> str:
 def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
                eval_fraction: float = 0.1, max_reject_fraction: float = 0.05, limit: int = 0,
                num_shards: int = 2, progress_every: int = 1000,
-               max_pixels: int = sources.DEFAULT_MAX_PIXELS, span: str = "latest") -> dict:
+               max_pixels: int = sources.DEFAULT_MAX_PIXELS, span: str = "latest",
+               max_side: int = 0, min_side: int = 0) -> dict:
     """Read, check and normalize every input of `source` into sharded GZIP TFRecords.
 
     Args:
@@ -104,6 +110,8 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
         before decoding it (>= 1; data.max_pixels).
       span: data.span (`latest`, `N` or `A-B`) for a source with `{SPAN}`; the spans read are
         recorded in the summary (`spans`).
+      max_side, min_side: `file:` sources only (data.max_side; pyramid.min_side, 0 = no check):
+        see `components/single_image.py`; image_size is then not used.
 
     Returns:
       The summary dict also written to OUTPUT/summary.json.
@@ -116,10 +124,12 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
         raise IngestError(f"eval_fraction={eval_fraction} must be in [0, 1)")
     if not 0.0 <= max_reject_fraction <= 1.0:
         raise IngestError(f"max_reject_fraction={max_reject_fraction} must be in [0, 1]")
-    if num_shards < 1 or limit < 0 or image_size < 1 or channels not in (1, 3) or max_pixels < 1:
+    if num_shards < 1 or limit < 0 or image_size < 1 or channels not in (1, 3) or max_pixels < 1 \
+            or max_side < 0 or min_side < 0:
         raise IngestError(f"bad ingest arguments: num_shards={num_shards} (>= 1), limit={limit} "
                           f"(>= 0), image_size={image_size} (>= 1), channels={channels} (1 or 3), "
-                          f"max_pixels={max_pixels} (>= 1)")
+                          f"max_pixels={max_pixels} (>= 1), max_side={max_side} (>= 0), "
+                          f"min_side={min_side} (>= 0)")
     try:
         _prepare_output(output_dir, source)
         spans = ([n for n, _ in sources.concrete_spans(source, span)] if sources.has_spans(source)
@@ -127,12 +137,14 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
     except sources.SourceError as err:
         raise IngestError(str(err)) from None
     start = time.time()
+    single = sources.parse_source(source)[0] == "file"
     _log(f"ingest: {source}{f' span {spans}' if spans else ''} -> {output_dir} "
-         f"({image_size}x{image_size}x{channels})")
+         + (f"(one image, longer side <= {max_side or 'as decoded'}, x{channels})" if single
+            else f"({image_size}x{image_size}x{channels})"))
     try:
         summary = _ingest(source, output_dir, image_size, channels, eval_fraction,
                           max_reject_fraction, limit, num_shards, progress_every, start,
-                          max_pixels, span, spans)
+                          max_pixels, span, spans, (max_side, min_side) if single else None)
     except BaseException:
         records.remove_outputs(output_dir, ("summary.json", "train", "eval", "labels.json"))
         raise
@@ -148,7 +160,7 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
 
 
 def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_fraction, limit,
-            num_shards, progress_every, start, max_pixels, span, spans) -> dict:
+            num_shards, progress_every, start, max_pixels, span, spans, single) -> dict:
     writers = {split: [tf.io.TFRecordWriter(
         posixpath.join(output_dir, split, records.shard_name(i, num_shards)), options="GZIP")
         for i in range(num_shards)] for split in records.SPLITS}
@@ -156,12 +168,14 @@ def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_
     balance = {split: Counter() for split in records.SPLITS}
     reasons, reject_kinds, skipped, notes = [], Counter(), [], Counter()
     fingerprint = hashlib.sha256()
+    shape = None
+    side_args = {"max_side": single[0], "min_side": single[1]} if single else {}
     try:
         with tf.io.gfile.GFile(posixpath.join(output_dir, "rejects.jsonl"), "w") as rejects:
             rejects.write("")  # gfile creates a file on its first write: keep it when no rejects
             try:
                 for item in sources.iter_source(source, image_size, channels, limit, max_pixels,
-                                                span):
+                                                span, **side_args):
                     if item.skipped:  # not an input (e.g. a link into a loop): reported only
                         skipped.append({"path": item.key, "reason": item.note})
                         if len(skipped) <= _MAX_SKIP_LOGS:
@@ -178,7 +192,8 @@ def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_
                         reasons.append(f"{item.key}: {item.reason}")
                         reject_kinds[item.reason.split(":", 1)[0].split(";", 1)[0]] += 1
                     else:
-                        split = split_of(item.key, eval_fraction)
+                        split = "train" if single else split_of(item.key, eval_fraction)
+                        shape = item.image.shape
                         png = tf.io.encode_png(item.image).numpy()
                         writers[split][counts[split] % num_shards].write(
                             records.encode_ingest_example(png, item.label, item.key))
@@ -239,5 +254,9 @@ def _ingest(source, output_dir, image_size, channels, eval_fraction, max_reject_
         "split_rule": "eval iff sha1(key)[:8] / 2**64 < eval_fraction",
         "fingerprint": fingerprint.hexdigest(),
     }
+    if single:
+        summary.update({"single_image": True, "height": int(shape[0]), "width": int(shape[1]),
+                        "image_size": int(max(shape[:2])), "max_side": int(single[0]),
+                        "split_rule": "single image: always train"})
     records.write_json(posixpath.join(output_dir, records.SUMMARY_FILE), summary)
     return summary

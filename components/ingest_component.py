@@ -10,12 +10,14 @@ from trainers.config import Config
 @component
 def IngestImages(config_json: Parameter[str], images: OutputArtifact[artifacts.Examples]) -> None:
     """Decode, check, resize and split the images named by `data.source` into `images.uri`."""
-    cfg = Config.from_json(config_json).data
+    config = Config.from_json(config_json)
+    cfg, pyramid = config.data, config.pyramid
     summary = ingest.run_ingest(
         source=cfg.source, output_dir=images.uri, image_size=cfg.image_size,
         channels=cfg.channels, eval_fraction=cfg.eval_fraction,
         max_reject_fraction=cfg.max_reject_fraction, limit=cfg.limit, num_shards=cfg.num_shards,
-        max_pixels=cfg.max_pixels, span=cfg.span)
+        max_pixels=cfg.max_pixels, span=cfg.span, max_side=cfg.max_side,
+        min_side=pyramid.min_side if pyramid.scale_factor > 0 else 0)
     images.split_names = '["train", "eval"]'
     images.set_string_custom_property("source", cfg.source)
     if summary["spans"]:

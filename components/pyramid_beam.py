@@ -21,6 +21,10 @@ same ingested data gives the same value. Runner: "DirectRunner" runs Beam's in-p
 plain DirectRunner to the Prism runner, which downloads a binary. `beam_args` pass through to
 `PipelineOptions`, e.g. `--direct_num_workers=2 --direct_running_mode=multi_processing`, or another
 runner's flags (`--project`, `--region`, `--temp_location`, ...).
+
+With `scale_factor` > 0 (pyramid.scale_factor) the input must be a single-image ingest (a `file:`
+source) and the stage writes its scale pyramid instead: `components/scale_pyramid_beam.py`
+(`scale_K` records, metadata.json format "multigrid-ebm-scale-pyramid-v1" with "scales").
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components import records
+from components import records, scale_pyramid_beam
 from trainers import config as config_lib
+from trainers import pyramid_ops
 
 STATS_DIR = "_stats"
 OUTPUT_NAMES = ("train", "eval", records.METADATA_FILE, STATS_DIR)
@@ -170,7 +175,8 @@ def _prepare_output(output_dir: str) -> None:
 
 
 def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: str = "DirectRunner",
-                beam_args: Sequence[str] = (), num_shards: int = 0, batch_size: int = 64) -> dict:
+                beam_args: Sequence[str] = (), num_shards: int = 0, batch_size: int = 64,
+                scale_factor: float = 0.0, min_side: int = 25) -> dict:
     """Run the Beam pyramid pipeline on an ingest output and write metadata.json.
 
     Args:
@@ -182,6 +188,9 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
       num_shards: output files per split; 0 = one per Beam bundle, each written as its records
         stream past (memory flat in the data set size); N >= 1 = exactly N files, which costs a
         shuffle that Beam's in-process runner holds in memory. batch_size: max images per TF call.
+      scale_factor: 0 = the integer grids; in (0, 1) = the scale pyramid of a single-image ingest
+        (`grids` ignored; see components/scale_pyramid_beam.py), its coarsest scale's shorter side
+        the smallest one >= min_side.
 
     Returns:
       The metadata dict also written to OUTPUT/metadata.json.
@@ -199,8 +208,10 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
     except ValueError as err:
         raise PyramidError(str(err)) from None
     image_size, channels = int(summary["image_size"]), int(summary["channels"])
-    grids = tuple(int(g) for g in grids)
-    config_lib.validate_grids(grids, image_size)
+    scales = _scales(input_dir, summary, float(scale_factor), int(min_side))
+    grids = () if scales else tuple(int(g) for g in grids)
+    if not scales:
+        config_lib.validate_grids(grids, image_size)
     if num_shards < 0 or batch_size < 1:
         raise PyramidError(f"num_shards={num_shards} must be >= 0 (0 = one file per bundle) and "
                            f"batch_size={batch_size} >= 1")
@@ -208,12 +219,16 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
     options = PipelineOptions(list(beam_args))
     _prepare_output(output_dir)
     start = time.time()
-    print(f"pyramid: {input_dir} -> {output_dir}, grids {list(grids)}, runner {runner}",
-          file=sys.stderr, flush=True)
+    print(f"pyramid: {input_dir} -> {output_dir}, "
+          + (f"scales {[list(s) for s in scales]}" if scales else f"grids {list(grids)}")
+          + f", runner {runner}", file=sys.stderr, flush=True)
     try:
         fingerprint = ingest_fingerprint(input_dir)
         pipeline = beam.Pipeline(runner=beam_runner, options=options)
-        for split in records.SPLITS:
+        if scales:
+            scale_pyramid_beam.build(pipeline, input_dir, output_dir,
+                                     posixpath.join(output_dir, STATS_DIR), scales, channels, num_shards)
+        for split in records.SPLITS if not scales else ():
             batches = (
                 pipeline
                 | f"Read/{split}" >> beam.io.ReadFromTFRecord(
@@ -240,25 +255,31 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
         for split in records.SPLITS:
             with tf.io.gfile.GFile(posixpath.join(output_dir, STATS_DIR, split)) as f:
                 stats[split] = json.loads(f.read())
-        train = stats["train"]["grids"]
-        metadata = {
-            "format": "multigrid-ebm-pyramid-v1",
-            "grids": list(grids),
-            "image_size": image_size,
-            "channels": channels,
-            "counts": {split: stats[split]["count"] for split in records.SPLITS},
-            "coarse_mean": train[str(grids[0])]["mean"],
-            "coarse_std": train[str(grids[0])]["std"],
-            "grid_stats": train,
-            "stats_split": "train",
-            "eval_grid_stats": stats["eval"]["grids"],
+        if scales:
+            scale_pyramid_beam.ensure_shards(output_dir)
+            metadata = scale_pyramid_beam.metadata(summary, stats, scales, scale_factor, min_side)
+        else:
+            train = stats["train"]["grids"]
+            metadata = {
+                "format": "multigrid-ebm-pyramid-v1",
+                "grids": list(grids),
+                "image_size": image_size,
+                "channels": channels,
+                "counts": {split: stats[split]["count"] for split in records.SPLITS},
+                "coarse_mean": train[str(grids[0])]["mean"],
+                "coarse_std": train[str(grids[0])]["std"],
+                "grid_stats": train,
+                "stats_split": "train",
+                "eval_grid_stats": stats["eval"]["grids"],
+            }
+        metadata.update({
             "fingerprint": fingerprint,
             "ingest": {"source": summary.get("source"), "fingerprint": summary.get("fingerprint"),
                        "input_dir": input_dir},
             "num_shards": int(num_shards),
             "files": {split: len(records.split_files(output_dir, split)) for split in records.SPLITS},
             "runner": runner,
-        }
+        })
         records.remove_outputs(output_dir, (STATS_DIR,))
         records.write_json(posixpath.join(output_dir, records.METADATA_FILE), metadata)
     except BaseException:
@@ -268,6 +289,29 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
           f"{metadata['counts']['eval']} eval; coarse mean {np.round(metadata['coarse_mean'], 4).tolist()}"
           f" std {np.round(metadata['coarse_std'], 4).tolist()}", file=sys.stderr, flush=True)
     return metadata
+
+
+def _scales(input_dir: str, summary: dict, scale_factor: float, min_side: int) -> list[tuple[int, int]]:
+    """The scale sizes of a single-image ingest when scale_factor > 0, else []; PyramidError when
+    the ingest and scale_factor do not belong together or the image is too small."""
+    single = bool(summary.get("single_image"))
+    if scale_factor == 0:
+        if single:
+            raise PyramidError(f"{input_dir} holds one image (a file: source), which needs a scale "
+                               "pyramid; set pyramid.scale_factor (e.g. --set pyramid.scale_factor=0.75, "
+                               "or mgebm pyramid --scale-factor 0.75)")
+        return []
+    if not 0.0 < scale_factor < 1.0 or min_side < 3:
+        raise PyramidError(f"scale_factor={scale_factor} must be in (0, 1) and min_side={min_side} >= 3")
+    if not single:
+        raise PyramidError(f"scale_factor={scale_factor} builds the scale pyramid of ONE image, but "
+                           f"{input_dir} is an ingest of {summary.get('source')!r}; ingest a file: source "
+                           "or set pyramid.scale_factor=0 for the integer grids")
+    height, width = int(summary["height"]), int(summary["width"])
+    try:
+        return pyramid_ops.scale_sizes(height, width, scale_factor, min_side)
+    except ValueError as err:
+        raise PyramidError(f"{summary.get('source')}: {err}") from None
 
 
 def _norm(path: str) -> str:

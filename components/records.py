@@ -9,6 +9,10 @@ Two record kinds, both `tf.train.Example` in GZIP-compressed TFRecord shards
 * pyramid records (written by `components/pyramid_beam.py`):
   `{key: bytes, label: int64, grid_S: float_list of S*S*C values in [0, 1], row-major HWC}`
   for every grid size S; the folder also holds `metadata.json` (written last).
+* scale-pyramid records (one image, `components/scale_pyramid_beam.py`):
+  `{key: bytes, label: int64, scale_K: float_list of h_K*w_K*C values in [0, 1], row-major HWC}`
+  for K = 0 (coarsest) .. L-1 (finest); metadata.json has `"format":
+  "multigrid-ebm-scale-pyramid-v1"` and `"scales": [[h_0, w_0], ..., [h_L-1, w_L-1]]`.
 """
 
 from __future__ import annotations
@@ -113,10 +117,12 @@ def ingested_dataset(ingest_dir: str, split: str = "train") -> tf.data.Dataset:
 
     Returns:
       tf.data.Dataset of dicts {"image": uint8 [H, W, C], "label": int64 [], "key": string []},
-      in shard order (deterministic).
+      in shard order (deterministic); H = W = image_size, or a single-image ingest's
+      height / width (summary.json).
     """
     summary = read_summary(ingest_dir)
     size, channels = int(summary["image_size"]), int(summary["channels"])
+    height, width = int(summary.get("height", size)), int(summary.get("width", size))
     files = split_files(ingest_dir, split)
     spec = {"image": tf.io.FixedLenFeature([], tf.string),
             "label": tf.io.FixedLenFeature([], tf.int64),
@@ -125,7 +131,7 @@ def ingested_dataset(ingest_dir: str, split: str = "train") -> tf.data.Dataset:
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, spec)
         image = tf.io.decode_png(parsed["image"], channels=channels)
-        image = tf.ensure_shape(image, [size, size, channels])
+        image = tf.ensure_shape(image, [height, width, channels])
         return {"image": image, "label": parsed["label"], "key": parsed["key"]}
 
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -211,3 +217,75 @@ def pyramid_dataset(pyramid_dir: str, split: str = "train", grids: Sequence[int]
 
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
     return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scale-pyramid records (one image at L non-square scales).
+
+SCALE_PYRAMID_FORMAT = "multigrid-ebm-scale-pyramid-v1"
+
+
+def encode_scale_example(key: str, label: int, levels: Sequence[np.ndarray]) -> bytes:
+    """Serialized `tf.train.Example{key, label, scale_K: float_list}`.
+
+    Args:
+      key: example key (utf-8). label: int (-1 when none).
+      levels: [float array [h_K, w_K, C] in [0, 1]] coarsest first; stored flattened row-major HWC.
+    """
+    features = {"key": _bytes_feature(key.encode("utf-8")), "label": _int_feature(label)}
+    for k, values in enumerate(levels):
+        flat = np.asarray(values, dtype=np.float32).reshape(-1)
+        features[f"scale_{k}"] = tf.train.Feature(float_list=tf.train.FloatList(value=flat.tolist()))
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(
+        deterministic=True)
+
+
+def decode_scale_example(serialized: bytes, scales: Sequence[Sequence[int]], channels: int) -> dict:
+    """Inverse of `encode_scale_example` in plain Python.
+
+    Args:
+      serialized: one record. scales: [[h_K, w_K]] coarsest first (metadata.json "scales").
+      channels: C.
+
+    Returns:
+      {"key": str, "label": int, K: float32 [h_K, w_K, C] for every K}.
+    """
+    feature = tf.train.Example.FromString(serialized).features.feature
+    out = {"key": feature["key"].bytes_list.value[0].decode("utf-8"),
+           "label": int(feature["label"].int64_list.value[0])}
+    for k, (h, w) in enumerate(scales):
+        out[k] = np.asarray(feature[f"scale_{k}"].float_list.value, np.float32).reshape(
+            int(h), int(w), int(channels))
+    return out
+
+
+def scale_dataset(pyramid_dir: str, split: str = "train") -> tf.data.Dataset:
+    """Unbatched dataset of a scale pyramid's records (scales and channels from metadata.json).
+
+    Returns:
+      tf.data.Dataset of dicts {"scale_K": float32 [h_K, w_K, C] in [0, 1] for every K,
+      "label": int64 [], "key": string []}, in shard order (an empty eval split gives none).
+
+    Raises:
+      ValueError: no metadata.json, or the folder is not a scale pyramid.
+    """
+    metadata = read_metadata(pyramid_dir)
+    if metadata.get("format") != SCALE_PYRAMID_FORMAT:
+        raise ValueError(f"{pyramid_dir} is not a scale pyramid (format {metadata.get('format')!r}); "
+                         "use pyramid_dataset, or build it with pyramid.scale_factor > 0")
+    scales = [(int(h), int(w)) for h, w in metadata["scales"]]
+    channels = int(metadata["channels"])
+    spec = {"key": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64)}
+    for k, (h, w) in enumerate(scales):
+        spec[f"scale_{k}"] = tf.io.FixedLenFeature([h * w * channels], tf.float32)
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        out = {"label": parsed["label"], "key": parsed["key"]}
+        for k, (h, w) in enumerate(scales):
+            out[f"scale_{k}"] = tf.reshape(parsed[f"scale_{k}"], [h, w, channels])
+        return out
+
+    dataset = tf.data.TFRecordDataset(split_files(pyramid_dir, split), compression_type="GZIP")
+    return dataset.map(parse, deterministic=True)

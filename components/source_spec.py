@@ -5,7 +5,9 @@ source in well under a second, before any heavy import. The readers live in `com
 which re-exports `SourceError` and `parse_source`.
 
 Forms (see `components/sources.py` for what each reads):
-  `builtin:mnist5k`, `idx:PREFIX`, `folder:PATH`, `tfds:NAME[:SPLIT]`, `ingested:DIR[:SPLIT]`.
+  `builtin:mnist5k`, `idx:PREFIX`, `folder:PATH`, `tfds:NAME[:SPLIT]`, `ingested:DIR[:SPLIT]`,
+  `file:PATH` (ONE image: an image file, or a folder holding exactly one image file, found by
+  `single_image_path`).
 
 `check_source` checks local paths only; a remote URI (anything with "://", e.g. `gs://...`) is
 checked by the stage that opens it.
@@ -22,11 +24,14 @@ from __future__ import annotations
 
 import os
 
-KINDS = ("builtin", "idx", "folder", "tfds", "ingested")
+KINDS = ("builtin", "idx", "folder", "tfds", "ingested", "file")
 BUILTINS = ("mnist5k",)
 INGESTED_SPLITS = ("train", "eval")  # components.records.SPLITS (records imports TensorFlow)
 INGESTED_MARKER = "summary.json"  # components.records.SUMMARY_FILE: written last by the ingest
-FORMS = "builtin:mnist5k, idx:PREFIX, folder:PATH, tfds:NAME[:SPLIT] or ingested:DIR[:SPLIT]"
+FORMS = ("builtin:mnist5k, idx:PREFIX, folder:PATH, tfds:NAME[:SPLIT], ingested:DIR[:SPLIT] or "
+         "file:PATH")
+# components.sources.IMAGE_EXTENSIONS (sources imports TensorFlow)
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 
 SPAN_TOKEN = "{SPAN}"
@@ -86,6 +91,9 @@ def check_source(source: str) -> None:
     path = split_ingested(arg)[0] if kind == "ingested" else arg
     if kind in ("builtin", "tfds") or is_remote(path):
         return
+    if kind == "file":
+        single_image_path(arg)
+        return
     if kind == "folder" and not os.path.isdir(path):
         raise SourceError(f"folder:{arg} does not exist or is not a folder; give a folder of images "
                           "(PNG, JPEG, BMP, GIF, WebP or TIFF; class subfolders become labels)")
@@ -101,6 +109,35 @@ def check_source(source: str) -> None:
         if not os.path.isfile(os.path.join(path, INGESTED_MARKER)):
             raise SourceError(f"ingested:{arg}: {path} has no {INGESTED_MARKER}, so it is not a "
                               "complete ingest output; rerun the ingest into it")
+
+
+def single_image_path(arg: str, listdir=None, isdir=None) -> str:
+    """The image file a `file:PATH` source names: PATH itself, or the one image in folder PATH.
+
+    Args:
+      arg: PATH (after `file:`). listdir / isdir: folder listing and test (default `os.listdir` /
+        `os.path.isdir`; pass `tf.io.gfile`'s for remote paths).
+
+    Raises:
+      SourceError: PATH does not exist, is not an image file, or is a folder holding no image or
+        more than one (hidden files, names starting with ".", are not counted).
+    """
+    isdir = isdir or os.path.isdir
+    fix = "give one image file (PNG, JPEG, BMP, GIF, WebP or TIFF) or a folder holding exactly one"
+    if isdir(arg):
+        names = sorted(n.rstrip("/") for n in (listdir or os.listdir)(arg) if not n.startswith("."))
+        images = [n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+        if len(images) != 1:
+            shown = ", ".join(images[:5]) + (" ..." if len(images) > 5 else "")
+            raise SourceError(f"file:{arg} is a folder holding {len(images)} image files"
+                              f"{' (' + shown + ')' if images else ''}; {fix} (for many images use "
+                              f"folder:{arg})")
+        return arg.rstrip("/") + "/" + images[0]
+    if not is_remote(arg) and not os.path.isfile(arg):
+        raise SourceError(f"file:{arg} does not exist; {fix}")
+    if os.path.splitext(arg)[1].lower() not in IMAGE_EXTENSIONS:
+        raise SourceError(f"file:{arg} is not an image file by its extension; {fix}")
+    return arg
 
 
 def has_spans(source: str) -> bool:

@@ -17,8 +17,10 @@ Sources (the `data.source` string):
     first ":" is the split, so `tfds:mnist:train[:10%]` works) with an `image` feature and an
     optional integer `label` (else -1); keys `NAME/SPLIT/000000`...
   * `ingested:DIR[:SPLIT]`: an ingest stage output (default split `eval`), for evaluators.
+  * `file:PATH`: ONE image (a file, or a folder holding exactly one image) at its own aspect
+    ratio, not cropped: `components/single_image.py` (its longer side fitted to `max_side`).
 
-Resize policy (`normalize_images`): center crop to the largest square, then resize to
+Resize policy (`normalize_images`; every source but `file:`): center crop to the largest square, then resize to
 image_size x image_size with area averaging (`tf.image.resize(method="area")`, exact box averages
 for integer factors); a crop smaller than image_size is upscaled bilinearly instead (area
 resizing cannot upscale). Pixels are rounded to uint8.
@@ -47,11 +49,10 @@ from components.folder_walk import list_folder
 from components.idx_files import find_idx, read_idx  # noqa: F401 (read_idx: public here too)
 from components.image_decode import DEFAULT_MAX_PIXELS, Decoded, decode_bytes
 from components.image_decode import short_error as _short
-from components.source_spec import (KINDS, SourceError, check_source, has_spans,  # noqa: F401
-                                    idx_file_names, is_remote, parse_source, resolve_spans,
-                                    split_ingested)
+from components.source_spec import (IMAGE_EXTENSIONS, KINDS, SourceError, check_source,  # noqa: F401
+                                    has_spans, idx_file_names, is_remote, parse_source,
+                                    resolve_spans, split_ingested)
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 _CHUNK_IMAGES = 256
 _CHUNK_BYTES = 64 << 20
 
@@ -326,7 +327,8 @@ def _iter_spans(source: str, span: str, image_size: int, channels: int, limit: i
 
 
 def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
-                max_pixels: int = DEFAULT_MAX_PIXELS, span: str = "latest") -> Iterator[SourceItem]:
+                max_pixels: int = DEFAULT_MAX_PIXELS, span: str = "latest", max_side: int = 0,
+                min_side: int = 0) -> Iterator[SourceItem]:
     """Iterate over a source's inputs, each checked, cropped, resized and channel-converted.
 
     Args:
@@ -336,11 +338,14 @@ def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
       image_size: output side in pixels. channels: 1 or 3.
       limit: stop after this many usable images (0 = all); rejects met on the way are yielded too.
       max_pixels: refuse an image file whose header says width * height > this ("too large"),
-        before decoding it (>= 1; `folder:` sources; the other kinds hold small arrays).
+        before decoding it (>= 1; `folder:` and `file:` sources; the others hold small arrays).
+      max_side, min_side: `file:` sources only (`single_image.read_single_image`): the longer
+        side's limit (0 = decoded size) and the smallest allowed shorter side (0 = no check).
 
     Yields:
       SourceItem(key, label, image uint8 [image_size, image_size, channels] or None, reason, note);
-      skipped items (links not followed) come first.
+      skipped items (links not followed) come first. A `file:` source yields one item, image
+      uint8 [h, w, channels] at the image's own aspect ratio, label -1.
 
     Raises:
       SourceError: the source string or the whole source is unusable (missing folder, bad idx).
@@ -356,6 +361,12 @@ def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
         raise SourceError(f"image_size={image_size} must be >= 1")
     if int(max_pixels) < 1:
         raise SourceError(f"max_pixels={max_pixels} must be >= 1 (pixels per input image)")
+    if kind == "file":
+        from components.single_image import read_single_image  # pylint: disable=import-outside-toplevel
+
+        key, image = read_single_image(arg, int(channels), int(max_side), int(max_pixels), int(min_side))
+        yield SourceItem(key, -1, image)
+        return
     readers = {"builtin": _raw_builtin, "idx": _raw_idx, "ingested": _raw_ingested,
                "folder": lambda a: _raw_folder(a, int(max_pixels)),
                "tfds": lambda a: _raw_tfds(a, limit)}

@@ -32,6 +32,31 @@ def _source(flag: str, source: str) -> None:
         raise UsageError(f"{flag}: {err}") from None
 
 
+def _single_image(flag: str, source: str, max_side: int, min_side: int) -> None:
+    """A local `file:` source's image, by its header only (Pillow, no decode), must keep a shorter
+    side >= min_side (>= 2) after its longer side is fitted to max_side."""
+    kind, _, arg = str(source).partition(":")
+    if kind != "file" or _is_remote(arg):
+        return
+    from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
+
+    from components.image_decode import fit_longer_side  # pylint: disable=import-outside-toplevel
+    from components.source_spec import single_image_path  # pylint: disable=import-outside-toplevel
+
+    path = single_image_path(arg)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except (OSError, UnidentifiedImageError, ValueError):
+        return  # not readable as an image: the ingest names the reason
+    fitted = fit_longer_side(height, width, max_side)
+    if min(fitted) < max(min_side, 2):
+        after = f", {fitted[0]}x{fitted[1]} after data.max_side={max_side}" if fitted != (height, width) else ""
+        raise UsageError(f"{flag}: {path} is {height}x{width} (HxW){after}; its shorter side is below "
+                         f"{'pyramid.min_side=' + str(min_side) if min_side >= 2 else '2 pixels'}: lower "
+                         "pyramid.min_side (or raise data.max_side) or give a bigger image")
+
+
 def _at_least(flag: str, value, minimum) -> None:
     if value is not None and value < minimum:
         raise UsageError(f"{flag}={value} must be >= {minimum}")
@@ -80,7 +105,7 @@ def input_source(text: str) -> str:
     """`--input` of denoise/translate: a source string (`folder:PATH`, `idx:PREFIX`, ...) or a
     plain path, read as `folder:PATH`."""
     kind = str(text).partition(":")[0]
-    return text if kind in ("builtin", "idx", "folder", "tfds", "ingested") else f"folder:{text}"
+    return text if kind in ("builtin", "idx", "folder", "tfds", "ingested", "file") else f"folder:{text}"
 
 
 def _exports(flag: str, model_dir: str, signature: str) -> None:
@@ -106,6 +131,8 @@ def check_args(args) -> None:
         cfg = _preset_config(args, getattr(args, "data", None) if command in ("run", "compile") else None)
         if command in ("run", "compile"):
             _source("data.source" if not args.data else "--data", cfg.data.source)
+            _single_image("data.source" if not args.data else "--data", cfg.data.source,
+                          cfg.data.max_side, cfg.pyramid.min_side if cfg.pyramid.scale_factor > 0 else 0)
         for source in cfg.eval.ood_sources:
             _source("eval.ood_sources", source)
         if cfg.eval.translate_source:
@@ -122,8 +149,19 @@ def check_args(args) -> None:
             raise UsageError(f"--max-reject-fraction={args.max_reject_fraction} must be in [0, 1]")
         _at_least("--num-shards", args.num_shards, 1)
         _at_least("--max-pixels", args.max_pixels, 1)
+        _at_least("--max-side", args.max_side, 0)
+        _at_least("--min-side", args.min_side, 0)
+        _single_image("--data", args.data, args.max_side, args.min_side)
     elif command == "pyramid":
-        _at_least("--grids", min(parse_grids(args.grids)), 1)
+        if not 0.0 <= args.scale_factor < 1.0:
+            raise UsageError(f"--scale-factor={args.scale_factor} must be in (0, 1), or 0 for --grids")
+        if args.scale_factor > 0:
+            _at_least("--min-side", args.min_side, 3)
+        elif not args.grids:
+            raise UsageError("mgebm pyramid needs --grids (e.g. 1,4,16,32), or --scale-factor for the "
+                             "ingest of one image (a file: source)")
+        else:
+            _at_least("--grids", min(parse_grids(args.grids)), 1)
         _local_dir("--input", args.input, "summary.json", "an output folder of `mgebm ingest`")
         _at_least("--num-shards", args.num_shards, 0)
         if args.runner not in BEAM_RUNNERS:

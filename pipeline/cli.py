@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the request as JSON, send nothing")
 
     p = sub.add_parser("ingest", help="ingest stage alone: SRC -> TFRecords (no TFX)")
-    p.add_argument("--data", required=True, help="builtin:mnist5k | idx:PREFIX | folder:PATH | tfds:NAME[:SPLIT]")
+    p.add_argument("--data", required=True,
+                   help="builtin:mnist5k | idx:PREFIX | folder:PATH | tfds:NAME[:SPLIT] | file:PATH (one image)")
     p.add_argument("--span", default="latest", help="for a source with {SPAN}: latest, N or A-B")
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--channels", type=int, choices=[1, 3], default=1)
@@ -91,12 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images above this many pixels before decoding them "
                    "(default: data.max_pixels)")
+    p.add_argument("--max-side", type=int, default=0,
+                   help="file: sources: downscale the longer side to this (0 = as decoded)")
+    p.add_argument("--min-side", type=int, default=0,
+                   help="file: sources: refuse an image whose shorter side ends below this (pyramid.min_side)")
     p.add_argument("--output", required=True)
 
     p = sub.add_parser("pyramid", help="pyramid stage alone with Apache Beam (no TFX); "
                        "Beam options go after `--`")
     p.add_argument("--input", required=True, help="an ingest output folder")
-    p.add_argument("--grids", required=True, help="comma-separated sizes, e.g. 1,4,16,32")
+    p.add_argument("--grids", default=None, help="comma-separated sizes, e.g. 1,4,16,32")
+    p.add_argument("--scale-factor", type=float, default=0.0,
+                   help="in (0, 1): the scale pyramid of a one-image (file:) ingest instead of --grids")
+    p.add_argument("--min-side", type=int, default=25,
+                   help="with --scale-factor: the coarsest scale's shorter side is >= this")
     p.add_argument("--runner", default="DirectRunner")
     p.add_argument("--num-shards", type=int, default=0,
                    help="files per split; 0 = one per Beam bundle (streams, flat memory)")

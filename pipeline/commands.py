@@ -92,7 +92,8 @@ def cmd_ingest(args) -> int:
     summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size,
                          channels=args.channels, eval_fraction=args.eval_fraction,
                          max_reject_fraction=args.max_reject_fraction, limit=args.limit,
-                         num_shards=args.num_shards, span=args.span, **extra)
+                         num_shards=args.num_shards, span=args.span, max_side=args.max_side,
+                         min_side=args.min_side, **extra)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -101,8 +102,9 @@ def cmd_pyramid(args) -> int:
     from components.pyramid_beam import run_pyramid
 
     metadata = run_pyramid(input_dir=args.input, output_dir=args.output,
-                           grids=parse_grids(args.grids), runner=args.runner,
-                           beam_args=list(args.beam_args), num_shards=args.num_shards)
+                           grids=parse_grids(args.grids) if args.grids else (), runner=args.runner,
+                           beam_args=list(args.beam_args), num_shards=args.num_shards,
+                           scale_factor=args.scale_factor, min_side=args.min_side)
     print(json.dumps(metadata, indent=2))
     return 0
 

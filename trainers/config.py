@@ -38,8 +38,14 @@ BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", 
 class DataConfig:
     """Ingest: where images come from and how they are normalised.
 
-    source: `builtin:mnist5k`, `idx:PATH_PREFIX`, `folder:PATH` or `tfds:NAME[:SPLIT]`.
-    image_size: side of the square images after center crop + area resize, pixels.
+    source: `builtin:mnist5k`, `idx:PATH_PREFIX`, `folder:PATH`, `tfds:NAME[:SPLIT]` or
+    `file:PATH` (ONE image: an image file, or a folder holding exactly one image; for the
+    single-image families such as PatchGenCN; needs pyramid.scale_factor > 0).
+    image_size: side of the square images after center crop + area resize, pixels. A `file:`
+    source is not cropped and ignores it (see max_side).
+    max_side: `file:` sources only (others ignore it): the image's longer side is downscaled to
+    this many pixels, aspect ratio kept, no crop (area averaging; an image already no larger is
+    never upscaled); 0 = keep the decoded size.
     channels: 1 (grayscale) or 3 (RGB).
     eval_fraction: share of examples held out for evaluation, by a hash of the key.
     max_reject_fraction: the ingest fails when more than this share of inputs is rejected.
@@ -66,6 +72,7 @@ class DataConfig:
     max_pixels: int = 100_000_000
     classes: tuple[int, ...] = ()
     span: str = "latest"
+    max_side: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +86,19 @@ class PyramidConfig:
     num_shards: TFRecord files per split. 0 (default) = one file per Beam bundle, written as the
     records stream past: memory stays flat with the data set size. N >= 1 = exactly N files, which
     needs a shuffle that Beam's in-process runner holds in memory (memory grows with the data).
+    scale_factor: 0 (default) = the square integer grids above; in (0, 1) = a scale pyramid of a
+    single image (`file:` sources): scale k from the finest is the image resized by
+    scale_factor**k (`trainers.pyramid_ops.scale_sizes`), and `grids` is ignored.
+    min_side: with scale_factor > 0, the coarsest scale's shorter side is the smallest one still
+    >= min_side pixels (>= 3).
     """
 
     grids: tuple[int, ...] = (1, 4, 16, 32)
     runner: str = "DirectRunner"
     beam_args: tuple[str, ...] = ()
     num_shards: int = 0
+    scale_factor: float = 0.0
+    min_side: int = 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,8 +401,10 @@ def validate_grids(grids: tuple[int, ...] | list[int], image_size: int, name: st
 def validate(cfg: Config) -> None:
     """Check every field's range; raise ConfigError naming the first bad field."""
     d, p, m, t, e, x = cfg.data, cfg.pyramid, cfg.model, cfg.train, cfg.eval, cfg.export
-    _require(":" in d.source and d.source.split(":", 1)[0] in ("builtin", "idx", "folder", "tfds"),
-             f"data.source={d.source!r} must be builtin:mnist5k, idx:PREFIX, folder:PATH or tfds:NAME[:SPLIT]")
+    kind = d.source.split(":", 1)[0] if ":" in d.source else ""
+    _require(kind in ("builtin", "idx", "folder", "tfds", "file"),
+             f"data.source={d.source!r} must be builtin:mnist5k, idx:PREFIX, folder:PATH, "
+             "tfds:NAME[:SPLIT] or file:PATH")
     low, _, high = d.span.partition("-")
     _require(d.span == "latest" or (low.isdigit() and (high.isdigit() or d.span == low)
                                     and int(low) <= int(high or low)),
@@ -406,7 +422,19 @@ def validate(cfg: Config) -> None:
     _require(d.max_pixels >= 1, f"data.max_pixels={d.max_pixels} must be >= 1 (pixels per input image)")
     _require(all(c >= 0 for c in d.classes) and len(set(d.classes)) == len(d.classes),
              f"data.classes={list(d.classes)} must be distinct labels >= 0 (empty = every class)")
-    validate_grids(p.grids, d.image_size)
+    _require(d.max_side >= 0, f"data.max_side={d.max_side} must be >= 0 (0 = keep the decoded size)")
+    _require(0.0 <= p.scale_factor < 1.0,
+             f"pyramid.scale_factor={p.scale_factor} must be in (0, 1) for a scale pyramid, or 0 for "
+             "the integer grids")
+    _require(p.min_side >= 3, f"pyramid.min_side={p.min_side} must be >= 3 (pixels)")
+    _require(kind != "file" or p.scale_factor > 0,
+             f"data.source={d.source!r} is one image, which needs a scale pyramid, but "
+             f"pyramid.scale_factor={p.scale_factor}; set e.g. --set pyramid.scale_factor=0.75")
+    _require(d.max_side == 0 or d.max_side >= p.min_side or p.scale_factor == 0,
+             f"data.max_side={d.max_side} is below pyramid.min_side={p.min_side}: no scale would fit; "
+             f"raise data.max_side or lower pyramid.min_side")
+    if p.scale_factor == 0:
+        validate_grids(p.grids, d.image_size)
     _one_of("pyramid.runner", p.runner, BEAM_RUNNERS)
     _require(p.num_shards >= 0, f"pyramid.num_shards={p.num_shards} must be >= 0 (0 = one file per bundle)")
     _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be >= 1")

@@ -9,6 +9,12 @@ documented layout (the same one `components/records.py` writes):
   `{key: bytes, label: int64, grid_S: float_list of S*S*C values in [0, 1], row-major HWC}`
   for every grid size S.
 
+Scale pyramids of one image (pyramid.scale_factor > 0; `components/scale_pyramid_beam.py`):
+metadata.json has `"format": "multigrid-ebm-scale-pyramid-v1"`, `"scales": [[h_0, w_0], ...]`
+(coarsest first), `"grids": []`, `"height"`, `"width"`, and the train split holds ONE record
+`{key, label, scale_K: float_list of h_K*w_K*C values}` for K = 0 .. L-1;
+`make_single_image_dataset` reads it.
+
 Class filter: `classes` (the config's `data.classes`) keeps only the records whose label is one
 of them, at the trainer's input; the records keep every class and labels keep their values.
 `with_labels=True` (a model whose `uses_labels` is true) adds `"label": int32 [N]` to every batch.
@@ -24,6 +30,7 @@ import posixpath
 import tensorflow as tf
 
 METADATA_FILE = "metadata.json"
+SCALE_PYRAMID_FORMAT = "multigrid-ebm-scale-pyramid-v1"  # components.records.SCALE_PYRAMID_FORMAT
 _REQUIRED_METADATA = ("grids", "image_size", "channels")
 
 
@@ -38,10 +45,12 @@ def read_pyramid_metadata(pyramid_dir: str) -> dict:
       pyramid_dir: output folder of the pyramid stage (local path or gs:// URL).
 
     Returns:
-      The metadata dict; `grids` is a list of ints, `image_size` and `channels` ints.
+      The metadata dict; `grids` is a list of ints, `image_size` and `channels` ints; a scale
+      pyramid's `scales` is a list of [h, w] int pairs (and `grids` is []).
 
     Raises:
-      PyramidDataError: the file is missing, not JSON, or lacks grids / image_size / channels.
+      PyramidDataError: the file is missing, not JSON, or lacks grids / image_size / channels (or
+        a scale pyramid's scales).
     """
     path = posixpath.join(str(pyramid_dir), METADATA_FILE)
     if not tf.io.gfile.exists(path):
@@ -59,7 +68,64 @@ def read_pyramid_metadata(pyramid_dir: str) -> dict:
     meta["grids"] = [int(g) for g in meta["grids"]]
     meta["image_size"] = int(meta["image_size"])
     meta["channels"] = int(meta["channels"])
+    if is_scale_pyramid(meta):
+        scales = meta.get("scales")
+        if not scales or any(len(s) != 2 or min(int(v) for v in s) < 1 for s in scales):
+            raise PyramidDataError(f"{path}: a scale pyramid needs scales [[h, w], ...] (got {scales!r}); "
+                                   "rerun the pyramid stage")
+        meta["scales"] = [[int(h), int(w)] for h, w in scales]
     return meta
+
+
+def is_scale_pyramid(metadata: dict) -> bool:
+    """True for the metadata of a single image's scale pyramid (pyramid.scale_factor > 0)."""
+    return metadata.get("format") == SCALE_PYRAMID_FORMAT
+
+
+def make_single_image_dataset(pyramid_dir: str, batch_size: int, scales=None,
+                              channels: int | None = None) -> tf.data.Dataset:
+    """Endless batches of the one training image of a scale pyramid, at every scale.
+
+    The record is read once and cached; every batch holds `batch_size` copies of it.
+
+    Args:
+      pyramid_dir: output folder of the pyramid stage built with pyramid.scale_factor > 0.
+      batch_size: N (>= 1).
+      scales: [[h_K, w_K]] coarsest first; None = metadata.json's (a given list must equal it).
+      channels: C; None = metadata.json's (a given value must equal it).
+
+    Returns:
+      A `tf.data.Dataset` yielding forever `{"scale_K": float32 [N, h_K, w_K, C] in [0, 1]}` for
+      K = 0 (coarsest) .. L-1 (finest).
+
+    Raises:
+      PyramidDataError: not a scale pyramid, a train split without exactly one record, or
+        scales / channels that differ from the metadata.
+    """
+    if batch_size < 1:
+        raise PyramidDataError(f"batch_size={batch_size} must be >= 1")
+    meta = read_pyramid_metadata(pyramid_dir)
+    if not is_scale_pyramid(meta):
+        raise PyramidDataError(
+            f"{pyramid_dir} is not a single image's scale pyramid (format {meta.get('format')!r}, grids "
+            f"{meta['grids']}); ingest a file: source and build the pyramid with pyramid.scale_factor > 0")
+    stored = [tuple(s) for s in meta["scales"]]
+    if scales is not None and [tuple(int(v) for v in s) for s in scales] != stored:
+        raise PyramidDataError(f"scales {list(scales)} differ from the pyramid's {stored}; rebuild the "
+                               "pyramid or pass scales=None")
+    if channels is not None and int(channels) != meta["channels"]:
+        raise PyramidDataError(f"channels={channels} differs from the pyramid's {meta['channels']}")
+    channels = meta["channels"]
+    spec = {f"scale_{k}": tf.io.FixedLenFeature([h * w * channels], tf.float32)
+            for k, (h, w) in enumerate(stored)}
+    records = list(tf.data.TFRecordDataset(pyramid_files(pyramid_dir, "train"), compression_type="GZIP"))
+    if len(records) != 1:
+        raise PyramidDataError(f"the scale pyramid's train split in {pyramid_dir} holds {len(records)} "
+                               "records, not one image; rebuild it from a file: source")
+    parsed = tf.io.parse_single_example(records[0], spec)
+    batch = {f"scale_{k}": tf.tile(tf.reshape(parsed[f"scale_{k}"], [1, h, w, channels]),
+                                   [batch_size, 1, 1, 1]) for k, (h, w) in enumerate(stored)}
+    return tf.data.Dataset.from_tensors(batch).repeat()
 
 
 def pyramid_files(pyramid_dir: str, split: str = "train") -> list[str]:

@@ -7,6 +7,10 @@ image, and a coarse image goes back up by repeating each pixel (nearest neighbou
 used by the Beam pyramid stage (`components/pyramid_beam.py`) and by the trainer, so the data the
 model trains on and the pyramids it builds itself at run time are the same numbers.
 
+For one image (PatchGenCN), `scale_sizes` / `resize_image` / `scale_pyramid` give a pyramid of
+non-square scales with a constant non-integer factor between them (antialiased bicubic, each
+scale resized from the full image).
+
 All images are NHWC float tensors (float32 unless the input is another float type); the ops do not
 clip or rescale, so pixels in [0, 1] stay in [0, 1].
 """
@@ -191,3 +195,89 @@ def reconstruct_laplacian(coarse, residuals: dict) -> tf.Tensor:
     for size in sorted(int(s) for s in residuals):
         x = nearest_upsample(x, size) + tf.cast(residuals[size], x.dtype)
     return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Scale pyramid of one image (PatchGenCN, Zheng et al. 2021): non-square scales with a constant
+# non-integer factor between them, every one resized directly from the finest image.
+
+def scale_sizes(height: int, width: int, factor: float, min_side: int) -> list[tuple[int, int]]:
+    """(h, w) of every scale, coarsest first; the finest is (height, width).
+
+    Scale k from the finest is (round(height * factor**k), round(width * factor**k)), for k = 0,
+    1, ... as long as the shorter side is still >= min_side (Python's round: halves to even).
+
+    Args:
+      height, width: the finest image's size in pixels.
+      factor: the ratio between neighbouring scales, in (0, 1), e.g. 0.75.
+      min_side: the smallest allowed shorter side of the coarsest scale (>= 1).
+
+    Returns:
+      [(h_0, w_0), ..., (height, width)] with h_0, w_0 the coarsest; at least one scale.
+
+    Raises:
+      ValueError: factor not in (0, 1), min_side < 1, or min(height, width) < min_side.
+    """
+    height, width, min_side, factor = int(height), int(width), int(min_side), float(factor)
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"scale_sizes: factor={factor} must be in (0, 1), e.g. 0.75")
+    if min_side < 1:
+        raise ValueError(f"scale_sizes: min_side={min_side} must be >= 1")
+    if min(height, width) < min_side:
+        raise ValueError(f"scale_sizes: the image is {height}x{width} (HxW), its shorter side is below "
+                         f"min_side={min_side}; lower pyramid.min_side or give a bigger image")
+    sizes = [(height, width)]
+    while True:
+        k = len(sizes)
+        size = (round(height * factor**k), round(width * factor**k))
+        if min(size) < min_side or size == sizes[-1]:
+            break
+        sizes.append(size)
+    return sizes[::-1]
+
+
+def resize_image(images, size) -> tf.Tensor:
+    """Resize images to (h, w) with antialiased bicubic, clipped to [0, 1].
+
+    Downscaling with `antialias=True` widens the bicubic kernel by the scale factor (a low-pass
+    filter, no aliasing); bicubic can overshoot at edges, hence the clip. A size equal to the
+    input's returns the input unchanged (as float32).
+
+    Args:
+      images: float [N, H, W, C] in [0, 1] (integers are cast to float32), H, W, C static.
+      size: (h, w) output size, each >= 1.
+
+    Returns:
+      float32 [N, h, w, C] in [0, 1].
+    """
+    images = tf.cast(_as_float(images), tf.float32)
+    height, width, _ = _static_hw(images, "resize_image")
+    h, w = int(size[0]), int(size[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"resize_image: size {(h, w)} must be >= 1 on both sides")
+    if (h, w) == (height, width):
+        return images
+    out = tf.image.resize(images, [h, w], method="bicubic", antialias=True)
+    return tf.clip_by_value(out, 0.0, 1.0)
+
+
+def scale_pyramid(images, sizes) -> list[tf.Tensor]:
+    """Every scale of a batch, each resized directly from the finest images (not chained).
+
+    Args:
+      images: float [N, H, W, C] in [0, 1] (integers are cast to float32).
+      sizes: [(h, w), ...] coarsest first (e.g. `scale_sizes(H, W, ...)`); the last must be (H, W).
+
+    Returns:
+      [float32 [N, h_k, w_k, C]] in the order of `sizes`; the last is the input itself.
+
+    Raises:
+      ValueError: empty sizes, or the last size is not the images' (H, W).
+    """
+    images = tf.cast(_as_float(images), tf.float32)
+    height, width, _ = _static_hw(images, "scale_pyramid")
+    sizes = [(int(h), int(w)) for h, w in sizes]
+    if not sizes or sizes[-1] != (height, width):
+        raise ValueError(f"scale_pyramid: the last (finest) size of {sizes} must be the image size "
+                         f"({height}, {width})")
+    return [resize_image(images, size) for size in sizes]

@@ -73,10 +73,17 @@ class TrainResult:
 
 
 def check_geometry(config: Config, metadata: dict) -> None:
-    """Raise ConfigError when the config's grids / image size / channels differ from the pyramid's."""
-    pairs = [("pyramid.grids", list(config.pyramid.grids), "grids", list(metadata["grids"])),
-             ("data.image_size", config.data.image_size, "image_size", metadata["image_size"]),
-             ("data.channels", config.data.channels, "channels", metadata["channels"])]
+    """Raise ConfigError when the config's grids / image size / channels differ from the pyramid's
+    (for a single image's scale pyramid: its scale_factor / min_side / channels)."""
+    if "scales" in metadata:
+        pairs = [("pyramid.scale_factor", config.pyramid.scale_factor, "scale_factor",
+                  metadata.get("scale_factor")),
+                 ("pyramid.min_side", config.pyramid.min_side, "min_side", metadata.get("min_side")),
+                 ("data.channels", config.data.channels, "channels", metadata["channels"])]
+    else:
+        pairs = [("pyramid.grids", list(config.pyramid.grids), "grids", list(metadata["grids"])),
+                 ("data.image_size", config.data.image_size, "image_size", metadata["image_size"]),
+                 ("data.channels", config.data.channels, "channels", metadata["channels"])]
     for field, mine, key, theirs in pairs:
         if mine != theirs:
             raise ConfigError(
