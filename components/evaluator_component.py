@@ -7,11 +7,14 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 
 from components import artifacts
+from components.records import ingested_dataset
 from components.sources import load_images
 from evaluators.blessing import summary
 from evaluators.evaluate import evaluate_model
 from evaluators.push import served_model_dir
 from evaluators.features import get_feature_space
+from evaluators.single_image import SIFID_SPACES
+from evaluators.single_image_eval import evaluate_single_image
 from trainers.config import Config
 
 
@@ -28,6 +31,17 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
     such as `fid/domain<=baseline*1.05`."""
     config = Config.from_json(config_json)
     ev = config.eval
+    served = served_model_dir(serving_root, config.export.model_name)
+    print(f"[evaluate] served model: {served or 'none yet'}")
+    if config.pyramid.scale_factor > 0:  # one image (e.g. PatchGenCN): its own evaluation
+        image = next(iter(ingested_dataset(images.uri, "train")))["image"].numpy()
+        metrics = evaluate_single_image(
+            model.uri, image, evaluation.uri, spaces=[s for s in ev.features if s in SIFID_SPACES],
+            num_samples=ev.num_samples, thresholds=list(ev.thresholds), served_model_dir=served,
+            seed=config.train.seed, inception_weights=ev.inception_weights,
+            log_dir=os.path.join(model_run.uri, "logs"))
+        _record(metrics, evaluation, blessing)
+        return
     size, channels = config.data.image_size, config.data.channels
     train_x, train_y = load_images(f"ingested:{images.uri}:train", size, channels)
     eval_x, eval_y = load_images(f"ingested:{images.uri}:eval", size, channels)
@@ -43,8 +57,6 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
     ood_sets = {src: load_images(src, size, channels, ev.num_ood)[0] for src in ev.ood_sources}
     translate_images = (load_images(ev.translate_source, size, channels, ev.num_translate)[0]
                         if ev.translate_source else None)
-    served = served_model_dir(serving_root, config.export.model_name)
-    print(f"[evaluate] served model: {served or 'none yet'}")
     random_dir = os.path.join(model_run.uri, "random_init_model")
     metrics = evaluate_model(
         model.uri, train_x, train_y, evaluation.uri, spaces, num_real=ev.num_real,
@@ -58,6 +70,11 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
         translate_images=translate_images, translate_name=ev.translate_source, train_images=train_x,
         num_memorization=ev.num_memorization, memorization_spaces=tuple(ev.memorization_spaces),
         served_model_dir=served)
+    _record(metrics, evaluation, blessing)
+
+
+def _record(metrics: dict, evaluation, blessing) -> None:
+    """The BLESSED / NOT_BLESSED marker and the artifacts' properties."""
     blessed = bool(metrics["blessing"]["blessed"])
     marker = "BLESSED" if blessed else "NOT_BLESSED"
     with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as f:

@@ -12,8 +12,9 @@ A metric that is missing or not a finite number fails its rule (with the reason)
 all means blessed (nothing to violate); the result says so.
 
 Rules against the served model (`fid/domain<=baseline*1.05`; TFX's model-validation pattern) read
-the served model's value from `metrics["baseline_model"]["feature_spaces"]` (recomputed by the
-evaluator on the candidate's images and seeds). With no served model yet such a rule passes with
+the served model's value from `metrics["baseline_model"]["feature_spaces"]` (or, for a single-image
+model, its flat `metrics["baseline_model"]["metrics"]`, e.g. `sifid/efficientnet_lite0`),
+recomputed by the evaluator on the candidate's images and seeds. With no served model yet such a rule passes with
 that reason, so the first run is blessed by the absolute rules alone.
 """
 
@@ -80,7 +81,8 @@ def evaluate_thresholds(thresholds, metrics: dict) -> dict:
     """
     flat = flatten_metrics(metrics)
     served = metrics.get("baseline_model") if isinstance(metrics.get("baseline_model"), dict) else None
-    served_flat = flatten_metrics({"feature_spaces": served.get("feature_spaces") or {}}) if served else {}
+    served_flat = (flatten_metrics({"feature_spaces": served.get("feature_spaces") or {},
+                                    **(served.get("metrics") or {})}) if served else {})
     checks = []
     for rule in thresholds:
         metric, op, bound = parse_threshold(rule)

@@ -145,11 +145,55 @@ PRESETS.update({
                                 num_real=5000)),
 })
 
+# PatchGenCN (Zheng et al. 2021): one photo (scikit-image's bundled pictures, offline), its scale
+# pyramid at factor 0.75 down to a 25 px shorter side, the reference's nets (5 valid 3x3 convs,
+# 64-32-32-32-1 channels, ELU, spectral norm but on the last), 60 Langevin steps at the coarsest
+# scale and 30 at the others, noise decaying over every chain, Adam 4e-4 / beta1 0.5 and the
+# recovery task at weight 0.1. Step and noise follow the reference's x -= 0.005 grad(-f) and
+# noise 0.01 on [-1, 1] pixels: on [0, 1] pixels delta^2 / 2 = 0.00125 (delta = 0.05) and
+# eta * delta = 0.005 (eta = 0.1). Sized for this 2-core CPU: the longer side is cut to
+# `max_side` and each scale trains `steps_per_scale` steps (the reference: 250 px, 4000 steps
+# per scale on a GPU); raise both with --set for a better model.
+SKIMAGE_PHOTOS = {"astronaut": ("astronaut.png", 3), "chelsea": ("chelsea.png", 3),
+                  "coffee": ("coffee.png", 3), "rocket": ("rocket.jpg", 3),
+                  "brick": ("brick.png", 1), "grass": ("grass.png", 1)}
+
+
+def skimage_photo(name: str) -> str:
+    """`file:PATH` of one of scikit-image's bundled pictures (found without importing skimage)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+
+    spec = importlib.util.find_spec("skimage")
+    root = os.path.dirname(spec.origin) if spec and spec.origin else "skimage-not-installed"
+    return "file:" + os.path.join(root, "data", SKIMAGE_PHOTOS[name][0])
+
+
+def _patchgen(photo: str) -> dict:
+    return dict(
+        data=dict(source=skimage_photo(photo), channels=SKIMAGE_PHOTOS[photo][1], max_side=96),
+        pyramid=dict(scale_factor=0.75, min_side=25),
+        model=dict(family="patchgen", norm="spectral", activation="elu", width=1.0, patch_layers=5),
+        sampler=dict(steps=30, coarse_steps=60, step_size=0.05, noise=True, noise_scale=0.1,
+                     noise_schedule="linear"),
+        train=dict(batch_size=1, steps_per_scale=250, learning_rate=4e-4, beta_1=0.5,
+                   recovery_weight=0.1, max_minutes=20.0, checkpoint_every=50, log_every=10,
+                   image_log_every=50),
+        eval=dict(features=["efficientnet_lite0"], num_samples=8,
+                  thresholds=["sifid/efficientnet_lite0<=baseline*1.05"]),
+    )
+
+
+PRESETS.update({f"{photo}-patchgen": _patchgen(photo) for photo in SKIMAGE_PHOTOS})
+PRESETS["photo-patchgen"] = _patchgen("astronaut")  # `--data file:PATH.jpg` for your own photo
+
 # Model validation against the served model (TFX's pattern): every preset pushes a model only when
 # its FID in the preset's comparison space is at most 5% above the served model's, both computed
 # on the same real images and seeds in the same run (the first run, with nothing served, is judged
 # by the absolute rules alone). `domain` where the data has labels, else the offline EfficientNet.
 for _name, _preset in PRESETS.items():
+    if _preset.get("model", {}).get("family") == "patchgen":
+        continue  # its own rule on SIFID (above)
     _eval = _preset.setdefault("eval", {})
     _space = "domain" if "domain" in _eval.get("features", ()) else "efficientnet_lite0"
     _eval["thresholds"] = [*_eval.get("thresholds", ()), f"fid/{_space}<=baseline*1.05"]
@@ -172,6 +216,11 @@ SMOKE_BY_PRESET: dict[str, dict] = {
     name: dict(train=dict(fade_images=4, stable_images=4))
     for name in ("mnist5k-cfebm", "fashion-mnist-cfebm", "cifar10-cfebm", "celeba64-cfebm")
 }
+# PatchGenCN: one step per scale, short chains, 4 samples (the sizes stay the full run's).
+SMOKE_BY_PRESET.update({
+    name: dict(sampler=dict(steps=2, coarse_steps=2), train=dict(batch_size=1, steps_per_scale=1, max_steps=0),
+               eval=dict(num_samples=4))
+    for name, preset in PRESETS.items() if preset.get("model", {}).get("family") == "patchgen"})
 
 
 def preset_names() -> list[str]:

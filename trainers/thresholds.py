@@ -9,8 +9,10 @@ import dataclasses
 from trainers.config_values import ConfigError
 
 # Metrics that a rule may compare with the served model: the evaluator recomputes exactly these
-# (experiment 1, every feature space) for the served model on the candidate's images and seeds.
-BASELINE_METRICS = ("fid/", "kid/", "precision/", "recall/", "inception_score/")
+# (experiment 1, every feature space; for a single-image model its SIFID, diversity and nearest
+# patch distance) for the served model on the candidate's images and seeds.
+BASELINE_METRICS = ("fid/", "kid/", "precision/", "recall/", "inception_score/", "sifid/",
+                    "diversity/single_image", "nearest_patch/")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -126,9 +126,12 @@ def export_untrained(config: Config, pyramid_dir: str, export_dir: str) -> str:
 
 
 def _budget(config: Config, metadata: dict, pyramid_dir: str) -> tuple[int, str]:
-    per_epoch = data_lib.steps_per_epoch(metadata, config.train.batch_size, pyramid_dir,
-                                         config.data.classes)
-    total, reason = config.train.epochs * per_epoch, "epochs"
+    if data_lib.is_scale_pyramid(metadata):  # one image: the scales' steps, not epochs
+        total, reason = len(metadata["scales"]) * config.train.steps_per_scale, "steps_per_scale"
+    else:
+        per_epoch = data_lib.steps_per_epoch(metadata, config.train.batch_size, pyramid_dir,
+                                             config.data.classes)
+        total, reason = config.train.epochs * per_epoch, "epochs"
     if config.train.max_steps and config.train.max_steps <= total:
         total, reason = config.train.max_steps, "max_steps"
     return total, reason
@@ -283,10 +286,14 @@ def _make_step_fn(model, strategy, jit_compile: bool):
 def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, metadata, total,
           budget_reason, resumed_from) -> str:
     t = config.train
-    ds = data_lib.make_train_dataset(pyramid_dir, t.batch_size, t.seed, t.shuffle_buffer,
-                                     metadata["grids"], metadata["channels"],
-                                     classes=config.data.classes,
-                                     with_labels=bool(getattr(model, "uses_labels", False)))
+    if data_lib.is_scale_pyramid(metadata):
+        ds = data_lib.make_single_image_dataset(pyramid_dir, t.batch_size, metadata["scales"],
+                                                metadata["channels"])
+    else:
+        ds = data_lib.make_train_dataset(pyramid_dir, t.batch_size, t.seed, t.shuffle_buffer,
+                                         metadata["grids"], metadata["channels"],
+                                         classes=config.data.classes,
+                                         with_labels=bool(getattr(model, "uses_labels", False)))
     ds = ds.skip(int(step))  # the uninterrupted run's position (see the module docstring)
     if t.strategy != "default":  # split each global batch over the replicas (and workers)
         ds = strategy.experimental_distribute_dataset(ds)

@@ -255,7 +255,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
 
     def export_signatures(self, max_num_samples: int) -> dict:
         """{name: tf.function} of the six signatures (`patchgen_signatures`)."""
-        if self.trained_scales() < self.num_scales:
+        if 0 < self.trained_scales() < self.num_scales:  # (0: an untrained baseline export)
             print(f"[patchgen] warning: exporting with {self.trained_scales()} of {self.num_scales} "
                   "scales fully trained; config.json says final_scale_reached=false", flush=True)
         return patchgen_signatures.signature_functions(self, int(max_num_samples))
