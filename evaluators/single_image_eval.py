@@ -81,6 +81,15 @@ def _bicubic(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.round(np.clip(x.numpy(), 0, 1) * 255).astype(np.uint8)
 
 
+def resize_uint8(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 [h, w, C] -> [height, width, C] (antialiased bicubic; unchanged when the size is)."""
+    if image.shape[:2] == (height, width):
+        return image
+    x = tf.image.resize(tf.cast(image[None], tf.float32) / 255.0, [height, width], method="bicubic",
+                        antialias=True)
+    return np.round(np.clip(x.numpy()[0], 0, 1) * 255).astype(np.uint8)
+
+
 def super_resolution(client: _Client, image: np.ndarray, seed: int, low: int, notes: list):
     """{"xF": {"model": {"psnr", "ssim", ...}, "bicubic": {...}}} and pictures."""
     table, pictures = {}, {}

@@ -14,6 +14,7 @@ from contextlib import nullcontext
 import sys
 import warnings
 
+from pipeline import single_image_commands
 from pipeline.checks import UsageError, check_args
 
 # Keras 3 everywhere: without this, importing TFX (tensorflow-transform) flips TensorFlow into
@@ -126,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gif", help="also write a GIF of the chain through the grids")
     p.add_argument("--labels", default="", help="class-conditional models: comma-separated labels, "
                    "cycled over the samples (default: the trained classes in turn)")
+    p.add_argument("--height", type=int, default=0, help="single-image models: output height "
+                   "(default the training image's)")
+    p.add_argument("--width", type=int, default=0, help="single-image models: output width "
+                   "(default the training image's; e.g. twice it for a panorama)")
 
     p = sub.add_parser("evaluate", help="evaluate an exported model against real images")
     p.add_argument("--model", required=True)
@@ -179,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="first add N(0, SIGMA^2) noise to [0, 1] pixels (0 = the inputs "
                            "are already noisy)")
 
+    single_image_commands.add_parsers(sub)
     sub.add_parser("presets", help="list the presets")
     return parser
 
@@ -222,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         with workdir_lock.hold(workdir) if workdir else nullcontext():
             from pipeline import commands
 
-            return int(getattr(commands, "cmd_" + args.command)(args) or 0)
+            return int(getattr(commands, "cmd_" + args.command.replace("-", "_"))(args) or 0)
     except workdir_lock.WorkdirBusy as err:
         print(f"mgebm {args.command}: busy: {err}", file=sys.stderr)
         return workdir_lock.EXIT_BUSY

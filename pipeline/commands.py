@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from pipeline import single_image_commands
 from pipeline.checks import UsageError, feature_names, input_source, parse_grids
 from pipeline.presets import PRESETS, load_preset
 from pipeline.workdir_lock import default_workdir
@@ -130,6 +131,11 @@ def cmd_sample(args) -> int:
     if args.num < 1:
         raise UsageError(f"--num={args.num} must be >= 1")
     model = ExportedModel(args.model)
+    if model.config.get("single_image"):
+        return single_image_commands.sample(args, model)
+    if args.height or args.width:
+        raise UsageError(f"--height/--width: the model in {args.model} samples at its training size "
+                         "only (single-image models take any size)")
     labels = None
     if getattr(args, "labels", ""):
         try:
@@ -180,6 +186,13 @@ def _image_to_image(args, name: str) -> int:
     return 0
 
 
+def cmd_super_resolve(args) -> int:
+    return single_image_commands.application(args)
+
+
+cmd_edit = cmd_harmonize = cmd_style_transfer = cmd_super_resolve
+
+
 def cmd_denoise(args) -> int:
     return _image_to_image(args, "denoise")
 
@@ -220,6 +233,8 @@ def cmd_evaluate(args) -> int:
     info = model.config
     cfg = _config(args) if args.preset else None
     ev = cfg.eval if cfg else None
+    if info.get("single_image"):
+        return single_image_commands.evaluate(args, model, ev)
     images, labels = load_images(args.data, info["image_size"], info["channels"])
     names = feature_names(args.features)
     spaces = _feature_spaces(names, args.classifier, images, labels, args.output,
