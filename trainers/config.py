@@ -154,6 +154,9 @@ class SamplerConfig:
     their nearest upsampling, before the next stage's chain (smooth MCMC). Others ignore it.
     coarse_steps: PatchGenCN (`patchgen`): Langevin steps at the coarsest scale (`steps` at the
     others; the reference uses 60 and 30). Others ignore it.
+    sr_steps: PatchGenCN: noise-free Langevin steps of the finest net after each upsampling in
+    super-resolution (measured on chelsea-patchgen: 3 steps give x2 PSNR 29.2 dB, 30 steps 18.0 dB,
+    the chains sharpening past the truth). Others ignore it.
     """
 
     steps: int = 30
@@ -167,6 +170,7 @@ class SamplerConfig:
     clip: bool = True
     upsample_noise: float = 0.05
     coarse_steps: int = 60
+    sr_steps: int = 3
 
 
 @dataclasses.dataclass(frozen=True)

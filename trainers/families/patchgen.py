@@ -61,6 +61,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
       nets: one built `PatchEnergyNet` per scale (same architecture).
       sampler: the noisy Langevin sampler of the scales > 0 (T = `sampler.steps`).
       coarse_steps: Langevin steps at the coarsest scale.
+      sr_steps: noise-free steps of the finest net after each upsampling in `super_resolve`.
       steps_per_scale: train steps of each scale (>= 1).
       recovery_weight: weight of the recovery task (>= 0; 0 = off).
       init_from_previous: net k starts as a copy of net k - 1.
@@ -69,6 +70,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
 
     def __init__(self, scales, channels: int, factor: float, nets, sampler: LangevinSampler,
                  coarse_steps: int, steps_per_scale: int, recovery_weight: float = 0.1,
+                 sr_steps: int = 3,
                  init_from_previous: bool = True, seed: int = 0, name: str = "patchgen"):
         super().__init__(name=name)
         scales = [(int(h), int(w)) for h, w in scales]
@@ -92,6 +94,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
             noisy = sampler.replace(steps=int(coarse_steps)) if k == 0 else sampler
             self._samplers.append((noisy, noisy.replace(noise=False)))
         self.coarse_steps, self.steps_per_scale = int(coarse_steps), int(steps_per_scale)
+        self.sr_sampler = sampler.replace(steps=int(sr_steps), noise=False)
         self.recovery_weight, self.init_from_previous = float(recovery_weight), bool(init_from_previous)
         self.seed = int(seed)
 
@@ -267,6 +270,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
                 "height": int(self.height), "width": int(self.width), "channels": int(self.channels),
                 "scales": [list(s) for s in self.scales], "scale_factor": self.factor,
                 "coarse_steps": self.coarse_steps, "steps": int(self.sampler.steps),
+                "sr_steps": int(self.sr_sampler.steps),
                 "steps_per_scale": self.steps_per_scale, "train_steps": int(self.train_counter.numpy()),
                 "trained_scales": self.trained_scales(),
                 "final_scale_reached": self.trained_scales() == self.num_scales}
@@ -274,7 +278,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
 
 def build_model(scales, image_channels: int, factor: float, *, channels=(64, 32, 32, 32, 1),
                 activation: str = "elu", spectral: bool = True, steps: int = 30, coarse_steps: int = 60,
-                step_size: float = 0.05, noise_scale: float = 0.1, noise_schedule: str = "linear",
+                sr_steps: int = 3, step_size: float = 0.05, noise_scale: float = 0.1, noise_schedule: str = "linear",
                 step_size_schedule: str = "constant", clip: bool = True, steps_per_scale: int = 500,
                 recovery_weight: float = 0.1, init_from_previous: bool = True,
                 seed: int = 0) -> PatchGenCN:
@@ -286,5 +290,5 @@ def build_model(scales, image_channels: int, factor: float, *, channels=(64, 32,
     sampler = LangevinSampler(steps, step_size, noise=True, clip=clip, noise_scale=noise_scale,
                               noise_schedule=noise_schedule, step_size_schedule=step_size_schedule)
     return PatchGenCN(scales, image_channels, factor, nets, sampler, coarse_steps=coarse_steps,
-                      steps_per_scale=steps_per_scale, recovery_weight=recovery_weight,
+                      sr_steps=sr_steps, steps_per_scale=steps_per_scale, recovery_weight=recovery_weight,
                       init_from_previous=init_from_previous, seed=seed)

@@ -15,8 +15,8 @@ Langevin steps on f_k starts from the previous scale's result upsampled (bicubic
   transfer are this with different starts and noise (see `patchgen_signatures`).
 - `super_resolve(images, scale, seed)`: SinGAN's recipe with the finest net: the input is
   upsampled by 1 / factor at a time (the last step to exactly `scale` times its size) and each
-  upsampled image runs a noise-free chain of f_{L-1}; `ceil(log(scale) / log(1 / factor))`
-  rounds.
+  upsampled image runs a short noise-free chain of f_{L-1} (`sr_steps` steps: longer chains
+  sharpen past the truth); `ceil(log(scale) / log(1 / factor))` rounds.
 
 Chains at the coarsest scale run `coarse_steps` steps, the others `steps`; `noise` False runs
 the same steps without the noise term (the reference samples the coarser scales noise-free).
@@ -41,7 +41,7 @@ def resize(x, height, width):
 
 class PatchGenInference:
     """Sampling and applications; the host class provides `nets`, `num_scales`, `factor`,
-    `channels`, `samplers(k) -> (noisy, noise_free)`."""
+    `channels`, `samplers(k) -> (noisy, noise_free)` and `sr_sampler`."""
 
     def scale_sizes(self, height, width):
         """[(h_k, w_k)] int32 scalars, coarsest first, for an output of height x width (int32 []):
@@ -117,7 +117,7 @@ class PatchGenInference:
             grown = tf.cast(tf.math.ceil(now / self.factor - 1e-4), tf.int32)
             size = tf.where(tf.equal(i, rounds - 1), target, tf.minimum(grown, target))
             y = resize(x, size[0], size[1])
-            y, _ = self.run_scale(self.num_scales - 1, y, fold_seed(seed, i), noise=False)
+            y, _ = self.sr_sampler.run(self.nets[-1], y, fold_seed(seed, i))
             return i + 1, y
 
         spec = tf.TensorSpec([None, None, None, self.channels], tf.float32)

@@ -15,7 +15,8 @@ of scale k starts, at its first step, as a copy of the (trained) net of scale k 
 Fields read: `model.width` (channels: 2b, b, b, b with b = round(32 * width)), `model.activation`,
 `model.norm` (none | spectral: every conv but the last), `model.patch_layers` (valid 3x3 convs per
 net: receptive field 2 * layers + 1 px), `sampler.steps` (Langevin steps at every scale but the
-coarsest), `sampler.coarse_steps` (at the coarsest), `sampler.step_size`, `sampler.noise_scale`,
+coarsest), `sampler.coarse_steps` (at the coarsest), `sampler.sr_steps` (super-resolution),
+`sampler.step_size`, `sampler.noise_scale`,
 `sampler.noise_schedule`, `sampler.step_size_schedule`, `sampler.clip`, `train.steps_per_scale`,
 `train.recovery_weight`, `train.init_from_previous`, `train.seed`; `pyramid.scale_factor` must be
 > 0; `train.ema_decay` must be 0 and `train.mixed_precision` off.
@@ -81,6 +82,7 @@ def validate(config) -> None:
     _require(m.patch_layers >= 2, f"model.patch_layers={m.patch_layers} must be >= 2")
     _require(s.steps >= 1, f"sampler.steps={s.steps} must be >= 1")
     _require(s.coarse_steps >= 1, f"sampler.coarse_steps={s.coarse_steps} must be >= 1")
+    _require(s.sr_steps >= 1, f"sampler.sr_steps={s.sr_steps} must be >= 1")
     _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
     _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
     _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
@@ -108,7 +110,8 @@ def build(config, metadata: dict):
         scales, int(metadata["channels"]), float(metadata["scale_factor"]),
         channels=channels_of(m.width, m.patch_layers), activation=m.activation,
         spectral=m.norm == "spectral", steps=s.steps, coarse_steps=s.coarse_steps,
-        step_size=s.step_size, noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
+        sr_steps=s.sr_steps, step_size=s.step_size, noise_scale=s.noise_scale,
+        noise_schedule=s.noise_schedule,
         step_size_schedule=s.step_size_schedule, clip=s.clip, steps_per_scale=t.steps_per_scale,
         recovery_weight=t.recovery_weight, init_from_previous=t.init_from_previous, seed=t.seed)
 
