@@ -27,7 +27,8 @@ Figures (one JSON document on stdout, a short table on stderr):
 - `flops`: per scale the forward FLOPs, one Langevin step (`common.langevin_step_flops`, 2x the
   forward), the training step, and the whole synthesis per image (`common.patchgen_*`).
 - `peak_gflops`: `benchmarks.langevin.peak_probes`, measured at the start, between the training
-  steps and the sampler, and at the end (the best; every probe is kept in `peaks`).
+  steps and the sampler, and at the end (the best; every probe is kept in `peaks`, the range of
+  the three in `peak_gflops_range`: a fraction of peak is only as good as its peak).
 - `speedup_vs_torch`: images/s of the TF sampler over the PyTorch eager chain
   (`benchmarks.reference_torch --patchgen`, same net, same chain, same batch) at batch 8
   (`speedup_vs_torch_by_batch` for both); null with a reason in `torch` when no interpreter with
@@ -226,6 +227,7 @@ def measure(args) -> dict:
                      "coarse_steps": model.coarse_steps, "steps_per_scale": per_scale,
                      "train_batch": cfg.train.batch_size, "recovery_weight": model.recovery_weight},
         "peak_gflops": peak,
+        "peak_gflops_range": [min(max(p.values()) for p in peaks), peak],
         "train_step_median_s": [r["median_s"] for r in train],
         "train_s_per_image": sum(per_scale * r["median_s"] for r in train),
         "train_s_per_image_best": sum(per_scale * r["best_s"] for r in train),
