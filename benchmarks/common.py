@@ -16,6 +16,13 @@ the final dense layer; pooling, the spatial sum, Swish and the spectral norm's p
 2x2-averaged image) is counted whenever the model computes it: the trainer and the export pass
 beta as a tensor, so the last stage's energy computes both branches even at beta = 1.
 
+The PatchGenCN net (`trainers.families.patchgen_net.PatchEnergyNet`) is counted by the same rule
+(`patchgen_forward_flops`): the input h x w is padded by P = len(channels) px on every side and
+conv i (valid 3x3, i = 1..P) runs at out (h + 2P - 2i) x (w + 2P - 2i), so the last map is h x w;
+ELU, the spatial sum and the spectral norm's power iteration are left out. A chain of T steps on
+one image costs T * 2F + F (the sampler's final energy, as for the other samplers);
+`patchgen_chain_flops` and `patchgen_train_step_flops` add these up over the scales.
+
 This module imports neither TensorFlow nor torch, so the PyTorch reference and the tests can use
 it in any environment.
 """
@@ -130,6 +137,57 @@ def cfebm_train_step_flops(sizes, stage: int, channels: int, width: int, batch: 
     update on the 2N observed + synthesized images at 3x the stage's forward FLOPs each."""
     forward = cfebm_forward_flops(sizes, stage, channels, width, fade)["total"]
     return cfebm_chain_flops(sizes, stage, channels, width, batch, steps, fade) + 2 * batch * 3 * forward
+
+
+def patchgen_forward_flops(height: int, width: int, image_channels: int, channels) -> dict:
+    """Analytic forward FLOPs of one PatchGenCN scale net on ONE image of height x width.
+
+    Args:
+      height, width: the image's size in pixels (any, fully convolutional).
+      image_channels: C of the input (1 or 3). channels: the conv outputs, the last one 1.
+
+    Returns:
+      {"layers": [{"kernel", "in", "out", "out_h", "out_w", "flops"}...], "total"}; FLOPs as
+      Python ints (multiply-add = 2 FLOPs; valid 3x3 convs on the input padded by len(channels)).
+    """
+    channels = [int(c) for c in channels]
+    if height < 1 or width < 1 or image_channels < 1 or not channels:
+        raise ValueError(f"height={height}, width={width}, image_channels={image_channels} must be >= 1 "
+                         f"and channels={channels} non-empty")
+    pad = len(channels)
+    h, w, cin, layers = height + 2 * pad, width + 2 * pad, int(image_channels), []
+    for cout in channels:
+        h, w = h - 2, w - 2
+        layers.append({"kernel": 3, "in": cin, "out": cout, "out_h": h, "out_w": w,
+                       "flops": 2 * 3 * 3 * cin * cout * h * w})
+        cin = cout
+    return {"layers": layers, "total": sum(v["flops"] for v in layers)}
+
+
+def patchgen_chain_flops(scales, image_channels: int, channels, steps: int, coarse_steps: int,
+                         batch: int = 1, first: int = 0, last: int | None = None) -> int:
+    """FLOPs of N = `batch` PatchGenCN chains through scales first..last (default all):
+    per scale k, T_k Langevin steps (2 F_k each) and the sampler's final energy (F_k), with
+    T_0 = coarse_steps and T_k = steps for k > 0; scales [(h, w)], coarsest first."""
+    last = len(scales) - 1 if last is None else last
+    total = 0
+    for k in range(first, last + 1):
+        f = patchgen_forward_flops(*scales[k], image_channels, channels)["total"]
+        t = coarse_steps if k == 0 else steps
+        total += batch * (t * langevin_step_flops(f) + f)
+    return int(total)
+
+
+def patchgen_train_step_flops(scales, scale: int, image_channels: int, channels, steps: int,
+                              coarse_steps: int, batch: int = 1, recovery: bool = True) -> int:
+    """FLOPs of one PatchGenCN training step at `scale` k (`trainers.families.patchgen`): N chains
+    through scales 0..k, the recovery chain of one image at scale k (when `recovery`), and the
+    update of net k on the 2N (+ 1 recovered) images at 3x its forward FLOPs each."""
+    f = patchgen_forward_flops(*scales[scale], image_channels, channels)["total"]
+    total = patchgen_chain_flops(scales, image_channels, channels, steps, coarse_steps, batch, 0, scale)
+    if recovery:
+        total += patchgen_chain_flops(scales, image_channels, channels, steps, coarse_steps, 1, scale, scale)
+    return int(total + (2 * batch + int(recovery)) * 3 * f)
 
 
 def cpu_model() -> str:

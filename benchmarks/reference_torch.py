@@ -25,6 +25,16 @@ compared on the same batch:
   branch at beta = 1 (as the TF model computes it). Train step at the last stage: the chain in
   eval mode, loss mean f(synth) - mean f(obs) on one forward of the 2N images in train mode, one
   Adam step (lr and beta1 from the spec). NCHW.
+- PatchGenCN (`--patchgen JSON`, `run_patchgen`): `TorchPatchEnergyNet`, the layers of
+  `trainers.families.patchgen_net.PatchEnergyNet` (u = 2x - 1 padded by len(channels) px with 0,
+  valid 3x3 convs with bias, ELU after all but the last, the sum over positions). Plain convs:
+  the TF chains call the net with training=False, which runs the spectral-normalised kernels as
+  stored (no power iteration), so the same kernels give the same function and the same work.
+  The chain of `PatchGenInference.synthesize`: one uniform gray plane per image at the coarsest
+  scale repeated over the channels, per scale T_k noisy Langevin steps (`noisy_langevin`:
+  coarse_steps at scale 0, steps after), bicubic upsampling clipped to [0, 1] between scales
+  (torch's bicubic kernel, a = -0.75, differs slightly from TF's a = -0.5: same work, not the
+  same pixels). Weights do not require grad (the TF sampler differentiates the input only).
 
 Run: `python -m benchmarks.reference_torch --grid 64 --channels 3 --batch 64 --steps 4 \
 --grids 1,4,16,64 --specs '{"4": [[5,2,96],...], ...}'` prints one JSON document; without
@@ -32,6 +42,9 @@ Run: `python -m benchmarks.reference_torch --grid 64 --channels 3 --batch 64 --s
 `python -m benchmarks.reference_torch --cfebm '{"sizes": [8, 16, 32, 64], "channels": 3, "width": 64,
 ...}' --batch 64 --steps 4` times the CF-EBM chain and train step instead (the JSON that
 `benchmarks.langevin_cfebm.torch_spec` writes).
+`python -m benchmarks.reference_torch --patchgen '{"scales": [[27, 40], ...], "image_channels": 3,
+"channels": [64, 32, 32, 32, 1], ...}' --batches 1,8` times the PatchGenCN chain (the JSON that
+`benchmarks.patchgen.torch_spec` writes).
 """
 
 from __future__ import annotations
@@ -237,6 +250,70 @@ def run_cfebm(spec: dict, batch: int, steps: int, repeats: int = 2, seed: int = 
     return out
 
 
+class TorchPatchEnergyNet(nn.Module):
+    """`PatchEnergyNet` of one PatchGenCN scale: f(x [N, C, H, W] in [0, 1]) -> [N]."""
+
+    def __init__(self, image_channels: int, channels, activation: str = "elu"):
+        super().__init__()
+        channels = [int(c) for c in channels]
+        self.pad, self.act = len(channels), _ACTIVATIONS[activation]
+        cins = [int(image_channels)] + channels[:-1]
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, 3) for cin, cout in zip(cins, channels))
+
+    def energy_map(self, x):
+        """Per-patch energies [N, 1, H, W]."""
+        p = self.pad
+        h = F.pad(x * 2.0 - 1.0, (p, p, p, p))
+        for i, conv in enumerate(self.convs):
+            h = conv(h)
+            if i < len(self.convs) - 1:
+                h = self.act(h)
+        return h
+
+    def forward(self, x):
+        return self.energy_map(x).sum(dim=(1, 2, 3))
+
+
+def patchgen_chain(nets, n: int, spec: dict):
+    """`PatchGenInference.synthesize` at the spec's scales: [n, C, H, W] in [0, 1]."""
+    scales, c = spec["scales"], spec["image_channels"]
+    x = torch.rand(n, 1, *scales[0]).repeat(1, c, 1, 1)
+    for k, (h, w) in enumerate(scales):
+        if k:
+            x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+        x, _ = noisy_langevin(nets[k], x, spec["coarse_steps"] if k == 0 else spec["steps"], spec["step_size"],
+                              spec["noise_scale"], spec["noise_schedule"], spec["step_size_schedule"],
+                              spec["clip"])
+    return x
+
+
+def run_patchgen(spec: dict, batches=(1, 8), repeats: int = 2, seed: int = 0, threads="auto") -> dict:
+    """Time the PatchGenCN chain for each batch (repeats at the first, repeats - 1 after); a
+    JSON-able dict with {"synthesize": {batch: figures}}.
+
+    spec: {"scales", "image_channels", "channels", "activation", "steps", "coarse_steps",
+    "step_size", "noise_scale", "noise_schedule", "step_size_schedule", "clip"}.
+    """
+    torch.manual_seed(seed)
+    nets = [TorchPatchEnergyNet(spec["image_channels"], spec["channels"], spec["activation"]).eval()
+            for _ in spec["scales"]]
+    for net in nets:
+        net.requires_grad_(False)
+    out = {"torch": torch.__version__, "model": "patchgen", "scales": spec["scales"],
+           "channels": spec["channels"], "steps": spec["steps"], "coarse_steps": spec["coarse_steps"]}
+    _set_threads(threads, lambda: patchgen_chain(nets, 1, spec), out)
+    flops1 = common.patchgen_chain_flops(spec["scales"], spec["image_channels"], spec["channels"],
+                                         spec["steps"], spec["coarse_steps"])
+    out["synthesize"] = {}
+    for i, n in enumerate(batches):
+        timing = common.time_calls(lambda n=n: patchgen_chain(nets, n, spec), repeats if i == 0 else
+                                   max(1, repeats - 1), warmup=1)
+        best = timing["best_s"]
+        out["synthesize"][str(n)] = {"batch": n, **timing, "s_per_image": best / n, "images_per_s": n / best,
+                                     "gflops": n * flops1 / best / 1e9}
+    return out
+
+
 def _layout(t, channels_last: bool):
     return t.contiguous(memory_format=torch.channels_last) if channels_last else t
 
@@ -306,8 +383,19 @@ def main(argv=None) -> int:
                         help="torch threads: auto (faster of 1 and the default), 0 = default, or a count")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--cfebm", default="", help="JSON spec: time the CF-EBM net instead (see run_cfebm)")
+    parser.add_argument("--patchgen", default="",
+                        help="JSON spec: time the PatchGenCN chain instead (see run_patchgen)")
+    parser.add_argument("--batches", default="1,8", help="--patchgen batch sizes")
     args = parser.parse_args(argv)
     threads = args.threads if args.threads == "auto" else int(args.threads)
+    if args.patchgen:
+        start = time.perf_counter()
+        result = run_patchgen(json.loads(args.patchgen), [int(b) for b in args.batches.split(",") if b],
+                              args.repeats, threads=threads)
+        result["wall_s"] = time.perf_counter() - start
+        json.dump(result, sys.stdout)
+        print()
+        return 0
     if args.cfebm:
         start = time.perf_counter()
         result = run_cfebm(json.loads(args.cfebm), args.batch, args.steps, args.repeats, threads=threads)

@@ -350,3 +350,89 @@ def test_quality_overrides_differ_only_in_family_and_tile_shape():
     assert cfg.model.family == "pcd" and cfg.train.max_minutes == 5.0
     pic = bench_quality.tile(np.zeros((10, 32, 32, 1), np.uint8), rows=8, scale=2)
     assert pic.shape == (2 * (2 * 33 + 1), 2 * (8 * 33 + 1), 1) and pic.dtype == np.uint8
+
+
+def test_patchgen_flops_tiny_net_equals_hand_count():
+    # 4x5x1 input, convs 1 -> 2 -> 1, padded by 2 px: 8x9 -> conv1 6x7x2 -> conv2 4x5x1.
+    got = common.patchgen_forward_flops(4, 5, 1, (2, 1))
+    conv1, conv2 = 2 * 9 * 1 * 2 * 6 * 7, 2 * 9 * 2 * 1 * 4 * 5
+    assert [v["flops"] for v in got["layers"]] == [conv1, conv2]
+    assert [(v["out_h"], v["out_w"]) for v in got["layers"]] == [(6, 7), (4, 5)]
+    assert got["total"] == conv1 + conv2 == 2232
+    f1 = 2 * 9 * 2 * 8 * 10 + 2 * 9 * 2 * 6 * 8  # the 6x8 scale: 10x12 padded
+    assert common.patchgen_forward_flops(6, 8, 1, (2, 1))["total"] == f1 == 4608
+    scales = [(4, 5), (6, 8)]
+    # N = 2, 2 steps at the coarsest scale, 3 after: per scale N (T 2F + F).
+    chain = 2 * (2 * 2 * 2232 + 2232) + 2 * (3 * 2 * f1 + f1)
+    assert common.patchgen_chain_flops(scales, 1, (2, 1), 3, 2, batch=2) == chain == 86832
+    # Train step at scale 1: the chains, the recovery chain of 1 image, 3x forward on 2N + 1.
+    assert common.patchgen_train_step_flops(scales, 1, 1, (2, 1), 3, 2, batch=2) == chain + 7 * f1 + 5 * 3 * f1
+    assert common.patchgen_train_step_flops(scales, 0, 1, (2, 1), 3, 2, batch=2, recovery=False) == \
+        2 * 5 * 2232 + 4 * 3 * 2232
+    with pytest.raises(ValueError, match="height"):
+        common.patchgen_forward_flops(0, 5, 1, (2, 1))
+
+
+def test_patchgen_forward_flops_match_tf_profiler():
+    from trainers.families.patchgen_net import PatchEnergyNet  # pylint: disable=import-outside-toplevel
+    net = PatchEnergyNet(3, (4, 3, 1))
+    assert _profiled_flops(lambda x: net(x), tf.TensorSpec([1, 7, 9, 3])) == \
+        common.patchgen_forward_flops(7, 9, 3, (4, 3, 1))["total"]
+
+
+def test_patchgen_quick_document(monkeypatch, capsys):
+    """main --quick end to end (peak probe stubbed): keys, geometry, gradient evaluations, FLOPs."""
+    from benchmarks import patchgen as bench_patchgen  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(bench_patchgen, "peak_probes", lambda repeats=4: {"conv3x3_gflops": 50.0})
+    monkeypatch.setattr(bench_patchgen, "torch_python", lambda explicit: None)
+    assert bench_patchgen.main(["--quick", "--repeats", "1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    geo = doc["geometry"]
+    assert geo["scales"] == [[27, 36], [36, 48]] and (geo["steps"], geo["coarse_steps"]) == (2, 2)
+    assert geo["net_channels"] == [64, 32, 32, 32, 1] and geo["steps_per_scale"] == 250
+    assert doc["grad_evals_per_image"] == 4
+    assert doc["grad_evals_per_image_pixel_weighted"] == pytest.approx((2 * 27 * 36 + 2 * 36 * 48) / (36 * 48))
+    assert doc["flops"]["synthesize_per_image"] == common.patchgen_chain_flops(
+        [(27, 36), (36, 48)], 3, (64, 32, 32, 32, 1), 2, 2)
+    assert doc["flops"]["langevin_step_per_scale"] == [2 * f for f in doc["flops"]["forward_per_scale"]]
+    train = doc["train_steps"]
+    assert [r["trained_scale"] for r in train] == [0, 1] and all(r["finite_metrics"] for r in train)
+    assert doc["train_s_per_image"] == pytest.approx(250 * sum(r["median_s"] for r in train))
+    assert set(doc["synthesize"]) == {"1", "8"} and doc["synthesize"]["8"]["shape"] == [8, 36, 48, 3]
+    assert doc["fraction_of_peak"] == pytest.approx(doc["synthesize"]["8"]["gflops"] / 50.0)
+    for key in ("train_s_per_image", "sampler_gflops", "wall_s"):
+        assert _finite_positive(doc[key]), key
+    assert all(_finite_positive(v) for v in doc["synthesize_s_per_image"].values())
+    assert doc["retraces"] == 0 and doc["speedup_vs_torch"] is None
+    assert doc["torch"]["available"] is False and "torch" in doc["torch"]["skipped"]
+
+
+def test_torch_patchgen_reference_matches_keras_net():
+    """Same weights -> the same PatchGenCN energies and Langevin step as the Keras net and the TF
+    sampler (the spectral-normalised kernels as stored, as the TF chains use them)."""
+    torch = pytest.importorskip("torch", reason="torch is not importable here (optional, benchmark-only: "
+                                "requirements/bench-torch-py311.txt)")
+    from benchmarks import reference_torch  # pylint: disable=import-outside-toplevel
+    from trainers.families.patchgen_net import PatchEnergyNet  # pylint: disable=import-outside-toplevel
+    from trainers.langevin import LangevinSampler  # pylint: disable=import-outside-toplevel
+    channels = (6, 4, 1)
+    net = PatchEnergyNet(3, channels)
+    net(tf.random.uniform([1, 9, 9, 3]), training=True)  # one power iteration: normalised kernels
+    ref = reference_torch.TorchPatchEnergyNet(3, channels, "elu")
+    with torch.no_grad():
+        for conv, tconv in zip(net.convs, ref.convs):
+            layer = getattr(conv, "layer", conv)
+            tconv.weight.copy_(torch.from_numpy(layer.kernel.numpy().transpose(3, 2, 0, 1).copy()))
+            tconv.bias.copy_(torch.from_numpy(layer.bias.numpy()))
+    x = np.random.default_rng(0).uniform(size=(2, 7, 10, 3)).astype(np.float32)
+    x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    np.testing.assert_allclose(ref(x_t).numpy(), net(x).numpy(), rtol=1e-4, atol=1e-4)
+    out_tf, _ = LangevinSampler(1, 0.05, noise=False).run(net, x, [0, 0])
+    out_t, _ = reference_torch.noisy_langevin(ref, x_t, 1, 0.05, 0.1, "linear")  # 1 step: no noise
+    np.testing.assert_allclose(out_t.numpy().transpose(0, 2, 3, 1), out_tf.numpy(), atol=1e-4)
+    spec = {"scales": [[5, 6], [7, 8]], "image_channels": 3, "channels": list(channels), "activation": "elu",
+            "steps": 2, "coarse_steps": 3, "step_size": 0.05, "noise_scale": 0.1, "noise_schedule": "linear",
+            "step_size_schedule": "constant", "clip": True}
+    res = reference_torch.run_patchgen(spec, batches=(1, 2), repeats=1, threads=1)
+    assert set(res["synthesize"]) == {"1", "2"} and _finite_positive(res["synthesize"]["2"]["gflops"])
+    json.dumps(res)
