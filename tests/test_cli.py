@@ -75,9 +75,9 @@ _FAST_USAGE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("argv, fragment", _FAST_USAGE_ERRORS)
-def test_usage_errors_exit_2_before_tensorflow_is_imported(argv, fragment, tmp_path):
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+def assert_fast_usage_error(argv: list[str], fragment: str) -> None:
+    """`mgebm ARGV` in a fresh process exits 2 with one stderr line holding `fragment`, before
+    TensorFlow, Beam, TFX or Keras is imported."""
     code = ("import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
             "heavy = [m for m in ('tensorflow', 'apache_beam', 'tfx', 'keras') if m in sys.modules]; "
             "print('HEAVY=' + ','.join(heavy)); sys.exit(rc)")
@@ -88,6 +88,11 @@ def test_usage_errors_exit_2_before_tensorflow_is_imported(argv, fragment, tmp_p
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
     assert lines[0].startswith(f"mgebm {argv[0]}: error:")
+
+
+@pytest.mark.parametrize("argv, fragment", _FAST_USAGE_ERRORS)
+def test_usage_errors_exit_2_before_tensorflow_is_imported(argv, fragment, tmp_path):
+    assert_fast_usage_error([a.replace("{tmp}", str(tmp_path)) for a in argv], fragment)
 
 
 def test_version():

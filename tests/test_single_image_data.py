@@ -7,12 +7,14 @@ import os
 
 import numpy as np
 import pytest
+
 from PIL import Image
 
 from components import image_decode, ingest, records, single_image
 from components.ingest import IngestError
 from components.source_spec import SourceError, check_source
 from trainers import pyramid_ops
+from tests.test_cli import assert_fast_usage_error
 from trainers.config import Config, ConfigError
 
 
@@ -314,8 +316,6 @@ def test_pyramid_stage_refuses_mismatched_inputs(scale_stages, tmp_path, make_da
     (["pyramid", "--input", "{tmp}", "--output", "o"], "needs --grids"),
 ])
 def test_cli_single_image_usage_errors_exit_2(argv, fragment, tmp_path):
-    import subprocess
-    import sys
 
     thin = _save(tmp_path / "thin.png", _structured(50, 1))
     photo = _save(tmp_path / "photo.png", _structured(80, 120))
@@ -323,15 +323,7 @@ def test_cli_single_image_usage_errors_exit_2(argv, fragment, tmp_path):
     for name in ("a.png", "b.png"):
         _save(tmp_path / "two" / name, _structured(30, 30))
     argv = [a.format(thin=thin, photo=photo, two=tmp_path / "two", tmp=tmp_path) for a in argv]
-    code = ("import sys; from pipeline.cli import main; rc = main(sys.argv[1:]); "
-            "heavy = [m for m in ('tensorflow', 'apache_beam', 'tfx', 'keras') if m in sys.modules]; "
-            "print('HEAVY=' + ','.join(heavy)); sys.exit(rc)")
-    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "HEAVY=\n" in result.stdout, result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert_fast_usage_error(argv, fragment)
 
 
 @pytest.mark.tfx

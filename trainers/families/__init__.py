@@ -144,6 +144,22 @@ def require_plain_precision(train, family: str) -> None:
         raise ConfigError(f"train.mixed_precision is not supported by model.family={family}")
 
 
+def require_noisy_langevin(sampler) -> None:
+    """ConfigError for the `sampler.` fields of a family whose chains run with noise: steps >= 1,
+    step_size > 0, noise_scale > 0 and known noise / step-size schedules."""
+    schedules = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES / STEP_SIZE_SCHEDULES
+    checks = [(sampler.steps >= 1, f"sampler.steps={sampler.steps} must be >= 1"),
+              (sampler.step_size > 0, f"sampler.step_size={sampler.step_size} must be > 0"),
+              (sampler.noise_scale > 0, f"sampler.noise_scale={sampler.noise_scale} must be > 0")]
+    for name in ("noise_schedule", "step_size_schedule"):
+        value = getattr(sampler, name)
+        checks.append((value in schedules, f"sampler.{name}={value!r} is not allowed; allowed "
+                                           f"values: {list(schedules)}"))
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
 def require_metadata(metadata: dict, keys) -> None:
     """Raise ValueError naming the first of `keys` missing from the pyramid metadata dict."""
     for key in keys:

@@ -25,13 +25,12 @@ Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activatio
 from __future__ import annotations
 
 from trainers.config_values import ConfigError
-from trainers.families import Family, register, require_metadata, require_plain_precision
+from trainers.families import (Family, register, require_metadata, require_noisy_langevin,
+                               require_plain_precision)
 
 NAME = "cfebm"
 NORMS = ("none", "spectral")
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
-NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES
-STEP_SIZE_SCHEDULES = ("constant", "linear")  # trainers.langevin.STEP_SIZE_SCHEDULES
 SIGNATURES = ("sample", "energy", "inpaint", "denoise", "translate")
 METADATA_KEYS = ("grids", "image_size", "channels")
 BASE_CHANNELS = 128  # channels of every block at model.width = 1.0
@@ -95,11 +94,7 @@ def validate(config) -> None:
     _one_of("model.norm", m.norm, NORMS)
     _one_of("model.activation", m.activation, ACTIVATIONS)
     _require(m.width > 0, f"model.width={m.width} must be > 0")
-    _require(s.steps >= 1, f"sampler.steps={s.steps} must be >= 1")
-    _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
-    _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
-    _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
-    _one_of("sampler.step_size_schedule", s.step_size_schedule, STEP_SIZE_SCHEDULES)
+    require_noisy_langevin(s)
     _require(s.upsample_noise >= 0, f"sampler.upsample_noise={s.upsample_noise} must be >= 0")
     _require(t.fade_images >= 0, f"train.fade_images={t.fade_images} must be >= 0 (0 = no fade)")
     _require(t.stable_images >= 1, f"train.stable_images={t.stable_images} must be >= 1")

@@ -27,13 +27,12 @@ from __future__ import annotations
 import math
 
 from trainers.config_values import ConfigError
-from trainers.families import Family, register, require_metadata, require_plain_precision
+from trainers.families import (Family, register, require_metadata, require_noisy_langevin,
+                               require_plain_precision)
 
 NAME = "patchgen"
 NORMS = ("none", "spectral")
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
-NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES
-STEP_SIZE_SCHEDULES = ("constant", "linear")  # trainers.langevin.STEP_SIZE_SCHEDULES
 SIGNATURES = ("sample", "energy", "super_resolve", "edit", "harmonize", "style_transfer")
 METADATA_KEYS = ("scales", "channels", "scale_factor")
 BASE_CHANNELS = 32  # b at model.width = 1.0 (the reference's small net: 64, 32, 32, 32, 1)
@@ -80,13 +79,9 @@ def validate(config) -> None:
     _one_of("model.activation", m.activation, ACTIVATIONS)
     _require(m.width > 0, f"model.width={m.width} must be > 0")
     _require(m.patch_layers >= 2, f"model.patch_layers={m.patch_layers} must be >= 2")
-    _require(s.steps >= 1, f"sampler.steps={s.steps} must be >= 1")
     _require(s.coarse_steps >= 1, f"sampler.coarse_steps={s.coarse_steps} must be >= 1")
     _require(s.sr_steps >= 1, f"sampler.sr_steps={s.sr_steps} must be >= 1")
-    _require(s.step_size > 0, f"sampler.step_size={s.step_size} must be > 0")
-    _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
-    _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
-    _one_of("sampler.step_size_schedule", s.step_size_schedule, STEP_SIZE_SCHEDULES)
+    require_noisy_langevin(s)
     _require(t.steps_per_scale >= 1, f"train.steps_per_scale={t.steps_per_scale} must be >= 1")
     _require(t.recovery_weight >= 0,
              f"train.recovery_weight={t.recovery_weight} must be >= 0 (0 = no recovery task)")
