@@ -15,8 +15,8 @@
    (`super_resolution/x2/model/psnr`, ...); inputs too small for the model are skipped;
 4. `edit` (a block of the image pasted elsewhere, mask = the pasted block), `harmonize` (a solid
    disc of a colour the image lacks, mask = the disc) and `style_transfer` (a flat-colour
-   "painting" of the image: blurred and quantised to 3 levels per channel) as pictures, each
-   from the middle scale (`start_scale` = L // 2);
+   "painting" of the image: blurred and quantised to 3 levels per channel) as pictures, from the
+   middle scale (`start_scale` = L // 2; harmonize from the one below it);
 5. with `served_model_dir`, step 2 for the served model on the same image and seeds, under
    `baseline_model` (`{"dir", "version", "metrics": {flat name: value}}`), for rules such as
    `sifid/efficientnet_lite0<=baseline*1.05`; then the blessing (`evaluators.blessing`).
@@ -132,16 +132,18 @@ def _edits(image: np.ndarray, seed: int):
 
 
 def manipulations(client: _Client, image: np.ndarray, seed: int, num_scales: int) -> dict:
-    """Pictures of edit, harmonize and style_transfer (input | result) from the middle scale."""
+    """Pictures of edit and style_transfer (input | result) from the middle scale, and of
+    harmonize from the scale below it (a flat inserted colour needs the coarser start to change)."""
     start = num_scales // 2
     (edited, e_mask), (composite, h_mask), painting = _edits(image, seed)
     out = {}
     result = client.call("edit", images=edited[None], mask=e_mask[None], seed=seed, start_scale=start)
     out[f"edit (start scale {start}): pasted block | result"] = parts.tile_images(
         np.stack([edited, result[0]]), 2)
+    coarser = max(0, start - 1)
     result = client.call("harmonize", images=composite[None], mask=h_mask[None], seed=seed,
-                         start_scale=start)
-    out[f"harmonize (start scale {start}): inserted disc | result"] = parts.tile_images(
+                         start_scale=coarser)
+    out[f"harmonize (start scale {coarser}): inserted disc | result"] = parts.tile_images(
         np.stack([composite, result[0]]), 2)
     result = client.call("style_transfer", images=painting[None], seed=seed, start_scale=start)
     out[f"style_transfer (start scale {start}): content | result"] = parts.tile_images(

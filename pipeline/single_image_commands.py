@@ -36,12 +36,12 @@ def _model(path: str, signature: str):
     return model
 
 
-def _read(flag: str, path: str, channels: int) -> np.ndarray:
+def _read(flag: str, path: str, channels: int, max_side: int = 0) -> np.ndarray:
     from components.single_image import read_single_image  # pylint: disable=import-outside-toplevel
     from components.source_spec import SourceError  # pylint: disable=import-outside-toplevel
 
     try:
-        return read_single_image(path, channels)[1]
+        return read_single_image(path, channels, max_side)[1]
     except (SourceError, ValueError, OSError) as err:
         raise UsageError(f"{flag} {path}: {err}") from None
 
@@ -125,7 +125,8 @@ def evaluate(args, model, ev) -> int:
         raise UsageError(f"--data {args.data}: a single-image model is evaluated against its one "
                          "training image: give --data file:PATH")
     h, w = int(model.config["height"]), int(model.config["width"])
-    image = resize_uint8(_read("--data", path, int(model.config["channels"])), h, w)
+    # The ingest's fitting (area downscale of the longer side), then the exact training size.
+    image = resize_uint8(_read("--data", path, int(model.config["channels"]), max(h, w)), h, w)
     spaces = [s.strip() for s in args.features.split(",") if s.strip() in SIFID_SPACES]
     if not spaces:
         raise UsageError(f"--features {args.features}: single-image models use {list(SIFID_SPACES)}")
