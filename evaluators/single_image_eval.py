@@ -1,7 +1,7 @@
 """Evaluate a single-image model (config.json `"single_image": true`, e.g. PatchGenCN).
 
 `evaluate_single_image` talks to the export only through its signatures and writes
-`metrics.json` and `report.html` (with pictures) into output_dir:
+`metrics.json`, `report.html` and its pictures as PNG files (`pictures/`) into output_dir:
 
 1. `sample`: `num_samples` images at the training size, and 4 at twice its width (a wider aspect
    ratio: the chains run at that size at every scale);
@@ -219,7 +219,23 @@ def evaluate_single_image(model_dir: str, image, output_dir: str, spaces=("effic
     timings["total"] = time.time() - start_time
     metrics = report_lib.write_metrics_json(os.path.join(output_dir, "metrics.json"), metrics)
     write_report(output_dir, metrics, pictures, info, log_dir)
+    save_pictures(os.path.join(output_dir, "pictures"), pictures)
     return metrics
+
+
+def save_pictures(folder: str, pictures: dict) -> list[str]:
+    """Each report picture also as `folder/<name>.png` (the caption up to its first ':' or '(',
+    as a file name: `samples.png`, `super_resolution_x2.png`, `edit.png`, ...); returns the paths."""
+    tf.io.gfile.makedirs(folder)
+    paths = []
+    for caption, image in pictures.items():
+        stem = caption.split(":")[0].split("(")[0].strip().replace("/", "_").replace(" ", "_")
+        stem = "samples_wide" if caption.startswith("samples at a wider") else stem
+        path = os.path.join(folder, f"{stem}.png")
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(parts.png_bytes(image))
+        paths.append(path)
+    return paths
 
 
 def served_metrics(served_dir, image, num_samples, spaces, inception_weights, seed, notes) -> dict:

@@ -144,6 +144,9 @@ def test_single_image_evaluation_writes_metrics_report_and_blesses_against_the_s
                   "Editing, harmonization, style transfer", "Blessing", "served model (version"):
         assert title in html
     assert html.count("<img") >= 6
+    assert sorted(os.listdir(tmp_path / "pictures")) == [
+        "edit.png", "harmonize.png", "samples.png", "samples_wide.png", "style_transfer.png",
+        "super_resolution_x2.png", "super_resolution_x4.png"]
     with pytest.raises(ValueError, match="training image"):
         evaluate_single_image(export_dir, photo_array()[:20], str(tmp_path / "bad"))
 
