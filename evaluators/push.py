@@ -18,6 +18,8 @@ import uuid
 
 import tensorflow as tf
 
+from trainers.disk_full import is_disk_full, tree_bytes
+
 
 class PushError(ValueError):
     """The export is not a SavedModel, or the serving folder cannot take a new version."""
@@ -68,8 +70,10 @@ def push_model(export_dir: str, serving_root: str, model_name: str, max_attempts
       {"pushed_dir": path of the new version folder, "version": int, "model_name": str}.
 
     Raises:
-      PushError: no SavedModel in export_dir, a bad model name, or no free version after
-        max_attempts; errors of the copy itself (tf.errors.OpError) propagate after cleanup.
+      PushError: no SavedModel in export_dir, a bad model name, no free version after
+        max_attempts, or a full disk (one line naming the folder and the size needed; the
+        served versions are untouched and the half-written copy is removed); other errors of
+        the copy itself (tf.errors.OpError) propagate after cleanup.
     """
     if not model_name or not model_name.replace("_", "").replace("-", "").isalnum():
         raise PushError(f"model_name={model_name!r} must be letters, digits, '_' or '-'")
@@ -82,7 +86,16 @@ def push_model(export_dir: str, serving_root: str, model_name: str, max_attempts
         tmp = os.path.join(model_root, f".tmp-{version}-{uuid.uuid4().hex}")
         final = os.path.join(model_root, str(version))
         try:
-            copy_tree(export_dir, tmp)
+            try:
+                copy_tree(export_dir, tmp)
+            except (OSError, tf.errors.OpError) as error:
+                if not is_disk_full(error):
+                    raise
+                served = (existing_versions(model_root) or [None])[-1]
+                raise PushError(
+                    f"no space left on the device of {model_root} while copying the model there "
+                    f"(it needs {tree_bytes(export_dir) / 1e6:.1f} MB): free space there and rerun; "
+                    f"the served version ({served or 'none'}) is unchanged") from None
             if tf.io.gfile.exists(final):
                 continue  # another pusher won this version; the finally clause cleans up
             tf.io.gfile.rename(tmp, final, overwrite=False)

@@ -1,0 +1,130 @@
+"""Faults (issue 13 item 5): a full disk during push or export, a rerun after a kill.
+
+The disk-full tests use a real small file system (a tmpfs mounted on the test's folder) where
+mount rights allow (root here) and are skipped otherwise; the injected-ENOSPC tests run
+everywhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+
+import pytest
+import tensorflow as tf
+
+from evaluators import push
+from tests.test_train import tiny_config, write_pyramid
+from trainers.export import ExportError, load_exported
+from trainers.train import export_untrained
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A real SavedModel of a few files (one signature, one variable)."""
+    module = tf.Module()
+    module.w = tf.Variable(tf.range(20000, dtype=tf.float32))  # 80 kB of variables
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def scale(x):
+        return {"y": x * module.w[0]}
+
+    module.scale = scale
+    path = str(tmp_path_factory.mktemp("export") / "model")
+    tf.saved_model.save(module, path, signatures={"scale": scale})
+    return path
+
+
+class SmallDisk:
+    """A tmpfs mounted on `path`, resizable; unmounted at teardown."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        os.makedirs(self.path, exist_ok=True)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", self.path],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or result.returncode})")
+
+    def used(self) -> int:
+        st = os.statvfs(self.path)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    def resize(self, size: int) -> None:
+        size = max(4096, size // 4096 * 4096)
+        subprocess.run(["mount", "-o", f"remount,size={size}", self.path], check=True)
+
+    def close(self):
+        subprocess.run(["umount", "-l", self.path], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = SmallDisk(tmp_path / "disk")
+    yield disk
+    disk.close()
+
+
+def _assert_one_line(message: str, *words):
+    assert "\n" not in message, message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_disk_full_during_push_keeps_the_served_version(saved_model, small_disk):
+    root = os.path.join(small_disk.path, "serving")
+    assert push.push_model(saved_model, root, "mg")["version"] == 1
+    one_copy = small_disk.used()
+    small_disk.resize(int(one_copy * 1.5))  # room for half of a second copy
+    with pytest.raises(push.PushError) as info:
+        push.push_model(saved_model, root, "mg")
+    _assert_one_line(str(info.value), "no space left", os.path.join(root, "mg"), "free space",
+                     "served version (1) is unchanged")
+    assert sorted(os.listdir(os.path.join(root, "mg"))) == ["1"]  # no partial version, no temp
+    assert push.served_model_dir(root, "mg") == os.path.join(root, "mg", "1")
+    loaded = tf.saved_model.load(os.path.join(root, "mg", "1"))
+    assert float(loaded.signatures["scale"](x=tf.constant([1.0]))["y"][0]) == 0.0
+    small_disk.resize(8 << 20)  # space freed: the rerun pushes
+    assert push.push_model(saved_model, root, "mg")["version"] == 2
+    tf.saved_model.load(os.path.join(root, "mg", "2"))
+
+
+def test_injected_enospc_part_way_through_the_copy(saved_model, tmp_path, monkeypatch):
+    root = str(tmp_path / "serving")
+    push.push_model(saved_model, root, "mg")
+    real_copy, calls = tf.io.gfile.copy, []
+
+    def copy(src, dst, overwrite=False):
+        calls.append(dst)
+        if len(calls) == 2:  # the first file went through, the second finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device", dst)
+        return real_copy(src, dst, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "copy", copy)
+    with pytest.raises(push.PushError, match="no space left") as info:
+        push.push_model(saved_model, root, "mg")
+    _assert_one_line(str(info.value), os.path.join(root, "mg"), "free space")
+    assert sorted(os.listdir(os.path.join(root, "mg"))) == ["1"]
+    monkeypatch.setattr(tf.io.gfile, "copy", real_copy)
+    assert push.push_model(saved_model, root, "mg")["version"] == 2
+
+
+@pytest.mark.slow
+def test_disk_full_during_export_keeps_the_previous_export(tmp_path, small_disk):
+    write_pyramid(tmp_path / "pyramid")
+    cfg = tiny_config()
+    export_dir = os.path.join(small_disk.path, "export")
+    export_untrained(cfg, str(tmp_path / "pyramid"), export_dir)
+    before = sorted(os.listdir(export_dir))
+    small_disk.resize(int(small_disk.used() * 1.5))  # a second whole export does not fit
+    with pytest.raises(ExportError) as info:
+        export_untrained(cfg, str(tmp_path / "pyramid"), export_dir)
+    _assert_one_line(str(info.value), "no space left", export_dir, "free space",
+                     "previous export there is unchanged")
+    assert sorted(os.listdir(small_disk.path)) == ["export"]  # the temporary folder is gone
+    assert sorted(os.listdir(export_dir)) == before
+    load_exported(export_dir)  # still a whole SavedModel
+    small_disk.resize(64 << 20)
+    export_untrained(cfg, str(tmp_path / "pyramid"), export_dir)
+    assert sorted(os.listdir(small_disk.path)) == ["export"]
