@@ -13,6 +13,7 @@ The caller decides whether to push (only when the blessing says so).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
@@ -55,6 +56,35 @@ def copy_tree(src: str, dst: str) -> None:
             tf.io.gfile.makedirs(os.path.join(target, sub.rstrip("/")))
         for name in sorted(files):
             tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=False)
+
+
+def _tree_digest(folder: str) -> str:
+    """sha256 over the relative names and bytes of every file under `folder`."""
+    folder = folder.rstrip("/")
+    digest = hashlib.sha256()
+    for root, _, files in sorted(tf.io.gfile.walk(folder)):
+        rel = root[len(folder):].lstrip("/")
+        for name in sorted(files):
+            digest.update(f"{rel}/{name}\0".encode())
+            with tf.io.gfile.GFile(os.path.join(root, name), "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+def push_once(export_dir: str, serving_root: str, model_name: str) -> dict:
+    """`push_model`, except when the largest served version already holds exactly this export.
+
+    A pusher killed after its rename but before the orchestrator recorded the push is rerun
+    with the same export; without this check the rerun would serve the same model again as a
+    second version. Returns push_model's dict, with `"already_served": True` (and nothing
+    copied) in that case.
+    """
+    latest = served_model_dir(serving_root, model_name)
+    if latest is not None and tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")) \
+            and _tree_digest(latest) == _tree_digest(export_dir):
+        return {"pushed_dir": latest, "version": int(os.path.basename(latest)),
+                "model_name": model_name, "already_served": True}
+    return push_model(export_dir, serving_root, model_name)
 
 
 def push_model(export_dir: str, serving_root: str, model_name: str, max_attempts: int = 5) -> dict:

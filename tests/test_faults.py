@@ -128,3 +128,18 @@ def test_disk_full_during_export_keeps_the_previous_export(tmp_path, small_disk)
     small_disk.resize(64 << 20)
     export_untrained(cfg, str(tmp_path / "pyramid"), export_dir)
     assert sorted(os.listdir(small_disk.path)) == ["export"]
+
+
+def test_rerun_of_a_push_killed_after_its_rename_serves_no_duplicate(saved_model, tmp_path):
+    # The push renamed version 1 into place, then the process was killed before TFX recorded
+    # the execution: the rerun pushes the same export again and must not add version 2.
+    root = str(tmp_path / "serving")
+    first = push.push_once(saved_model, root, "mg")
+    again = push.push_once(saved_model, root, "mg")
+    assert first["version"] == again["version"] == 1 and again["already_served"]
+    assert sorted(os.listdir(os.path.join(root, "mg"))) == ["1"]
+    other = tmp_path / "other"  # a different model is a new version
+    push.copy_tree(saved_model, str(other))
+    with open(other / "variables" / "variables.data-00000-of-00001", "r+b") as f:
+        f.write(b"\x01\x02\x03\x04")
+    assert push.push_once(str(other), root, "mg")["version"] == 2
