@@ -8,13 +8,18 @@ everywhere.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 import tensorflow as tf
 
 from evaluators import push
+from tests.test_multiworker import REPO, _free_ports
 from tests.test_train import tiny_config, write_pyramid
 from trainers.export import ExportError, load_exported
 from trainers.train import export_untrained
@@ -143,3 +148,94 @@ def test_rerun_of_a_push_killed_after_its_rename_serves_no_duplicate(saved_model
     with open(other / "variables" / "variables.data-00000-of-00001", "r+b") as f:
         f.write(b"\x01\x02\x03\x04")
     assert push.push_once(str(other), root, "mg")["version"] == 2
+
+
+# ------------------------------------------------- multi-worker start-up: a worker never joins
+
+def _spec(ports, index=0):
+    return {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index}}
+
+
+def test_cluster_watchdog_ends_a_blocked_start_with_one_line():
+    # The constructor blocks (a sleep stands in for TensorFlow's wait, which holds the GIL);
+    # the watchdog prints one line and kills the process. A start that completes in time
+    # leaves no message.
+    code = textwrap.dedent("""
+        import json, sys, time
+        from trainers import scale
+        spec = json.loads(sys.argv[1])
+        assert scale.join_cluster(spec, 30, make=lambda: "ok", barrier=lambda s: None) == "ok"
+        print("formed", flush=True)
+        scale.join_cluster(spec, 1, make=lambda: time.sleep(60), barrier=lambda s: None)
+        print("not reached", flush=True)
+    """)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(_spec((2222, 2223)))], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == -9 and proc.stdout.split() == ["formed"], (proc.stdout, proc.stderr[-2000:])
+    assert time.monotonic() - start < 50
+    lines = [x for x in proc.stderr.splitlines() if "did not form" in x]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    _assert_one_line(lines[0], "TF_CONFIG", "train.cluster_timeout_s=1 ", "worker 1 at localhost:2223")
+    assert "localhost:2222" not in lines[0]  # this task itself is not named as missing
+
+
+@pytest.mark.slow
+def test_chief_without_its_worker_fails_after_the_timeout(make_data_stages, tmp_path):
+    # A real second port on which nobody listens: TensorFlow alone waits forever.
+    stages = make_data_stages(tmp_path / "data", "builtin:mnist5k", 32, 1, (1, 4, 16, 32), limit=64)
+    ports = _free_ports(2)
+    env = dict(os.environ, TF_CONFIG=json.dumps(_spec(ports)), PYTHONUNBUFFERED="1")
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "train", "--pyramid", stages.pyramid_dir,
+         "--preset", "mnist5k-multigrid:smoke", "--workdir", str(tmp_path / "work"),
+         "--set", "train.strategy=multi_worker_mirrored", "--set", "train.cluster_timeout_s=10"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == -9, proc.stderr[-3000:]  # killed by the watchdog
+    lines = [x for x in proc.stderr.splitlines() if "did not form" in x]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    _assert_one_line(lines[0], "TF_CONFIG", "train.cluster_timeout_s=10 ", f"worker 1 at localhost:{ports[1]}")
+    print(f"exited {elapsed:.1f} s after the start (10 s timeout + start-up)")
+
+
+# ------------------------------------------------- uneven global batch over the replicas
+
+class _Replicas:
+    def __init__(self, n):
+        self.num_replicas_in_sync = n
+
+
+def test_uneven_global_batch_is_a_config_error_naming_batch_and_replicas():
+    from trainers import scale
+    from trainers.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        scale.check_global_batch(5, _Replicas(2))
+    _assert_one_line(str(info.value), "train.batch_size=5", "2 replicas", "4 or 6")
+    for batch, replicas in ((6, 2), (5, 1), (8, 4)):
+        scale.check_global_batch(batch, _Replicas(replicas))
+    scale.check_global_batch(5, tf.distribute.get_strategy())  # the default strategy: 1 replica
+
+
+def test_uneven_batch_fails_at_start_under_a_real_two_replica_strategy():
+    # Two logical CPUs, MirroredStrategy over both (what `mirrored` gives on a 2-GPU machine).
+    code = textwrap.dedent("""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from trainers import scale
+        from trainers.config import ConfigError
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        scale.check_global_batch(6, strategy)
+        try:
+            scale.check_global_batch(5, strategy)
+        except ConfigError as err:
+            print("ConfigError:", err)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ConfigError: train.batch_size=5 does not split evenly over the 2 replicas" in proc.stdout

@@ -173,6 +173,10 @@ class TrainConfig:
     warm_start: start a fresh run from an exported model's weights (`trainers.warm_start`):
     `latest_blessed` (the model being served; the pipeline resolves it) or an export folder;
     empty = random initial weights.
+    cluster_timeout_s: `multi_worker_mirrored`: seconds to wait for every task of TF_CONFIG to
+    join (strategy start-up and the first collective); past it the process is ended with one
+    line naming TF_CONFIG and the tasks it waited for (TensorFlow alone would wait forever).
+    0 = wait forever.
     """
 
     batch_size: int = 64
@@ -198,6 +202,7 @@ class TrainConfig:
     fade_images: int = 50_000
     stable_images: int = 50_000
     warm_start: str = ""
+    cluster_timeout_s: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -411,6 +416,8 @@ def validate(cfg: Config) -> None:
     _one_of("train.strategy", t.strategy, STRATEGIES)
     _require(t.shuffle_buffer >= 1, f"train.shuffle_buffer={t.shuffle_buffer} must be >= 1")
     _require(0.0 <= t.ema_decay < 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1) (0 = off)")
+    _require(t.cluster_timeout_s >= 0,
+             f"train.cluster_timeout_s={t.cluster_timeout_s} must be >= 0 (0 = wait forever)")
     for name in e.features:
         _one_of("eval.features", name, FEATURE_SPACES)
     _require(e.num_samples >= 2, f"eval.num_samples={e.num_samples} must be >= 2")
