@@ -239,3 +239,44 @@ def test_uneven_batch_fails_at_start_under_a_real_two_replica_strategy():
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ConfigError: train.batch_size=5 does not split evenly over the 2 replicas" in proc.stdout
+
+
+# ------------------------------------------------- benchmarks/faults.py's audit of a rerun
+
+def _mlmd(path, executions, artifacts, events):
+    import sqlite3
+
+    con = sqlite3.connect(str(path))
+    con.executescript(
+        "CREATE TABLE Type (id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE Execution (id INTEGER PRIMARY KEY, type_id INT, last_known_state INT);"
+        "CREATE TABLE Artifact (id INTEGER PRIMARY KEY, type_id INT, uri TEXT, state INT);"
+        "CREATE TABLE Event (id INTEGER PRIMARY KEY, artifact_id INT, execution_id INT, type INT);")
+    con.executemany("INSERT INTO Type VALUES (?, ?)", [
+        (1, "components.pyramid_component.BuildPyramid"), (2, "components.trainer_component.Train"),
+        (3, "mgebm.Pyramid")])
+    con.executemany("INSERT INTO Execution VALUES (?, ?, ?)", executions)
+    con.executemany("INSERT INTO Artifact VALUES (?, ?, ?, ?)", artifacts)
+    con.executemany("INSERT INTO Event (artifact_id, execution_id, type) VALUES (?, ?, ?)", events)
+    con.commit()
+    con.close()
+
+
+def test_fault_audit_flags_an_input_from_an_unfinished_execution(tmp_path):
+    from benchmarks import faults
+
+    whole, half = tmp_path / "p1", tmp_path / "p2"
+    whole.mkdir()
+    (whole / "metadata.json").write_text("{}")
+    half.mkdir()  # killed before metadata.json
+    # 1: pyramid killed (RUNNING), 2: pyramid rerun COMPLETE, 3: train (rerun) reads artifact 2
+    _mlmd(tmp_path / "metadata.sqlite", [(1, 1, 2), (2, 1, 3), (3, 2, 3)],
+          [(1, 3, str(half), 2), (2, 3, str(whole), 2)], [(1, 1, 4), (2, 2, 4), (2, 3, 3)])
+    audit = faults.audit_rerun(str(tmp_path), since_id=1)
+    assert audit == {"reexecuted": ["BuildPyramid", "Train"], "cached": [], "partial_used": []}
+    # The same train reading the killed execution's half-written folder instead: flagged twice.
+    os.remove(tmp_path / "metadata.sqlite")
+    _mlmd(tmp_path / "metadata.sqlite", [(1, 1, 2), (2, 2, 3)], [(1, 3, str(half), 2)],
+          [(1, 1, 4), (1, 2, 3)])
+    partial = faults.audit_rerun(str(tmp_path), since_id=1)["partial_used"]
+    assert len(partial) == 2 and "unfinished execution" in partial[0] and "completion files" in partial[1]
