@@ -19,7 +19,8 @@ points repeat). The same command is then run again to the end and this script re
   `metrics.json`, a blessing marker), and metrics / pushed folders the run's final lines name
   that belong to an unfinished execution; any entry here is a defect;
 - `serving`: the version folders under `serving/` and whether each holds a whole SavedModel,
-  plus hidden temporary folders left behind (TF Serving never loads those);
+  plus hidden temporary folders left behind (TF Serving never loads those) and the export's
+  temporary folders left under `train_state/`;
 - `served_loads`: `tf.saved_model.load` of the largest version in a fresh process;
 - `equal_to_reference`: same served versions, the same training step count and the same FID in
   the `domain` space (relative 1e-4) as the uninterrupted run.
@@ -31,6 +32,7 @@ Each row costs one partial and one whole smoke run (about 1.5 min each on a 2-co
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import random
@@ -296,6 +298,9 @@ def fault_row(cmd_for, base: str, stage: str, delay: float, reference: dict, tim
     if metrics_path and not _uri_finished(workdir, os.path.dirname(metrics_path)):
         row["partial_used"].append(f"the run names {metrics_path}, written by an unfinished execution")
     row["serving"] = serving_state(workdir)
+    row["serving"]["hidden_leftovers"] += sorted(
+        os.path.relpath(p, workdir) for pattern in ("export.tmp-*", "export.old-*")
+        for p in glob.glob(os.path.join(workdir, "train_state", "*", pattern)))
     for version, whole in row["serving"]["versions"].items():
         if not whole:
             row["partial_used"].append(f"served version {version} is not a whole SavedModel")
