@@ -280,3 +280,29 @@ def test_fault_audit_flags_an_input_from_an_unfinished_execution(tmp_path):
           [(1, 1, 4), (1, 2, 3)])
     partial = faults.audit_rerun(str(tmp_path), since_id=1)["partial_used"]
     assert len(partial) == 2 and "unfinished execution" in partial[0] and "completion files" in partial[1]
+
+
+# ------------------------------------------------- a kill inside a stage of `mgebm run`
+
+@pytest.mark.slow
+@pytest.mark.tfx
+def test_kill_inside_training_then_rerun_reuses_the_cache_and_serves_a_whole_model(tmp_path):
+    # The faults benchmark's machinery on one stage: SIGKILL to the run's process group 8 s into
+    # the Train stage (mid-training on this machine), then the same command again.
+    pytest.importorskip("tfx")
+    from benchmarks import faults
+
+    workdir = str(tmp_path / "run")
+    cmd = faults.command("mnist5k-multigrid:smoke", workdir, 200)
+    kill = faults.killed_run(cmd, workdir, "train", 8.0, timeout=600)
+    assert kill["killed"], kill
+    since = faults.max_execution_id(workdir)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    audit = faults.audit_rerun(workdir, since)
+    assert audit["partial_used"] == []
+    assert {"IngestImages", "BuildPyramid", "TrainDomainClassifier"} <= set(audit["cached"])
+    assert {"Train", "Evaluate", "PushModel"} <= set(audit["reexecuted"])
+    result = faults.final_result(workdir, proc.stdout)
+    assert result["served_versions"] == ["multigrid_ebm/1"] and result["steps"] == 4
+    assert faults.served_loads(workdir) is True
