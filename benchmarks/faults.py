@@ -328,7 +328,7 @@ def main(argv=None) -> int:
     base_ctx = tempfile.TemporaryDirectory(prefix="mgebm-faults-") if not args.keep else None
     base = args.keep or base_ctx.name
     os.makedirs(base, exist_ok=True)
-    started = time.monotonic()
+    started, load_start = time.monotonic(), common.load_average()
     cmd_for = lambda w: command(args.preset, w, args.limit)  # noqa: E731
     ref_dir = os.path.join(base, "reference")
     ref = reference_run(cmd_for(ref_dir), ref_dir, args.timeout)
@@ -362,7 +362,8 @@ def main(argv=None) -> int:
             ", ".join(row.get("serving", {}).get("hidden_leftovers", [])) or "-",
         ])
     document = {"benchmark": "faults", "command": " ".join(cmd_for("WORKDIR")), "seed": args.seed,
-                "machine": common.machine_info({"loadavg_end": common.load_average()}),
+                "machine": common.machine_info({"loadavg_start": load_start,
+                                                 "loadavg_end": common.load_average()}),
                 "wall_s": round(time.monotonic() - started, 1), "reference": ref, "rows": rows}
     if args.markdown:
         print("| " + " | ".join(header) + " |", file=sys.stderr)
