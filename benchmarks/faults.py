@@ -289,6 +289,8 @@ def fault_row(cmd_for, base: str, stage: str, delay: float, reference: dict, tim
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
     row["rerun_s"] = round(time.monotonic() - start, 1)
     row["rerun_ok"] = proc.returncode == 0 and "pushed:" in proc.stdout
+    resumed = [line for line in proc.stdout.splitlines() if line.startswith("[train] resumed from")]
+    row["train_resumed_from"] = resumed[0].split("from", 1)[1].strip() if resumed else None
     if proc.returncode != 0:
         row["rerun_error"] = (proc.stderr.strip().splitlines() or [f"rc {proc.returncode}"])[-1][:300]
         return row
