@@ -113,11 +113,18 @@ def reference_run(cmd: list[str], workdir: str, timeout: float) -> dict:
             "stage_duration_s": {s: round(v, 2) for s, v in durations.items()}}
 
 
-def killed_run(cmd: list[str], workdir: str, stage: str, delay: float, timeout: float) -> dict:
-    """Start, wait for `stage` to begin, sleep `delay`, SIGKILL the process group."""
+def _stdout_has(workdir: str, text: str) -> bool:
+    with open(workdir + "-killed.out", encoding="utf-8", errors="replace") as f:
+        return text in f.read()
+
+
+def killed_run(cmd: list[str], workdir: str, stage: str, delay: float, timeout: float,
+               after_line: str = "") -> dict:
+    """Start, wait for `stage` to begin (and for `after_line` on stdout, when given), sleep
+    `delay`, SIGKILL the process group."""
     start = time.monotonic()
     proc = _start(cmd, workdir + "-killed")
-    while not os.path.isdir(_stage_dir(workdir, stage)):
+    while not os.path.isdir(_stage_dir(workdir, stage)) or (after_line and not _stdout_has(workdir, after_line)):
         if proc.poll() is not None:
             return {"killed": False, "why": f"exited rc {proc.returncode} before {stage} began"}
         if time.monotonic() - start > timeout:
@@ -277,11 +284,12 @@ def equal_results(a: dict, b: dict) -> bool:
     return abs(a["fid_domain"] - b["fid_domain"]) <= 1e-4 * max(1.0, abs(b["fid_domain"]))
 
 
-def fault_row(cmd_for, base: str, stage: str, delay: float, reference: dict, timeout: float) -> dict:
+def fault_row(cmd_for, base: str, stage: str, delay: float, reference: dict, timeout: float,
+              after_line: str = "") -> dict:
     workdir = os.path.join(base, f"kill-{stage}")
     cmd = cmd_for(workdir)
-    row = {"stage": stage}
-    row["kill"] = killed_run(cmd, workdir, stage, delay, timeout)
+    row = {"stage": stage, "after_line": after_line}
+    row["kill"] = killed_run(cmd, workdir, stage, delay, timeout, after_line)
     row["after_kill"] = serving_state(workdir)
     since = max_execution_id(workdir)
     start = time.monotonic()
@@ -320,10 +328,15 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="mnist5k-multigrid:smoke")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
     parser.add_argument("--keep", default="", help="keep the work folders here (default: deleted)")
+    parser.add_argument("--after-line", action="append", default=[], metavar="STAGE=TEXT",
+                        help="in STAGE, start the random delay once TEXT is on the run's stdout "
+                             "(e.g. 'train=[train] step 3/': after a checkpoint), the delay then "
+                             "drawn from [0, 0.45] s")
     parser.add_argument("--markdown", action="store_true", help="print the Markdown table on stderr")
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGES]
+    unknown = [s for s in stages if s not in STAGES] + [
+        a.split("=", 1)[0] for a in args.after_line if a.split("=", 1)[0] not in STAGES]
     if unknown:
         parser.error(f"--stages: unknown {unknown}; choose from {list(STAGES)}")
     rng = random.Random(args.seed)
@@ -338,11 +351,13 @@ def main(argv=None) -> int:
         ref_result = final_result(ref_dir, f.read())
     ref_result.pop("named")
     ref["result"] = ref_result
+    after = dict(item.split("=", 1) for item in args.after_line)
     rows = []
     for stage in stages:
-        span = ref["stage_duration_s"].get(stage, 1.0)
+        span = 0.5 if stage in after else ref["stage_duration_s"].get(stage, 1.0)
         delay = rng.uniform(0.0, 0.9 * span)
-        rows.append(fault_row(cmd_for, base, stage, delay, ref_result, args.timeout))
+        rows.append(fault_row(cmd_for, base, stage, delay, ref_result, args.timeout,
+                              after.get(stage, "")))
         print(f"[faults] {stage}: {json.dumps(rows[-1])[:400]}", file=sys.stderr, flush=True)
     header = ["stage", "kill at (s into stage / of ref)", "killed in", "rerun", "re-executed",
               "reused (cache)", "partial artifact used", "equal to uninterrupted", "served loads",
@@ -352,8 +367,9 @@ def main(argv=None) -> int:
         kill = row["kill"]
         span = ref["stage_duration_s"].get(row["stage"])
         table.append([
-            row["stage"],
-            f"{kill.get('delay_s', '-')} / {span}",
+            row["stage"] + (f" (after `{row['after_line']}`)" if row.get("after_line") else ""),
+            f"{kill.get('delay_s', '-')} s after that line" if row.get("after_line")
+            else f"{kill.get('delay_s', '-')} / {span}",
             kill.get("stage_at_kill") if kill.get("killed") else f"not killed ({kill.get('why', 'run ended')})",
             "ok" if row["rerun_ok"] else f"FAILED: {row.get('rerun_error', '')}",
             ", ".join(row.get("reexecuted", [])) or "-",
