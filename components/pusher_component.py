@@ -4,7 +4,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 
 from components import artifacts
-from evaluators.push import push_model
+from evaluators.push import push_once
 from trainers.config import Config
 
 
@@ -20,8 +20,14 @@ def PushModel(config_json: Parameter[str], serving_root: Parameter[str],
         print(f"[push] nothing pushed: {reason}")
         return
     config = Config.from_json(config_json)
-    result = push_model(model.uri, serving_root, config.export.model_name)
+    # push_once: a rerun after a push killed between its rename and TFX's record of it finds
+    # its model already served and does not serve it again as a second version.
+    result = push_once(model.uri, serving_root, config.export.model_name)
     pushed_model.set_int_custom_property("pushed", 1)
     pushed_model.set_string_custom_property("pushed_destination", result["pushed_dir"])
     pushed_model.set_int_custom_property("pushed_version", int(result["version"]))
-    print(f"[push] pushed version {result['version']} to {result['pushed_dir']}")
+    if result.get("already_served"):
+        print(f"[push] version {result['version']} already serves this model (a rerun after an "
+              f"interrupted push): nothing copied, {result['pushed_dir']}")
+    else:
+        print(f"[push] pushed version {result['version']} to {result['pushed_dir']}")

@@ -13,10 +13,13 @@ The caller decides whether to push (only when the blessing says so).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
 import tensorflow as tf
+
+from trainers.disk_full import is_disk_full, tree_bytes
 
 
 class PushError(ValueError):
@@ -55,6 +58,35 @@ def copy_tree(src: str, dst: str) -> None:
             tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=False)
 
 
+def _tree_digest(folder: str) -> str:
+    """sha256 over the relative names and bytes of every file under `folder`."""
+    folder = folder.rstrip("/")
+    digest = hashlib.sha256()
+    for root, _, files in sorted(tf.io.gfile.walk(folder)):
+        rel = root[len(folder):].lstrip("/")
+        for name in sorted(files):
+            digest.update(f"{rel}/{name}\0".encode())
+            with tf.io.gfile.GFile(os.path.join(root, name), "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+def push_once(export_dir: str, serving_root: str, model_name: str) -> dict:
+    """`push_model`, except when the largest served version already holds exactly this export.
+
+    A pusher killed after its rename but before the orchestrator recorded the push is rerun
+    with the same export; without this check the rerun would serve the same model again as a
+    second version. Returns push_model's dict, with `"already_served": True` (and nothing
+    copied) in that case.
+    """
+    latest = served_model_dir(serving_root, model_name)
+    if latest is not None and tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")) \
+            and _tree_digest(latest) == _tree_digest(export_dir):
+        return {"pushed_dir": latest, "version": int(os.path.basename(latest)),
+                "model_name": model_name, "already_served": True}
+    return push_model(export_dir, serving_root, model_name)
+
+
 def push_model(export_dir: str, serving_root: str, model_name: str, max_attempts: int = 5) -> dict:
     """Copy a SavedModel to `serving_root/model_name/<next version>/` atomically.
 
@@ -68,8 +100,10 @@ def push_model(export_dir: str, serving_root: str, model_name: str, max_attempts
       {"pushed_dir": path of the new version folder, "version": int, "model_name": str}.
 
     Raises:
-      PushError: no SavedModel in export_dir, a bad model name, or no free version after
-        max_attempts; errors of the copy itself (tf.errors.OpError) propagate after cleanup.
+      PushError: no SavedModel in export_dir, a bad model name, no free version after
+        max_attempts, or a full disk (one line naming the folder and the size needed; the
+        served versions are untouched and the half-written copy is removed); other errors of
+        the copy itself (tf.errors.OpError) propagate after cleanup.
     """
     if not model_name or not model_name.replace("_", "").replace("-", "").isalnum():
         raise PushError(f"model_name={model_name!r} must be letters, digits, '_' or '-'")
@@ -82,7 +116,16 @@ def push_model(export_dir: str, serving_root: str, model_name: str, max_attempts
         tmp = os.path.join(model_root, f".tmp-{version}-{uuid.uuid4().hex}")
         final = os.path.join(model_root, str(version))
         try:
-            copy_tree(export_dir, tmp)
+            try:
+                copy_tree(export_dir, tmp)
+            except (OSError, tf.errors.OpError) as error:
+                if not is_disk_full(error):
+                    raise
+                served = (existing_versions(model_root) or [None])[-1]
+                raise PushError(
+                    f"no space left on the device of {model_root} while copying the model there "
+                    f"(it needs {tree_bytes(export_dir) / 1e6:.1f} MB): free space there and rerun; "
+                    f"the served version ({served or 'none'}) is unchanged") from None
             if tf.io.gfile.exists(final):
                 continue  # another pusher won this version; the finally clause cleans up
             tf.io.gfile.rename(tmp, final, overwrite=False)

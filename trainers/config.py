@@ -201,6 +201,10 @@ class TrainConfig:
     each scale (the run's budget is scales * steps_per_scale, capped by max_steps), the weight of
     the self-supervised recovery task (0 = off), and whether a scale's net starts as a copy of
     the previous scale's. Other families ignore them.
+    cluster_timeout_s: `multi_worker_mirrored`: seconds to wait for every task of TF_CONFIG to
+    join (strategy start-up and the first collective); past it the process is ended with one
+    line naming TF_CONFIG and the tasks it waited for (TensorFlow alone would wait forever).
+    0 = wait forever.
     """
 
     batch_size: int = 64
@@ -229,6 +233,7 @@ class TrainConfig:
     steps_per_scale: int = 500
     recovery_weight: float = 0.1
     init_from_previous: bool = True
+    cluster_timeout_s: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,6 +461,8 @@ def validate(cfg: Config) -> None:
     _one_of("train.strategy", t.strategy, STRATEGIES)
     _require(t.shuffle_buffer >= 1, f"train.shuffle_buffer={t.shuffle_buffer} must be >= 1")
     _require(0.0 <= t.ema_decay < 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1) (0 = off)")
+    _require(t.cluster_timeout_s >= 0,
+             f"train.cluster_timeout_s={t.cluster_timeout_s} must be >= 0 (0 = wait forever)")
     for name in e.features:
         _one_of("eval.features", name, FEATURE_SPACES)
     _require(e.num_samples >= 2, f"eval.num_samples={e.num_samples} must be >= 2")

@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainers import families
+from trainers.disk_full import is_disk_full
 
 WEIGHTS_ASSET = "weights.weights.h5"  # trainers.warm_start reads it (the same name there)
 
@@ -133,6 +134,10 @@ def export_saved_model(model, export_dir: str, config, metadata: dict) -> str:
 
     Returns:
       export_dir.
+
+    Raises:
+      ExportError: the disk filled up (one line naming the folder; the half-written temporary
+        folder is removed and a previous export is left as it was).
     """
     cap = int(config.export.max_num_samples)
     module, names = _build_module(model, cap, families.get_family(config.model.family).signatures)
@@ -156,9 +161,14 @@ def export_saved_model(model, export_dir: str, config, metadata: dict) -> str:
         signatures = {name: getattr(module, name).get_concrete_function() for name in names}
         try:
             tf.saved_model.save(module, tmp_dir, signatures=signatures)
-        except Exception:
+        except Exception as error:
             if tf.io.gfile.exists(tmp_dir):
                 tf.io.gfile.rmtree(tmp_dir)
+            if is_disk_full(error):
+                kept = "the previous export there is unchanged" if tf.io.gfile.exists(export_dir) \
+                    else "nothing was written there"
+                raise ExportError(f"no space left on the device of {export_dir} while exporting the "
+                                  f"SavedModel: free space there and rerun ({kept})") from None
             raise
     _replace_dir(tmp_dir, export_dir)
     return export_dir

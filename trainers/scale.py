@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import posixpath
+import subprocess
+import sys
 
 import keras
 import tensorflow as tf
@@ -43,7 +45,7 @@ def make_strategy(train_config) -> tf.distribute.Strategy:
             raise ConfigError("train.strategy=multi_worker_mirrored needs the TF_CONFIG environment "
                               'variable with a cluster spec, e.g. {"cluster": {"worker": '
                               '["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}')
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return join_cluster(spec, float(getattr(train_config, "cluster_timeout_s", 0.0)))
     if not train_config.tpu_address:
         raise ConfigError("train.strategy=tpu needs train.tpu_address (\"local\" on a TPU VM, "
                           "a TPU name, or grpc://HOST:8470)")
@@ -51,6 +53,87 @@ def make_strategy(train_config) -> tf.distribute.Strategy:
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+# The watchdog of `join_cluster`: a child process (standard library only) that waits on a pipe
+# from this process; EOF (start-up done, or this process gone) ends it quietly, silence for
+# the timeout prints the message and kills this process.
+_WATCHDOG = (
+    "import os, select, signal, sys\n"
+    "parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]\n"
+    "ready, _, _ = select.select([sys.stdin], [], [], timeout)\n"
+    "if not ready:\n"
+    "    sys.stderr.write(message + '\\n')\n"
+    "    sys.stderr.flush()\n"
+    "    os.kill(parent, signal.SIGKILL)\n")
+
+
+def _other_tasks(spec: dict) -> list[str]:
+    """'worker 1 at localhost:2223' for every task of the TF_CONFIG cluster but this one."""
+    me = spec.get("task", {})
+    out = []
+    for job, addresses in spec.get("cluster", {}).items():
+        for index, address in enumerate(addresses):
+            if not (job == me.get("type") and index == int(me.get("index", 0))):
+                out.append(f"{job} {index} at {address}")
+    return out
+
+
+def cluster_timeout_message(spec: dict, timeout_s: float) -> str:
+    """The one line printed when the cluster did not form (see `join_cluster`)."""
+    me = spec.get("task", {})
+    return (f"[train] error: multi-worker training: the cluster of TF_CONFIG did not form within "
+            f"train.cluster_timeout_s={timeout_s:g} s: this task ({me.get('type')} "
+            f"{me.get('index', 0)}) waited for {', '.join(_other_tasks(spec)) or 'no other task'}; "
+            "start every task listed in TF_CONFIG (the same command, its own task index), fix the "
+            "addresses, or raise train.cluster_timeout_s")
+
+
+def join_cluster(spec: dict, timeout_s: float, make=None, barrier=None):
+    """MultiWorkerMirroredStrategy whose start-up fails after `timeout_s` instead of hanging.
+
+    TensorFlow waits forever when a task of the cluster never starts: in the strategy's
+    constructor (the coordination service waits for every task) or at the first collective,
+    inside C++ calls that hold the GIL and ignore SIGTERM, so neither a Python thread nor a
+    signal handler can end the wait. A watchdog child process therefore covers the constructor
+    and a first all-reduce barrier: past `timeout_s` it prints `cluster_timeout_message` (one
+    line on stderr) and kills this process (SIGKILL: exit status 137, -9 for a Popen parent).
+    `timeout_s` 0 waits forever. `make` and `barrier` are for tests.
+    """
+    make = make or tf.distribute.MultiWorkerMirroredStrategy
+    watchdog = None
+    if timeout_s > 0:
+        watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout_s),
+             cluster_timeout_message(spec, timeout_s)], stdin=subprocess.PIPE)
+    try:
+        strategy = make()
+        (barrier or _barrier)(strategy)
+        return strategy
+    finally:
+        if watchdog is not None:
+            watchdog.stdin.close()  # EOF: the watchdog ends without a word
+            watchdog.wait()
+
+
+def _barrier(strategy) -> None:
+    """One all-reduce over every replica: returns once every worker has joined."""
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+def check_global_batch(batch_size: int, strategy) -> None:
+    """ConfigError unless the global batch splits evenly over the strategy's replicas.
+
+    An uneven split (e.g. 5 over 2 replicas: 3 + 2) would weigh the replicas' per-example means
+    unequally and differ from one process on the same global batch.
+    """
+    replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+    if batch_size % replicas:
+        lower, upper = batch_size // replicas * replicas, (batch_size // replicas + 1) * replicas
+        raise ConfigError(
+            f"train.batch_size={batch_size} does not split evenly over the {replicas} replicas of "
+            f"train.strategy (workers x devices): use a multiple of {replicas}, e.g. "
+            f"{lower or upper} or {upper}")
 
 
 def cpu_only(strategy) -> bool:

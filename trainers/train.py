@@ -186,6 +186,7 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
 
     keras.utils.set_random_seed(t.seed)
     strategy = scale.make_strategy(t)
+    scale.check_global_batch(t.batch_size, strategy)
     if t.jit_compile and scale.cpu_only(strategy):
         print("[train] warning: train.jit_compile=true (XLA) on a CPU-only machine: 10-20x slower "
               "than plain tf.function here (docs/BENCHMARKS.md); use it on GPU/TPU", flush=True)
