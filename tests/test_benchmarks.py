@@ -426,10 +426,10 @@ def test_torch_patchgen_reference_matches_keras_net():
             tconv.bias.copy_(torch.from_numpy(layer.bias.numpy()))
     x = np.random.default_rng(0).uniform(size=(2, 7, 10, 3)).astype(np.float32)
     x_t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-    np.testing.assert_allclose(ref(x_t).numpy(), net(x).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ref(x_t).detach().numpy(), net(x).numpy(), rtol=1e-4, atol=1e-4)
     out_tf, _ = LangevinSampler(1, 0.05, noise=False).run(net, x, [0, 0])
     out_t, _ = reference_torch.noisy_langevin(ref, x_t, 1, 0.05, 0.1, "linear")  # 1 step: no noise
-    np.testing.assert_allclose(out_t.numpy().transpose(0, 2, 3, 1), out_tf.numpy(), atol=1e-4)
+    np.testing.assert_allclose(out_t.detach().numpy().transpose(0, 2, 3, 1), out_tf.numpy(), atol=1e-4)
     spec = {"scales": [[5, 6], [7, 8]], "image_channels": 3, "channels": list(channels), "activation": "elu",
             "steps": 2, "coarse_steps": 3, "step_size": 0.05, "noise_scale": 0.1, "noise_schedule": "linear",
             "step_size_schedule": "constant", "clip": True}
