@@ -85,7 +85,8 @@ def test_config_requires_a_scale_pyramid_and_checks_fields_by_name():
                             ("sampler.coarse_steps=0", "sampler.coarse_steps"),
                             ("train.steps_per_scale=0", "train.steps_per_scale"),
                             ("train.recovery_weight=-1", "train.recovery_weight"),
-                            ("model.norm=batch", "model.norm")]:
+                            ("model.norm=batch", "model.norm"),
+                            ("train.strategy=mirrored", "train.strategy")]:
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
             good.with_overrides([override])
 

@@ -19,7 +19,7 @@ coarsest), `sampler.coarse_steps` (at the coarsest), `sampler.sr_steps` (super-r
 `sampler.step_size`, `sampler.noise_scale`,
 `sampler.noise_schedule`, `sampler.step_size_schedule`, `sampler.clip`, `train.steps_per_scale`,
 `train.recovery_weight`, `train.init_from_previous`, `train.seed`; `pyramid.scale_factor` must be
-> 0; `train.ema_decay` must be 0 and `train.mixed_precision` off.
+> 0; `train.ema_decay` must be 0, `train.mixed_precision` off and `train.strategy` default.
 """
 
 from __future__ import annotations
@@ -86,6 +86,10 @@ def validate(config) -> None:
     _require(t.recovery_weight >= 0,
              f"train.recovery_weight={t.recovery_weight} must be >= 0 (0 = no recovery task)")
     _require(not math.isnan(t.recovery_weight), "train.recovery_weight must be a number")
+    _require(t.strategy == "default",
+             f"train.strategy={t.strategy} is not supported by model.family={NAME}: one image trains one "
+             "scale at a time (batch 1 in the presets), nothing to split over replicas; use default "
+             "(it uses the GPU when there is one)")
     require_plain_precision(t, NAME)
 
 
