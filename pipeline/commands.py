@@ -25,9 +25,15 @@ def _config(args, data: str | None = None):
 
 def cmd_presets(args) -> int:
     for name, sections in sorted(PRESETS.items()):
-        d = sections["data"]
-        print(f"{name:28s} {d['source']:45s} {d['image_size']}px x{d['channels']} "
-              f"grids {sections['pyramid']['grids']}   (also {name}:smoke)")
+        d, p = sections["data"], sections["pyramid"]
+        if p.get("scale_factor"):  # one image: its longer side, the scale pyramid
+            source = d["source"] if len(d["source"]) <= 45 else "file:..." + d["source"][-36:]
+            geometry = (f"longer side {d['max_side']}px x{d['channels']} scales x{p['scale_factor']} "
+                        f"down to {p['min_side']}px")
+        else:
+            source = d["source"]
+            geometry = f"{d['image_size']}px x{d['channels']} grids {p['grids']}"
+        print(f"{name:28s} {source:45s} {geometry}   (also {name}:smoke)")
     return 0
 
 
