@@ -76,8 +76,10 @@ def _downsample(image: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]
     return truth, np.round(small).astype(np.uint8)
 
 
-def _bicubic(images: np.ndarray, height: int, width: int) -> np.ndarray:
-    x = tf.image.resize(tf.cast(images, tf.float32) / 255.0, [height, width], method="bicubic")
+def _bicubic(images: np.ndarray, height: int, width: int, antialias: bool = False) -> np.ndarray:
+    """uint8 [N, h, w, C] -> uint8 [N, height, width, C], bicubic (antialiased when asked)."""
+    x = tf.image.resize(tf.cast(images, tf.float32) / 255.0, [height, width], method="bicubic",
+                        antialias=antialias)
     return np.round(np.clip(x.numpy(), 0, 1) * 255).astype(np.uint8)
 
 
@@ -85,9 +87,7 @@ def resize_uint8(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 [h, w, C] -> [height, width, C] (antialiased bicubic; unchanged when the size is)."""
     if image.shape[:2] == (height, width):
         return image
-    x = tf.image.resize(tf.cast(image[None], tf.float32) / 255.0, [height, width], method="bicubic",
-                        antialias=True)
-    return np.round(np.clip(x.numpy()[0], 0, 1) * 255).astype(np.uint8)
+    return _bicubic(image[None], height, width, antialias=True)[0]
 
 
 def super_resolution(client: _Client, image: np.ndarray, seed: int, low: int, notes: list):
