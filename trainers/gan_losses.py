@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from trainers.langevin import global_batch_draw
 from trainers.tfgan_loader import load_tfgan_module, silenced
 
 LOSSES = {
@@ -65,7 +66,8 @@ def gradient_penalty(discriminator_fn, real, fake, seed, target: float = 1.0, ep
       discriminator_fn: x [N, ...] -> outputs [N] or [N, 1] (conditioning captured by the caller).
       real, fake: float [N, ...] the same shape; x_hat = real + alpha (fake - real) with one
         alpha ~ U[0, 1) per example.
-      seed: int32 [2], the stateless seed of alpha (derive it from the step for exact resume).
+      seed: int32 [2], the stateless seed of alpha (derive it from the step for exact resume; the
+        same on every replica: alpha is drawn for the global batch and split).
       target, epsilon, one_sided: as TF-GAN's (one-sided: only norms above target are penalised).
 
     Returns:
@@ -74,7 +76,8 @@ def gradient_penalty(discriminator_fn, real, fake, seed, target: float = 1.0, ep
     real = tf.convert_to_tensor(real)
     fake = tf.cast(fake, real.dtype)
     shape = tf.concat([tf.shape(real)[:1], tf.ones([tf.rank(real) - 1], tf.int32)], axis=0)
-    alpha = tf.random.stateless_uniform(shape, seed=seed, dtype=real.dtype)
+    # Drawn for the global batch and split, so R replicas give one process's alphas.
+    alpha = global_batch_draw(lambda s: tf.random.stateless_uniform(s, seed=seed, dtype=real.dtype), shape)
     x_hat = real + alpha * (fake - real)
     with tf.GradientTape() as tape:
         tape.watch(x_hat)

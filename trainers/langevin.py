@@ -85,23 +85,34 @@ class _Settings:
     step_size_schedule: str = "constant"
 
 
-def global_batch_normal(shape, seed):
-    """Stateless N(0, 1) noise of `shape` [n, ...] for this replica's part of the global batch.
+def global_batch_draw(draw, shape):
+    """`draw(shape)` for this replica's part of the global batch (rows [r * n, (r + 1) * n)).
 
-    Under a tf.distribute strategy with R replicas in sync, the noise is drawn for the whole
-    global batch [n * R, ...] and replica r keeps rows [r * n, (r + 1) * n), so the chains (and
-    the trained model) do not depend on how the global batch is split over replicas and workers:
-    R workers equal one process on the same global batch. Outside a strategy, or with one
-    replica, this is `tf.random.stateless_normal(shape, seed)`. Assumes equal per-replica batches.
+    Under a tf.distribute strategy with R replicas in sync, `draw` is called once for the whole
+    global batch [n * R, ...] and replica r keeps its rows, so what is drawn (and the trained
+    model) does not depend on how the global batch is split over replicas and workers: R workers
+    equal one process on the same global batch. Outside a strategy, or with one replica, this is
+    `draw(shape)`. Assumes equal per-replica batches.
+
+    Args:
+      draw: a stateless sampler, int32 [rank] shape -> tensor of that shape (seeded by the caller).
+      shape: int32 [rank], this replica's shape [n, ...].
     """
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync if ctx is not None else 1
     if replicas == 1:
-        return tf.random.stateless_normal(shape, seed, alg=RNG_ALG)
+        return draw(shape)
+    shape = tf.convert_to_tensor(shape)
     n = shape[0]
-    full = tf.random.stateless_normal(tf.concat([[n * replicas], shape[1:]], 0), seed, alg=RNG_ALG)
+    full = draw(tf.concat([[n * replicas], shape[1:]], 0))
     start = tf.cast(ctx.replica_id_in_sync_group, n.dtype) * n
     return full[start:start + n]
+
+
+def global_batch_normal(shape, seed):
+    """Stateless N(0, 1) noise of `shape` [n, ...] for this replica's part of the global batch
+    (see `global_batch_draw`): the Langevin chains do not depend on the replica count."""
+    return global_batch_draw(lambda s: tf.random.stateless_normal(s, seed, alg=RNG_ALG), shape)
 
 
 class LangevinSampler:

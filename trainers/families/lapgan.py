@@ -10,8 +10,11 @@ the one-hot label). Levels are trained independently, each on the real pyramid o
 exactly their own level's gradients (the variables are disjoint).
 
 One `train_step` (keras-io style, two optimizers `generator` and `discriminator`):
-1. seeds: stateless, (train.seed, train_counter) folded with the replica id, then with each level
-   size (noise) or 10_000 + size (the gradient penalty's interpolation weights);
+1. seeds: stateless, (train.seed, train_counter) folded with each level size (noise) or
+   10_000 + size (the gradient penalty's interpolation weights). Under a strategy with R
+   replicas the noise and the interpolation weights are drawn for the global batch and split,
+   and batch norm is synchronized across replicas, so R replicas (or workers) train the model
+   one process trains on the same global batch;
 2. the generators' outputs on their noise, recorded on the generator tape;
 3. the discriminator step (not recorded there): TF-GAN's discriminator loss on the real and the
    (stopped) generated inputs of every level, plus `gp_weight` times the gradient penalty for
@@ -34,6 +37,7 @@ import tensorflow as tf
 
 from trainers import gan_losses, pyramid_ops
 from trainers.chain import fold_seed
+from trainers.langevin import global_batch_draw
 from trainers.families import lapgan_signatures
 from trainers.families.lapgan_net import Discriminator, NoiseGenerator, ResidualGenerator, _centre
 
@@ -137,7 +141,8 @@ class LapGAN(keras.Model):
     def _noise(self, k, n, seed):
         s = self.sizes[k]
         shape = [n, self.noise_dim] if k == 0 else [n, s, s, 1]
-        return tf.random.stateless_normal(tf.stack(shape), seed=fold_seed(seed, s))
+        # Drawn for the global batch and split: R replicas train one process's model.
+        return global_batch_draw(lambda sh: tf.random.stateless_normal(sh, seed=fold_seed(seed, s)), tf.stack(shape))
 
     def generate_level(self, k, n, seed, coarse_up=None, onehot=None, training=False):
         """Level k's generator output: an image at s_0 (k = 0) or the residual at s_k."""
@@ -204,10 +209,9 @@ class LapGAN(keras.Model):
     def train_step(self, data):
         ctx = tf.distribute.get_replica_context()
         num_replicas = ctx.num_replicas_in_sync if ctx is not None else 1
-        replica_id = ctx.replica_id_in_sync_group if ctx is not None else 0
         # 1. Seeds of this step.
         step_seed = tf.stack([tf.constant(self.seed, tf.int64), tf.convert_to_tensor(self.train_counter)])
-        seed = fold_seed(step_seed, replica_id)
+        seed = fold_seed(step_seed, 0)  # the same on every replica: the noise is drawn globally
         coarse, levels, labels = self.real_levels(data)
         onehot = self.onehot(labels) if labels is not None else None
         n = tf.shape(coarse)[0]
@@ -296,13 +300,16 @@ def build_model(sizes, channels: int, width: int = 64, noise_dim: int = 100, gan
     """Build every level's networks (seeded by `seed`) and the model; arguments as in `LapGAN`."""
     keras.utils.set_random_seed(seed)
     sizes = tuple(int(s) for s in sizes)
+    # Batch norm over the global batch where a strategy splits it (one replica: the plain moments).
+    sync = tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
     gens, discs = [], []
     for k, s in enumerate(sizes):
         if k == 0:
-            gen = NoiseGenerator(s, channels, width, noise_dim, num_classes, name=f"generator_{s}")
+            gen = NoiseGenerator(s, channels, width, noise_dim, num_classes, name=f"generator_{s}",
+                                 synchronized=sync)
             disc = Discriminator(s, channels, width, num_classes, spectral, name=f"discriminator_{s}")
         else:
-            gen = ResidualGenerator(s, channels, width, num_classes, name=f"generator_{s}")
+            gen = ResidualGenerator(s, channels, width, num_classes, name=f"generator_{s}", synchronized=sync)
             disc = Discriminator(s, 2 * channels, width, num_classes, spectral, name=f"discriminator_{s}")
         gen.build_all()
         disc.build_all()

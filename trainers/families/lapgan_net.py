@@ -13,6 +13,8 @@
   layer in `keras.layers.SpectralNormalization` (its power iteration runs with training=True).
 
 Every layer is named, so variable paths (checkpoint keys) are the same in every process.
+`synchronized` (the generators): batch-norm statistics over the global batch under a
+tf.distribute strategy with several replicas (it changes no variable).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class NoiseGenerator(keras.Model):
     """z (+ one-hot label) -> image [N, size, size, channels] in [0, 1]; see the module docstring."""
 
     def __init__(self, size: int, channels: int, width: int, noise_dim: int, num_classes: int = 0,
-                 name: str = "generator"):
+                 name: str = "generator", synchronized: bool = False):
         super().__init__(name=name)
         self.size, self.channels, self.noise_dim, self.num_classes = size, channels, noise_dim, num_classes
         self.start = start_size(size)
@@ -51,10 +53,10 @@ class NoiseGenerator(keras.Model):
             s, ups = s * 2, ups + 1
         self.widths = [max(width, width * 2 ** min(ups - i, 3)) for i in range(ups + 1)]
         self.dense = keras.layers.Dense(self.start * self.start * self.widths[0], name="dense")
-        self.dense_bn = keras.layers.BatchNormalization(momentum=0.9, name="dense_bn")
+        self.dense_bn = keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, name="dense_bn")
         self.convs = [keras.layers.Conv2D(w, 3, padding="same", name=f"up{i}_conv")
                       for i, w in enumerate(self.widths[1:])]
-        self.bns = [keras.layers.BatchNormalization(momentum=0.9, name=f"up{i}_bn")
+        self.bns = [keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, name=f"up{i}_bn")
                     for i in range(len(self.convs))]
         self.out = keras.layers.Conv2D(channels, 3, padding="same", name="to_image")
 
@@ -76,11 +78,12 @@ class ResidualGenerator(keras.Model):
     """(upsampled coarse image, noise plane, label) -> residual [N, S, S, C] in [-1, 1]."""
 
     def __init__(self, size: int, channels: int, width: int, num_classes: int = 0, layers: int = 3,
-                 name: str = "generator"):
+                 name: str = "generator", synchronized: bool = False):
         super().__init__(name=name)
         self.size, self.channels, self.num_classes = size, channels, num_classes
         self.convs = [keras.layers.Conv2D(width, 3, padding="same", name=f"conv{i}") for i in range(layers)]
-        self.bns = [keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}") for i in range(layers)]
+        self.bns = [keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, name=f"bn{i}")
+                    for i in range(layers)]
         self.out = keras.layers.Conv2D(channels, 3, padding="same", name="to_residual")
 
     def call(self, coarse_up, noise, onehot=None, training=False):
