@@ -13,12 +13,16 @@ and the same network in PyTorch eager. `--full` adds 32 px, batch 16 / 64 / 256,
 and mixed precision for the multi-grid net, and CF-EBM at width 1.0 with its eager sampler.
 
 Figures (one JSON document on stdout, a short table on stderr):
-- `peak_gflops`: the best float32 GFLOP/s of a large 3x3 conv probe and a large matmul probe
-  (tf.function, best of several calls, measured at the start and the end of this run).
+- `peak_gflops`: the best float32 GFLOP/s of the peak probes (`benchmarks/peak.py`: the 64-px
+  net's own conv layers at batch 64, a 3x3 256->256 conv at batch 16, a 2048^3 matmul; each
+  repeated until its best settles), in rounds at the start, between the measurements and at the
+  end (`peaks`: every round; `peak_spread`: the rounds' peaks, min / median / max, and the
+  probe that set the peak); `theoretical_peak`: cores x clock x float32 FLOPs per cycle.
 - `achieved_gflops`: analytic FLOPs of the Langevin loop (see benchmarks/common.py: multiply-add
   = 2 FLOPs, convs and dense layers only, one Langevin step = 2x the forward FLOPs, plus the
   sampler's final energy evaluation) over the best wall time of a call.
-- `fraction_of_peak`, `train_step_fraction_of_peak`: achieved over peak.
+- `fraction_of_peak`, `train_step_fraction_of_peak`: achieved over peak; `..._range`: [median
+  call / best round's peak, best call / lowest round's peak].
 - `speedup_vs_eager`, `speedup_vs_torch` (null without torch): images per second ratios.
 - `retraces`: traces after the first call (sampler `trace_count` and tf.function
   `experimental_get_tracing_count()`), including one call with a different batch size.
@@ -44,7 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import common, langevin_cfebm
+from benchmarks import common, langevin_cfebm, peak
 from trainers import pyramid_ops
 from trainers.langevin import LangevinSampler
 from trainers.families.multigrid import build_model
@@ -54,19 +58,16 @@ GRIDS = {32: (1, 4, 16, 32), 64: (1, 4, 16, 64)}
 STEP_SIZE = 0.3
 
 
-def peak_probes(repeats: int = 4) -> dict:
-    """Best float32 GFLOP/s of a 3x3 conv [16,32,32,256] * [3,3,256,256] and a 2048^3 matmul."""
-    gen = tf.random.Generator.from_seed(0)
-    x, w = gen.uniform([16, 32, 32, 256]), gen.uniform([3, 3, 256, 256])
-    a, b = gen.uniform([2048, 2048]), gen.uniform([2048, 2048])
-    conv = tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"))
-    matmul = tf.function(lambda a, b: tf.matmul(a, b))
-    conv_flops = 2 * 16 * 32 * 32 * 9 * 256 * 256
-    mm_flops = 2 * 2048 ** 3
-    t_conv = common.time_calls(lambda: conv(x, w).numpy(), repeats)
-    t_mm = common.time_calls(lambda: matmul(a, b).numpy(), repeats)
-    return {"conv3x3_gflops": conv_flops / t_conv["best_s"] / 1e9,
-            "matmul_gflops": mm_flops / t_mm["best_s"] / 1e9}
+_PROBES = []
+
+
+def peak_probes() -> dict:
+    """One round of the peak probes ({probe: best GFLOP/s}; `benchmarks.peak`): the 64-px RGB
+    net's conv layers at batch 64, a 3x3 256->256 conv at batch 16 and a 2048^3 matmul, each
+    repeated until its best settles. Rounds run between the measurements, so load hits both."""
+    if not _PROBES:
+        _PROBES.extend(peak.default_probes(64, 3, 64))
+    return peak.peak_round(_PROBES)
 
 
 @contextlib.contextmanager
@@ -200,18 +201,20 @@ def pick_compiled(grid: int, channels: int, steps: int = 2, batch: int = 8) -> d
 def quick(args) -> dict:
     """The --quick document (see the module docstring)."""
     grid, batch, steps, c = 64, args.batch or 64, args.steps or 4, args.channels
-    peak0 = peak_probes()
+    rounds = [peak_probes()]
     choice = pick_compiled(grid, c)
     variant = choice["fastest"]
     lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats)
+    rounds.append(peak_probes())
     eager = bench_langevin(grid, c, batch, steps, "eager", repeats=1)
     train = bench_train_step(grid, c, batch, steps, "function" if variant == "xla" and args.no_xla_train else variant,
                              repeats=max(1, args.repeats - 1))
+    rounds.append(peak_probes())
     py = torch_python(args.torch_python)
     ref = bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats) if py else None
     cf = cfebm(args, batch, py, (ref or {}).get("threads"))
-    peak1 = peak_probes(repeats=2)
-    return with_cfebm(assemble([lang, eager, train], ref, [peak0, peak1], choice, variant), cf)
+    rounds.append(peak_probes())
+    return with_cfebm(assemble([lang, eager, train], ref, rounds, choice, variant), cf)
 
 
 def cfebm(args, batch: int, py, threads) -> dict | None:
@@ -254,11 +257,11 @@ def full(args) -> dict:
             results.append(bench_train_step(grid, c, batch, steps, "function", repeats=args.repeats))
             if py:
                 refs.append(bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats))
-        peaks.append(peak_probes(repeats=2))
+        peaks.append(peak_probes())
     hb = 64 if 64 in args.batches else max(args.batches)
     cf = cfebm(args, hb, py, next((r.get("threads") for r in refs if r.get("threads")), None))
     if cf:  # the peak at the end of the run again
-        peaks.append(peak_probes(repeats=2))
+        peaks.append(peak_probes())
     hg = 64 if 64 in args.sizes else max(args.sizes)
     head = [r for r in results if r.get("grid") == hg and r.get("batch") == hb and "skipped" not in r]
     compiled = [r for r in head if r["kind"] == "langevin" and r["variant"] in ("function", "xla")
@@ -277,9 +280,18 @@ def _find(results, kind, variant, policy="float32"):
                  and r.get("policy") == policy and "skipped" not in r), None)
 
 
+def _fraction_range(result, summary) -> list[float]:
+    """[low, high] of a result's fraction of peak: its median call over the best round's peak,
+    its best call over the lowest round's peak."""
+    flops = result.get("flops_per_call")
+    median = flops / result["median_s"] / 1e9 if flops and result.get("median_s") else result["gflops"]
+    return [median / summary["spread"]["max"], result["gflops"] / summary["spread"]["min"]]
+
+
 def assemble(results, ref, peaks, choice, variant) -> dict:
     """The headline figures from the 64-px batch-64 results."""
-    peak = max(max(p.values()) for p in peaks)
+    summary = peak.summarize(peaks)
+    top = summary["peak_gflops"]
     lang = _find(results, "langevin", variant)
     eager = _find(results, "langevin", "eager")
     train = _find(results, "train_step", variant) or _find(results, "train_step", "function")
@@ -287,11 +299,15 @@ def assemble(results, ref, peaks, choice, variant) -> dict:
     ref_train = (ref or {}).get("train_step")
     retraces = sum(r.get("traces_after_first", 0) for r in results)
     return {
-        "peak_gflops": peak,
+        "peak_gflops": top,
         "achieved_gflops": lang["gflops"],
-        "fraction_of_peak": lang["gflops"] / peak,
+        "fraction_of_peak": lang["gflops"] / top,
+        "fraction_of_peak_range": _fraction_range(lang, summary),
         "train_step_gflops": train["gflops"] if train else None,
-        "train_step_fraction_of_peak": train["gflops"] / peak if train else None,
+        "train_step_fraction_of_peak": train["gflops"] / top if train else None,
+        "train_step_fraction_of_peak_range": _fraction_range(train, summary) if train else None,
+        "peak_spread": summary,
+        "theoretical_peak": peak.machine_theoretical_peak(),
         "speedup_vs_eager": common.ratio(lang["images_per_s"], eager["images_per_s"]) if eager else None,
         "speedup_vs_torch": common.ratio(lang["images_per_s"], ref_lang["images_per_s"]) if ref_lang else None,
         "train_step_speedup_vs_torch": (common.ratio(train["images_per_s"], ref_train["images_per_s"])
@@ -368,8 +384,12 @@ def main(argv=None) -> int:
     if doc["cfebm"]:
         rows += langevin_cfebm.table_rows(doc["cfebm"], doc["peak_gflops"])
     common.emit(doc, rows, ["what", "px", "batch", "variant", "policy", "img/s", "GFLOP/s", "of peak", ""])
-    print(f"peak {doc['peak_gflops']:.1f} GFLOP/s, Langevin {doc['fraction_of_peak']:.0%} of peak, train step "
-          f"{common.fmt(doc['train_step_fraction_of_peak'])}, vs eager {common.fmt(doc['speedup_vs_eager'])}x, "
+    spread, low_high = doc["peak_spread"]["spread"], doc["fraction_of_peak_range"]
+    theory = (doc.get("theoretical_peak") or {}).get("gflops")
+    print(f"peak {doc['peak_gflops']:.1f} GFLOP/s (rounds {spread['min']:.0f}-{spread['max']:.0f}; ISA "
+          f"{common.fmt(theory)}), Langevin {doc['fraction_of_peak']:.2f} of peak ({low_high[0]:.2f}-"
+          f"{low_high[1]:.2f}), train step {common.fmt(doc['train_step_fraction_of_peak'])}, "
+          f"vs eager {common.fmt(doc['speedup_vs_eager'])}x, "
           f"vs torch {common.fmt(doc['speedup_vs_torch'])}x, retraces {doc['retraces']}, "
           f"load {machine['loadavg_start']} -> {machine['loadavg_end']}, {doc['wall_s']:.0f} s", file=sys.stderr)
     if doc["cfebm"]:

@@ -204,13 +204,13 @@ def measure(args) -> dict:
     height, width = QUICK_SIZE if args.quick else DEFAULT_SIZE
     steps = args.steps or (2 if args.quick else 0)
     cfg, model, scales = build(args.preset, height, width, steps, steps)
-    peaks = [peak_probes(repeats=2 if args.quick else 4)]
+    peaks = [peak_probes()]
     train = bench_train_steps(model, cfg, scales, args.repeats)
-    peaks.append(peak_probes(repeats=2))
+    peaks.append(peak_probes())
     chains = bench_scale_chains(model, scales, args.repeats)
     synth, retraces = bench_synthesize(model, scales, SYNTH_BATCHES, args.repeats)
     ref = bench_torch(torch_python(args.torch_python), model, scales, SYNTH_BATCHES, args.repeats)
-    peaks.append(peak_probes(repeats=2))
+    peaks.append(peak_probes())
     peak = max(max(p.values()) for p in peaks)
     for row in [*train, *chains, *synth.values()]:
         row["fraction_of_peak"] = row["gflops"] / peak

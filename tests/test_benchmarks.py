@@ -169,7 +169,7 @@ def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys)
                              "images_per_s": 1.0, "stage": 3, "beta": 1.0}],
                 "torch": None, "preset": langevin_cfebm.PRESET, "width_factor": width}
 
-    monkeypatch.setattr(bench_langevin, "peak_probes", lambda repeats=4: {"conv3x3_gflops": 50.0})
+    monkeypatch.setattr(bench_langevin, "peak_probes", lambda: {"conv3x3_gflops": 50.0})
     monkeypatch.setattr(bench_langevin, "pick_compiled", lambda *a, **k: {"fastest": "function"})
     monkeypatch.setattr(bench_langevin, "bench_langevin", lambda g, c, b, s, variant, **k: {**lang, "variant": variant})
     monkeypatch.setattr(bench_langevin, "bench_train_step",
@@ -230,6 +230,9 @@ def test_assemble_headline_ratios():
     assert doc["peak_gflops"] == 50.0
     assert doc["fraction_of_peak"] == pytest.approx(0.6)
     assert doc["train_step_fraction_of_peak"] == pytest.approx(0.4)
+    # Without per-call timings the range runs from the best round's peak (50) to the lowest's (40).
+    assert doc["fraction_of_peak_range"] == pytest.approx([0.6, 0.75])
+    assert doc["peak_spread"]["round_peaks"] == [40.0, 50.0] and doc["peak_spread"]["best_probe"] == "b"
     assert doc["speedup_vs_eager"] == pytest.approx(2.0)
     assert doc["speedup_vs_torch"] == pytest.approx(1.5)
     assert doc["train_step_speedup_vs_torch"] == pytest.approx(2.0)
@@ -383,7 +386,7 @@ def test_patchgen_forward_flops_match_tf_profiler():
 def test_patchgen_quick_document(monkeypatch, capsys):
     """main --quick end to end (peak probe stubbed): keys, geometry, gradient evaluations, FLOPs."""
     from benchmarks import patchgen as bench_patchgen  # pylint: disable=import-outside-toplevel
-    monkeypatch.setattr(bench_patchgen, "peak_probes", lambda repeats=4: {"conv3x3_gflops": 50.0})
+    monkeypatch.setattr(bench_patchgen, "peak_probes", lambda: {"conv3x3_gflops": 50.0})
     monkeypatch.setattr(bench_patchgen, "torch_python", lambda explicit: None)
     assert bench_patchgen.main(["--quick", "--repeats", "1"]) == 0
     doc = json.loads(capsys.readouterr().out)

@@ -1,0 +1,65 @@
+"""The peak probes' FLOP counts, the settle rule, the spread over rounds and the ISA peak."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from benchmarks import peak
+
+
+def test_conv_probe_counts_flops_and_runs_the_conv():
+    name, fn, flops = peak.conv_probe(2, 8, 3, 4, 5, 2)
+    assert name == "conv5x5s2_3to4_8px_b2"
+    assert flops == 2 * 2 * 4 * 4 * 5 * 5 * 3 * 4  # 'same', stride 2: 8 -> 4
+    out = fn()
+    assert out.shape == (2, 4, 4, 4) and np.isfinite(out).all()
+    name, fn, flops = peak.matmul_probe(16)
+    assert (name, flops, fn().shape) == ("matmul16", 2 * 16 ** 3, (16, 16))
+
+
+def test_default_probes_are_the_nets_layers_and_the_fixed_ones_without_duplicates():
+    names = [p[0] for p in peak.default_probes(64, 3, 64)]
+    assert names[:4] == ["conv5x5s2_3to64_64px_b64", "conv5x5s2_64to128_32px_b64",
+                         "conv5x5s2_128to256_16px_b64", "conv5x5s2_256to512_8px_b64"]
+    assert names[4:] == ["conv3x3s1_256to256_32px_b16", "matmul2048"]  # 5x5 s2 128->256 b64 not twice
+
+
+def _clock(monkeypatch, durations):
+    """perf_counter stepping by `durations` per timed call (two readings per call)."""
+    ticks = itertools.accumulate(d for pair in ((0.0, d) for d in durations) for d in pair)
+    monkeypatch.setattr(peak.time, "perf_counter", lambda: next(ticks))
+
+
+def test_measure_probe_stops_once_the_best_settles(monkeypatch):
+    _clock(monkeypatch, [2.0, 1.0, 1.0, 1.0, 1.0, 1.0] + [0.5] * 20)
+    calls = []
+    res = peak.measure_probe(lambda: calls.append(1), 1e9, min_repeats=3, patience=3, warmup=1)
+    assert res["calls"] == 5  # best set at call 2, then 3 calls without a 1 % gain
+    assert res["best_gflops"] == pytest.approx(1.0) and len(calls) == 6  # + the warm-up
+
+
+def test_measure_probe_keeps_going_while_the_best_improves(monkeypatch):
+    _clock(monkeypatch, [1.0 / (k + 1) for k in range(30)])
+    res = peak.measure_probe(lambda: None, 1e9, max_repeats=8, warmup=0)
+    assert res["calls"] == 8 and res["best_gflops"] == pytest.approx(8.0)
+
+
+def test_summarize_takes_the_best_round_and_reports_the_spread():
+    got = peak.summarize([{"a": 100.0, "b": 90.0}, {"a": 80.0, "b": 120.0}, {"a": 110.0}])
+    assert got["peak_gflops"] == 120.0 and got["best_probe"] == "b"
+    assert got["spread"] == {"min": 100.0, "median": 110.0, "max": 120.0}
+    assert got["relative_spread"] == pytest.approx(20 / 120)
+    with pytest.raises(ValueError, match="at least one"):
+        peak.summarize([])
+
+
+def test_theoretical_peak_from_isa_flags():
+    # 2 cores x 2.6 GHz x 64 (two AVX-512 FMA units) = 332.8 GFLOP/s.
+    assert peak.theoretical_peak(2, 2600.0, ["avx512f", "fma", "avx2"])["gflops"] == pytest.approx(332.8)
+    assert peak.theoretical_peak(4, 3000.0, ["avx2", "fma", "avx"])["gflops"] == pytest.approx(384.0)
+    assert peak.theoretical_peak(1, 1000.0, ["sse2"])["flops_per_cycle"] == 8
+    with pytest.raises(ValueError, match="cores"):
+        peak.theoretical_peak(0, 2600.0, [])
+    mine = peak.machine_theoretical_peak()
+    assert mine is None or mine["gflops"] > 0
