@@ -385,9 +385,10 @@ def main(argv=None) -> int:
         rows += langevin_cfebm.table_rows(doc["cfebm"], doc["peak_gflops"])
     common.emit(doc, rows, ["what", "px", "batch", "variant", "policy", "img/s", "GFLOP/s", "of peak", ""])
     spread, low_high = doc["peak_spread"]["spread"], doc["fraction_of_peak_range"]
-    theory = (doc.get("theoretical_peak") or {}).get("gflops")
+    theory = doc.get("theoretical_peak") or {}
     print(f"peak {doc['peak_gflops']:.1f} GFLOP/s (rounds {spread['min']:.0f}-{spread['max']:.0f}; ISA "
-          f"{common.fmt(theory)}), Langevin {doc['fraction_of_peak']:.2f} of peak ({low_high[0]:.2f}-"
+          f"{common.fmt(theory.get('gflops'))} at {common.fmt(theory.get('ghz'))} GHz), "
+          f"Langevin {doc['fraction_of_peak']:.2f} of peak ({low_high[0]:.2f}-"
           f"{low_high[1]:.2f}), train step {common.fmt(doc['train_step_fraction_of_peak'])}, "
           f"vs eager {common.fmt(doc['speedup_vs_eager'])}x, "
           f"vs torch {common.fmt(doc['speedup_vs_torch'])}x, retraces {doc['retraces']}, "

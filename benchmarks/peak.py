@@ -104,16 +104,21 @@ def summarize(rounds: list[dict]) -> dict:
             "relative_spread": (max(peaks) - min(peaks)) / max(peaks)}
 
 
-def flops_per_cycle(flags) -> tuple[int, str]:
-    """(float32 FLOPs per cycle per core, the assumption) from the CPU's ISA flags.
+def flops_per_cycle(flags, vendor: str = "", family: int = 0) -> tuple[int, str]:
+    """(float32 FLOPs per cycle per core, the assumption) from the CPU's ISA flags and, for AMD,
+    its family (/proc/cpuinfo's `vendor_id` and `cpu family`).
 
-    AVX-512 server cores: two 512-bit FMA units = 2 x 16 lanes x 2 = 64; AVX2 with FMA: two 256-bit
-    FMA units = 32; AVX without FMA: 16; otherwise SSE: 8. A core with one AVX-512 FMA unit (some
-    Xeon Silver/Bronze) does half: the figure is an upper bound stated as such.
+    AVX-512 Intel server cores: two 512-bit FMA units = 2 x 16 lanes x 2 = 64; AMD Zen 4 (family
+    25 with AVX-512) runs each 512-bit FMA as two halves on its two 256-bit FMA units = 32; Zen 5
+    (family 26) has 512-bit units on server parts = 64; AVX2 with FMA: two 256-bit FMA units = 32;
+    AVX without FMA: 16; otherwise SSE: 8. Parts with one FMA unit (some Xeon Silver/Bronze, Zen 5
+    mobile) do half: the figure is an upper bound stated as such.
     """
     flags = set(flags)
     if "avx512f" in flags and "fma" in flags:
-        return 64, "AVX-512 with two FMA units per core (2 x 16 float32 lanes x 2 FLOPs)"
+        if vendor == "AuthenticAMD" and family == 25:
+            return 32, "AMD Zen 4: AVX-512 split over two 256-bit FMA units (2 x 8 float32 lanes x 2 FLOPs)"
+        return 64, "AVX-512 with two 512-bit FMA units per core (2 x 16 float32 lanes x 2 FLOPs)"
     if "avx2" in flags and "fma" in flags:
         return 32, "AVX2 with two FMA units per core (2 x 8 float32 lanes x 2 FLOPs)"
     if "avx" in flags:
@@ -121,14 +126,15 @@ def flops_per_cycle(flags) -> tuple[int, str]:
     return 8, "SSE (4 lanes x 2)"
 
 
-def theoretical_peak(cores: int, mhz: float, flags) -> dict:
+def theoretical_peak(cores: int, mhz: float, flags, vendor: str = "", family: int = 0) -> dict:
     """{"gflops", "cores", "ghz", "flops_per_cycle", "assumption"}: cores x clock x FLOPs/cycle."""
     if cores < 1 or not mhz > 0:
         raise ValueError(f"cores={cores} must be >= 1 and mhz={mhz} > 0")
-    per_cycle, assumption = flops_per_cycle(flags)
+    per_cycle, assumption = flops_per_cycle(flags, vendor, family)
     return {"gflops": cores * mhz / 1000.0 * per_cycle, "cores": int(cores), "ghz": mhz / 1000.0,
             "flops_per_cycle": per_cycle,
-            "assumption": f"{assumption}; the clock is /proc/cpuinfo's 'cpu MHz' (turbo can exceed it)"}
+            "assumption": f"{assumption}; the clock is /proc/cpuinfo's 'cpu MHz' (boost clocks exceed it: "
+                          "a measured peak above this figure means the cores ran faster)"}
 
 
 def machine_theoretical_peak() -> dict | None:
@@ -148,4 +154,5 @@ def machine_theoretical_peak() -> dict | None:
     logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # Hyper-threads share their core's FMA units: count physical cores (cpu cores / siblings).
     per_core = int(fields.get("siblings", 1)) // max(1, int(fields.get("cpu cores", 1)))
-    return theoretical_peak(max(1, logical // max(1, per_core)), float(fields["cpu MHz"]), fields["flags"].split())
+    return theoretical_peak(max(1, logical // max(1, per_core)), float(fields["cpu MHz"]), fields["flags"].split(),
+                            fields.get("vendor_id", ""), int(fields.get("cpu family", 0) or 0))

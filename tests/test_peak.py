@@ -59,6 +59,10 @@ def test_theoretical_peak_from_isa_flags():
     assert peak.theoretical_peak(2, 2600.0, ["avx512f", "fma", "avx2"])["gflops"] == pytest.approx(332.8)
     assert peak.theoretical_peak(4, 3000.0, ["avx2", "fma", "avx"])["gflops"] == pytest.approx(384.0)
     assert peak.theoretical_peak(1, 1000.0, ["sse2"])["flops_per_cycle"] == 8
+    # AMD Zen 4 (family 25) splits AVX-512 over 256-bit units; Zen 5 (family 26) does not.
+    zen4 = peak.theoretical_peak(2, 2600.0, ["avx512f", "fma"], "AuthenticAMD", 25)
+    assert zen4["flops_per_cycle"] == 32 and "Zen 4" in zen4["assumption"]
+    assert peak.theoretical_peak(2, 2600.0, ["avx512f", "fma"], "AuthenticAMD", 26)["flops_per_cycle"] == 64
     with pytest.raises(ValueError, match="cores"):
         peak.theoretical_peak(0, 2600.0, [])
     mine = peak.machine_theoretical_peak()
