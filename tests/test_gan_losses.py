@@ -81,3 +81,19 @@ def test_gradient_penalty_is_seeded_and_its_gradient_reaches_the_weights():
     norms = np.sqrt((real.numpy() ** 2).sum(axis=(1, 2, 3)))
     want = np.mean(4 * norms * (2 * 0.7 * norms - 1))
     assert float(tape.gradient(penalty, v)) == pytest.approx(want, rel=1e-4)
+
+
+def test_acgan_terms_are_softmax_cross_entropies():
+    rng = np.random.default_rng(2)
+    real_cls = rng.normal(size=(4, 3)).astype(np.float32)
+    fake_cls = rng.normal(size=(4, 3)).astype(np.float32)
+    labels = np.array([0, 2, 1, 2])
+    onehot = np.eye(3, dtype=np.float32)[labels]
+
+    def cross_entropy(logits):
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return -log_p[np.arange(len(labels)), labels].mean()
+    d = gan_losses.acgan_discriminator_loss(tf.constant(real_cls), tf.constant(fake_cls), tf.constant(onehot))
+    g = gan_losses.acgan_generator_loss(tf.constant(fake_cls), tf.constant(onehot))
+    assert float(d) == pytest.approx(cross_entropy(real_cls) + cross_entropy(fake_cls), rel=1e-5)
+    assert float(g) == pytest.approx(cross_entropy(fake_cls), rel=1e-5)

@@ -19,6 +19,7 @@ from tests.test_train import checkpoint_values, event_tags, write_pyramid
 from trainers.config import Config, ConfigError
 from trainers.families import gan_spec
 from trainers.families.lapgan import build_model
+from trainers.families.lapgan_net import Discriminator
 from trainers.train import train
 
 CAP = 8
@@ -50,6 +51,8 @@ def test_config_fields_are_validated_by_name():
                               ("model.base_size=3", "data.image_size=8 must be model.base_size=3"),
                               ("model.norm=batch", "model.norm='batch' is not allowed"),
                               ("model.noise_dim=0", "model.noise_dim=0 must be >= 1"),
+                              ("model.class_conditioning=label_smoothing",
+                               "model.class_conditioning='label_smoothing' is not allowed"),
                               ("data.classes=1,5", r"data.classes=\[1, 5\] must each be < model.num_classes=3"),
                               ("train.ema_decay=0.9", "train.ema_decay=0.9 is not supported")]:
         with pytest.raises(ConfigError, match=message):
@@ -57,10 +60,11 @@ def test_config_fields_are_validated_by_name():
     gan_config(conditional=False).with_overrides(["data.classes=1,5"])  # labels unused: fine
 
 
-@pytest.mark.parametrize("gan_loss", ["non_saturating", "wasserstein_gp"])
-def test_each_side_gets_only_its_own_gradients(gan_loss):
+@pytest.mark.parametrize("gan_loss, conditioning", [("non_saturating", "concat"), ("wasserstein_gp", "concat"),
+                                                    ("non_saturating", "acgan"), ("wasserstein_gp", "projection")])
+def test_each_side_gets_only_its_own_gradients(gan_loss, conditioning):
     model = build_model((4, 8), 1, width=4, noise_dim=8, gan_loss=gan_loss, spectral=True, num_classes=3,
-                        classes=(0, 1, 2), seed=1)
+                        classes=(0, 1, 2), class_conditioning=conditioning, seed=1)
     model.compile(learning_rate=1e-2)
     g_paths = {v.path for v in model.generator_variables()}
     d_paths = {v.path for v in model.discriminator_variables()}
@@ -91,6 +95,38 @@ def test_each_side_gets_only_its_own_gradients(gan_loss):
                                    tf.constant([1, 2], tf.int64))[0]
     assert all(g is None for g in tape.gradient(loss, model.generator_variables()))
     assert out["collapse"] == 0.0 and np.isfinite(float(out["d_loss/8"]))
+    assert ("d_class/8" in out and "g_class/4" in out) == (conditioning == "acgan")
+
+
+def test_acgan_and_projection_discriminators_use_the_label_as_their_papers_do():
+    model = build_model((4, 8), 1, width=4, noise_dim=8, spectral=True, num_classes=3, classes=(0, 1, 2),
+                        class_conditioning="acgan", seed=1)
+    x = tf.random.stateless_uniform([2, 4, 4, 1], [1, 1])
+    for label in ([0, 1], [2, 2]):  # the label cannot change what the discriminator says
+        logits, classes = model.discriminate(0, x, None, model.onehot(tf.constant(label)), with_classes=True)
+        np.testing.assert_array_equal(model.discriminate(0, x), logits)
+        assert logits.shape == (2,) and classes.shape == (2, 3)
+    first_conv = model.discriminators[1].convs[0].layer  # spectral norm wraps it
+    assert first_conv.kernel.shape[2] == 2  # residual + coarse image, no label planes
+    assert model.export_info()["class_conditioning"] == "acgan"
+    # Its class term is TF-GAN's cross-entropy on real plus generated inputs: near 2 log K untrained.
+    batch = {"grid_8": tf.random.stateless_uniform([4, 8, 8, 1], [3, 4]), "label": tf.constant([0, 1, 2, 0])}
+    coarse, _, labels = model.real_levels(batch)
+    d_class = model._d_level_loss(0, coarse, coarse, None, model.onehot(labels), tf.constant([0, 0], tf.int64))[3]
+    assert abs(float(d_class) - 2 * np.log(3)) < 0.5
+    # A projection discriminator adds <embed(y), features> to the logit: the label moves it, and
+    # its inputs have no label planes either.
+    proj = build_model((4, 8), 1, width=4, noise_dim=8, spectral=False, num_classes=3, classes=(0, 1, 2),
+                       class_conditioning="projection", seed=1)
+    disc = proj.discriminators[0]
+    a, b = (proj.discriminate(0, x, None, proj.onehot(tf.constant(y))) for y in ([0, 1], [2, 2]))
+    assert not np.allclose(a, b) and disc.convs[0].kernel.shape[2] == 1
+    h = tf.reshape(tf.nn.leaky_relu(disc.convs[0]((x - 0.5) * 2.0), 0.2), [2, -1])
+    onehot = proj.onehot(tf.constant([0, 1]))
+    want = (h @ disc.dense.kernel + disc.dense.bias)[:, 0] + tf.reduce_sum((onehot @ disc.embed.kernel) * h, -1)
+    np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="conditioning='hinge' is not one of"):
+        Discriminator(4, 1, 4, num_classes=3, conditioning="hinge")
 
 
 def test_a_conditional_model_refuses_unlabelled_or_unknown_labels():

@@ -118,6 +118,10 @@ class ModelConfig:
     `wasserstein_gp`), class-conditional generation (one-hot labels to both networks) over
     `num_classes` label values, the length of the coarsest level's noise vector, and the weight of
     the gradient penalty with `wasserstein_gp`. Other families ignore them.
+    class_conditioning: conditional GANs, how the discriminators use the label: `concat` (its
+    one-hot map with the inputs, the LAPGAN paper's), `projection` (a class embedding's inner
+    product with the features, Miyato & Koyama 2018) or `acgan` (no label; they classify, with
+    TF-GAN's AC-GAN losses, Odena et al. 2017). The generators always get the one-hot label.
     patch_layers: PatchGenCN (`patchgen`): valid 3x3 convs in each scale's patch energy net (the
     receptive field is 2 * patch_layers + 1 pixels). Other families ignore it.
     """
@@ -132,6 +136,7 @@ class ModelConfig:
     num_classes: int = 10
     noise_dim: int = 100
     gp_weight: float = 10.0
+    class_conditioning: str = "concat"
     patch_layers: int = 5
 
 

@@ -13,6 +13,11 @@ functions from ``tensorflow_gan/python/losses/losses_impl.py`` (loaded by
 - `wasserstein`: ``wasserstein_discriminator_loss`` / ``wasserstein_generator_loss`` (Arjovsky
   et al. 2017), to be used with `gradient_penalty` (Gulrajani et al. 2017).
 
+The auxiliary-classifier terms of AC-GAN (Odena et al. 2017), added to either side's loss when a
+conditional model's discriminators classify (`model.class_conditioning = acgan`), are TF-GAN's
+``acgan_discriminator_loss`` (softmax cross-entropy of the class logits on real plus on generated
+images) and ``acgan_generator_loss`` (the same on generated images).
+
 Discriminator outputs are logits (any real number). TF-GAN smooths the discriminator's real
 labels by 0.25 by default; here `label_smoothing` defaults to 0 (the papers' plain loss) and is
 passed through when given.
@@ -56,6 +61,21 @@ def generator_loss(kind: str, fake_logits) -> tf.Tensor:
     """The generator's loss (scalar) from the discriminator's outputs on generated images."""
     with silenced():
         return _loss_fn(kind, 1)(fake_logits, loss_collection=None)
+
+
+def acgan_discriminator_loss(real_class_logits, fake_class_logits, onehot) -> tf.Tensor:
+    """TF-GAN's AC-GAN discriminator term (scalar): softmax cross-entropy of the class logits
+    float32 [N, K] on real plus on generated images against the labels, one-hot float32 [N, K]."""
+    with silenced():
+        return load_tfgan_module("python/losses/losses_impl.py").acgan_discriminator_loss(
+            real_class_logits, fake_class_logits, onehot, loss_collection=None)
+
+
+def acgan_generator_loss(fake_class_logits, onehot) -> tf.Tensor:
+    """TF-GAN's AC-GAN generator term (scalar): the cross-entropy on generated images."""
+    with silenced():
+        return load_tfgan_module("python/losses/losses_impl.py").acgan_generator_loss(
+            fake_class_logits, onehot, loss_collection=None)
 
 
 def gradient_penalty(discriminator_fn, real, fake, seed, target: float = 1.0, epsilon: float = 1e-10,

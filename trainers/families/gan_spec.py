@@ -10,7 +10,11 @@ batch (as in the paper); sampling reconstructs the image from the coarsest gener
 `model.family = dcgan`: the single-level special case, one GAN at `data.image_size`.
 
 `model.conditional = true`: both networks of every level also get the class as a one-hot
-vector (a one-hot map for the convolutional inputs), with `model.num_classes` classes; the
+vector (a one-hot map for the convolutional inputs), with `model.num_classes` classes
+(`model.class_conditioning = concat`, the paper's). `projection`: the discriminators add the
+inner product of a learned class embedding with their features to the logit (Miyato & Koyama
+2018) instead. `acgan`: only the generators get the label; every discriminator gets a second
+head that classifies its input, trained with TF-GAN's AC-GAN losses (Odena et al. 2017). The
 export's `sample` then takes `labels: int32 [N]`, each one of the trained classes
 (`data.classes`, or 0 .. num_classes - 1 when that is empty).
 
@@ -23,7 +27,7 @@ The generators use batch norm. The model lives in `trainers.families.lapgan`, im
 
 Fields read: `model.base_size` (lapgan), `model.width`, `model.norm` (none | spectral),
 `model.gan_loss`, `model.conditional`, `model.num_classes`, `model.noise_dim`,
-`model.gp_weight`, `data.classes`, `train.seed`; `train.ema_decay` must be 0 and
+`model.gp_weight`, `model.class_conditioning`, `data.classes`, `train.seed`; `train.ema_decay` must be 0 and
 `train.mixed_precision` false; the `sampler.` section is not read (no Langevin chains).
 """
 
@@ -35,6 +39,7 @@ from trainers.families import Family, register, require_metadata, require_plain_
 LAPGAN, DCGAN = "lapgan", "dcgan"
 GAN_LOSSES = ("minimax", "non_saturating", "wasserstein_gp")
 NORMS = ("none", "spectral")
+CLASS_CONDITIONINGS = ("concat", "projection", "acgan")  # lapgan_net.CONDITIONINGS, without TF
 METADATA_KEYS = ("grids", "image_size", "channels")
 BASE_CHANNELS = 64  # generator / discriminator channels at model.width = 1.0
 
@@ -86,6 +91,9 @@ def validate(config) -> None:
     _require(m.noise_dim >= 1, f"model.noise_dim={m.noise_dim} must be >= 1")
     _require(m.gp_weight >= 0, f"model.gp_weight={m.gp_weight} must be >= 0")
     _require(m.num_classes >= 1, f"model.num_classes={m.num_classes} must be >= 1")
+    _require(m.class_conditioning in CLASS_CONDITIONINGS,
+             f"model.class_conditioning={m.class_conditioning!r} is not allowed; allowed values: "
+             f"{list(CLASS_CONDITIONINGS)}")
     if m.conditional:
         _require(all(c < m.num_classes for c in config.data.classes),
                  f"data.classes={list(config.data.classes)} must each be < model.num_classes="
@@ -108,7 +116,8 @@ def build(config, metadata: dict):
         width=max(1, int(round(BASE_CHANNELS * m.width))), noise_dim=m.noise_dim,
         gan_loss=m.gan_loss, gp_weight=m.gp_weight, spectral=m.norm == "spectral",
         num_classes=m.num_classes if m.conditional else 0,
-        classes=trained_classes(config) if m.conditional else (), seed=config.train.seed)
+        classes=trained_classes(config) if m.conditional else (),
+        class_conditioning=m.class_conditioning, seed=config.train.seed)
 
 
 register(Family(name=LAPGAN, signatures=("sample", "sample_from_coarse"), build=build, validate=validate,

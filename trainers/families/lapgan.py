@@ -5,7 +5,8 @@ discriminator (`trainers.families.lapgan_net`): level 0 a `NoiseGenerator` from 
 k >= 1 a `ResidualGenerator` of the Laplacian residual at s_k given the nearest-upsampled real
 coarser image l_k = up(x_{s_{k-1}}). The discriminator of level 0 sees the image, that of level
 k the residual h_k = x_{s_k} - l_k together with l_k (and, when conditional, every network gets
-the one-hot label). Levels are trained independently, each on the real pyramid of the batch
+the one-hot label: `class_conditioning` says how the discriminators use it, see
+`lapgan_net`; with `acgan` they get no label and classify instead). Levels are trained independently, each on the real pyramid of the batch
 (`pyramid_ops.laplacian_pyramid`); their losses are summed, which gives each level's networks
 exactly their own level's gradients (the variables are disjoint).
 
@@ -18,10 +19,13 @@ One `train_step` (keras-io style, two optimizers `generator` and `discriminator`
 2. the generators' outputs on their noise, recorded on the generator tape;
 3. the discriminator step (not recorded there): TF-GAN's discriminator loss on the real and the
    (stopped) generated inputs of every level, plus `gp_weight` times the gradient penalty for
-   `wasserstein_gp`; an Adam step on the discriminators' variables only;
+   `wasserstein_gp` and TF-GAN's AC-GAN classification term with `acgan`; an Adam step on the
+   discriminators' variables only;
 4. the generator step: TF-GAN's generator loss of the updated discriminators on the same
-   generated inputs; an Adam step on the generators' variables only;
-5. metrics per level (`d_loss/S`, `g_loss/S`, `d_real/S`, `d_fake/S` mean logits, `gp/S`) and
+   generated inputs (plus the AC-GAN term with `acgan`); an Adam step on the generators'
+   variables only;
+5. metrics per level (`d_loss/S`, `g_loss/S`, `d_real/S`, `d_fake/S` mean logits, `gp/S`; with
+   `acgan` the classification terms `d_class/S`, `g_class/S`) and
    `collapse` (1 when a level's discriminator loss is pinned at 0 or its generator loss
    explodes; the divergence guard stops on it).
 
@@ -62,12 +66,14 @@ class LapGAN(keras.Model):
       channels: C. noise_dim: length of level 0's z.
       gan_loss: `minimax`, `non_saturating` or `wasserstein_gp`. gp_weight: the penalty's weight.
       num_classes: one-hot depth (0 = unconditional). classes: the labels a conditional model accepts.
+      class_conditioning: conditional only, how the discriminators (built with the same value)
+        use the label: `concat`, `projection` or `acgan` (they classify: AC-GAN's extra loss terms).
       seed: the training seed.
     """
 
     def __init__(self, generators, discriminators, sizes, channels: int, noise_dim: int,
                  gan_loss: str = "non_saturating", gp_weight: float = 10.0, num_classes: int = 0,
-                 classes=(), seed: int = 0, name: str = "lapgan"):
+                 classes=(), class_conditioning: str = "concat", seed: int = 0, name: str = "lapgan"):
         super().__init__(name=name)
         sizes = tuple(int(s) for s in sizes)
         if len(generators) != len(sizes) or len(discriminators) != len(sizes):
@@ -76,6 +82,8 @@ class LapGAN(keras.Model):
             raise ValueError(f"gan_loss={gan_loss!r} is not one of {list(TFGAN_KIND)}")
         if num_classes and not classes:
             raise ValueError("a conditional model (num_classes > 0) needs its trained classes")
+        if num_classes and any(d.conditioning != class_conditioning for d in discriminators):
+            raise ValueError(f"class_conditioning={class_conditioning!r} needs discriminators built with it")
         if any(not 0 <= int(c) < max(num_classes, 1) for c in classes):
             raise ValueError(f"classes={list(classes)} must each be in [0, num_classes={num_classes})")
         self.generators, self.discriminators = list(generators), list(discriminators)
@@ -83,6 +91,8 @@ class LapGAN(keras.Model):
         self.image_size = sizes[-1]
         self.gan_loss, self.gp_weight = gan_loss, float(gp_weight)
         self.num_classes, self.classes = int(num_classes), tuple(int(c) for c in classes)
+        self.class_conditioning = class_conditioning if self.num_classes else "concat"
+        self.acgan = self.class_conditioning == "acgan"
         self.uses_labels = bool(self.num_classes)  # the data pipeline adds "label" to batches
         self.seed = int(seed)
         self.train_counter = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
@@ -91,6 +101,7 @@ class LapGAN(keras.Model):
         for s in sizes:
             names += [f"d_loss/{s}", f"g_loss/{s}", f"d_real/{s}", f"d_fake/{s}"]
             names += [f"gp/{s}"] if gan_loss == "wasserstein_gp" else []
+            names += [f"d_class/{s}", f"g_class/{s}"] if self.acgan else []
         self._names = names
         self._plain = _Plain(g_opt=None, d_opt=None,
                              trackers={m: keras.metrics.Mean(name=m.replace("/", "_")) for m in names})
@@ -150,10 +161,11 @@ class LapGAN(keras.Model):
             return self.generators[0](self._noise(0, n, seed), onehot, training=training)
         return self.generators[k](coarse_up, self._noise(k, n, seed), onehot, training=training)
 
-    def discriminate(self, k, x, coarse_up=None, onehot=None, training=False):
-        """Level k's logits float32 [N] of an image (k = 0) or a residual with its coarse image."""
+    def discriminate(self, k, x, coarse_up=None, onehot=None, training=False, with_classes=False):
+        """Level k's logits float32 [N] of an image (k = 0) or a residual with its coarse image;
+        (logits, class logits [N, K]) with `with_classes` (AC-GAN)."""
         inputs = [_centre(x)] if k == 0 else [x, _centre(coarse_up)]
-        return self.discriminators[k](inputs, onehot, training=training)
+        return self.discriminators[k](inputs, onehot, training=training, with_classes=with_classes)
 
     def synthesize(self, n, seed, onehot=None, coarse=None) -> dict:
         """{S: float32 [N, S, S, C] in [0, 1]} at every level from noise (or from `coarse` at s_0)."""
@@ -194,17 +206,31 @@ class LapGAN(keras.Model):
     # ---------------------------------------------------------------- training
 
     def _d_level_loss(self, k, real, fake, coarse_up, onehot, seed):
+        """(total, GAN loss, penalty, AC-GAN term, real logits [N], fake logits [N]) of level k."""
         n = tf.shape(real)[0]
-        logits = self.discriminate(k, tf.concat([real, fake], 0),
-                                   None if coarse_up is None else tf.concat([coarse_up, coarse_up], 0),
-                                   None if onehot is None else tf.concat([onehot, onehot], 0), training=True)
+        out = self.discriminate(k, tf.concat([real, fake], 0),
+                                None if coarse_up is None else tf.concat([coarse_up, coarse_up], 0),
+                                None if onehot is None else tf.concat([onehot, onehot], 0), training=True,
+                                with_classes=self.acgan)
+        logits, class_logits = out if self.acgan else (out, None)
         real_logits, fake_logits = logits[:n], logits[n:]
         loss = gan_losses.discriminator_loss(TFGAN_KIND[self.gan_loss], real_logits, fake_logits)
-        gp = tf.constant(0.0)
+        gp, class_loss = tf.constant(0.0), tf.constant(0.0)
         if self.gan_loss == "wasserstein_gp":
             gp = gan_losses.gradient_penalty(lambda x: self.discriminate(k, x, coarse_up, onehot), real, fake,
                                              fold_seed(seed, 10_000 + self.sizes[k]))
-        return loss + self.gp_weight * gp, loss, gp, real_logits, fake_logits
+        if self.acgan:
+            class_loss = gan_losses.acgan_discriminator_loss(class_logits[:n], class_logits[n:], onehot)
+        return loss + self.gp_weight * gp + class_loss, loss, gp, class_loss, real_logits, fake_logits
+
+    def _g_level_loss(self, k, fake, coarse_up, onehot):
+        """(total, AC-GAN term) of level k's generator against the (updated) discriminator."""
+        if not self.acgan:
+            loss = gan_losses.generator_loss(TFGAN_KIND[self.gan_loss], self.discriminate(k, fake, coarse_up, onehot))
+            return loss, tf.constant(0.0)
+        logits, class_logits = self.discriminate(k, fake, coarse_up, onehot, with_classes=True)
+        class_loss = gan_losses.acgan_generator_loss(class_logits, onehot)
+        return gan_losses.generator_loss(TFGAN_KIND[self.gan_loss], logits) + class_loss, class_loss
 
     def train_step(self, data):
         ctx = tf.distribute.get_replica_context()
@@ -230,24 +256,25 @@ class LapGAN(keras.Model):
                 d_grads = d_tape.gradient(d_total, d_vars)
                 self._plain.d_opt.apply_gradients(zip(d_grads, d_vars))
             # 4. Generator step against the updated discriminators.
-            g_losses = [gan_losses.generator_loss(TFGAN_KIND[self.gan_loss],
-                                                  self.discriminate(k, fakes[k], ups[k], onehot))
-                        for k in range(len(self.sizes))]
-            g_total = tf.add_n(g_losses) / num_replicas
+            g_out = [self._g_level_loss(k, fakes[k], ups[k], onehot) for k in range(len(self.sizes))]
+            g_total = tf.add_n([o[0] for o in g_out]) / num_replicas
         g_grads = g_tape.gradient(g_total, g_vars)
         self._plain.g_opt.apply_gradients(zip(g_grads, g_vars))
         self.train_counter.assign_add(1)
         # 5. Metrics.
         values, collapsed = {}, []
         for k, s in enumerate(self.sizes):
-            _, d_loss, gp, real_logits, fake_logits = d_out[k]
-            values.update({f"d_loss/{s}": d_loss, f"g_loss/{s}": g_losses[k],
+            _, d_loss, gp, d_class, real_logits, fake_logits = d_out[k]
+            g_loss = g_out[k][0] - g_out[k][1]  # the GAN term alone, as for unconditional models
+            values.update({f"d_loss/{s}": d_loss, f"g_loss/{s}": g_loss,
                            f"d_real/{s}": tf.reduce_mean(real_logits), f"d_fake/{s}": tf.reduce_mean(fake_logits)})
             if self.gan_loss == "wasserstein_gp":
                 values[f"gp/{s}"] = gp
-            else:
+            if self.acgan:
+                values.update({f"d_class/{s}": d_class, f"g_class/{s}": g_out[k][1]})
+            if self.gan_loss != "wasserstein_gp":
                 collapsed.append(d_loss < PINNED_D_LOSS)
-            collapsed.append(tf.abs(g_losses[k]) > EXPLODED_G_LOSS[self.gan_loss])
+            collapsed.append(tf.abs(g_loss) > EXPLODED_G_LOSS[self.gan_loss])
         values["collapse"] = tf.cast(tf.reduce_any(tf.stack(collapsed)), tf.float32)
         for m in self._names:
             self._plain.trackers[m].update_state(values[m])
@@ -285,18 +312,20 @@ class LapGAN(keras.Model):
 
     def export_info(self) -> dict:
         """Facts for config.json: the level sizes as `grids`, image_size, channels, `coarse_size`
-        (the input size of `sample_from_coarse`), `conditional`, `classes`, `num_classes`, `gan_loss`."""
+        (the input size of `sample_from_coarse`), `conditional`, `class_conditioning`, `classes`,
+        `num_classes`, `gan_loss`."""
         return {"grids": [int(s) for s in self.sizes], "image_size": int(self.image_size),
                 "channels": int(self.channels), "trained_grids": [int(s) for s in self.sizes],
                 "levels": [int(s) for s in self.sizes], "coarse_size": int(self.sizes[0]),
                 "conditional": bool(self.num_classes), "classes": [int(c) for c in self.classes],
+                "class_conditioning": self.class_conditioning,
                 "num_classes": int(self.num_classes), "gan_loss": self.gan_loss,
                 "train_steps": int(self.train_counter.numpy())}
 
 
 def build_model(sizes, channels: int, width: int = 64, noise_dim: int = 100, gan_loss: str = "non_saturating",
                 gp_weight: float = 10.0, spectral: bool = False, num_classes: int = 0, classes=(),
-                seed: int = 0) -> LapGAN:
+                class_conditioning: str = "concat", seed: int = 0) -> LapGAN:
     """Build every level's networks (seeded by `seed`) and the model; arguments as in `LapGAN`."""
     keras.utils.set_random_seed(seed)
     sizes = tuple(int(s) for s in sizes)
@@ -307,13 +336,15 @@ def build_model(sizes, channels: int, width: int = 64, noise_dim: int = 100, gan
         if k == 0:
             gen = NoiseGenerator(s, channels, width, noise_dim, num_classes, name=f"generator_{s}",
                                  synchronized=sync)
-            disc = Discriminator(s, channels, width, num_classes, spectral, name=f"discriminator_{s}")
+            disc = Discriminator(s, channels, width, num_classes, spectral, class_conditioning,
+                                 name=f"discriminator_{s}")
         else:
             gen = ResidualGenerator(s, channels, width, num_classes, name=f"generator_{s}", synchronized=sync)
-            disc = Discriminator(s, 2 * channels, width, num_classes, spectral, name=f"discriminator_{s}")
+            disc = Discriminator(s, 2 * channels, width, num_classes, spectral, class_conditioning,
+                                 name=f"discriminator_{s}")
         gen.build_all()
         disc.build_all()
         gens.append(gen)
         discs.append(disc)
     return LapGAN(gens, discs, sizes, channels, noise_dim, gan_loss=gan_loss, gp_weight=gp_weight,
-                  num_classes=num_classes, classes=classes, seed=seed)
+                  num_classes=num_classes, classes=classes, class_conditioning=class_conditioning, seed=seed)

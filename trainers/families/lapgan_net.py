@@ -11,6 +11,11 @@
   the label map) concatenated -> (4x4 stride-2 conv, leaky ReLU 0.2) down to 4x4 or less ->
   flatten -> dense: one logit per image, float32 [N]. `spectral` wraps every conv and the dense
   layer in `keras.layers.SpectralNormalization` (its power iteration runs with training=True).
+  How a conditional discriminator (num_classes K > 0) uses the label (`conditioning`):
+  `concat` appends the label map to its inputs (the LAPGAN paper's); `projection` adds
+  <embed(y), features> to the logit (Miyato & Koyama 2018; the embedding is a bias-free dense
+  layer on the one-hot, spectrally normalised with the rest); `acgan` is given no label and a
+  second dense layer on the same features gives class logits [N, K] (AC-GAN, Odena et al. 2017).
 
 Every layer is named, so variable paths (checkpoint keys) are the same in every process.
 `synchronized` (the generators): batch-norm statistics over the global batch under a
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+CONDITIONINGS = ("concat", "projection", "acgan")
 
 
 def start_size(size: int) -> int:
@@ -107,36 +114,56 @@ class Discriminator(keras.Model):
     Args:
       size: the level size S. in_channels: channels of the concatenated inputs without labels.
       width: channels of the first conv (doubling, at most 8x). num_classes: 0 = unconditional.
-      spectral: spectral normalisation of every conv and the dense layer.
+      spectral: spectral normalisation of every conv and dense layer.
+      conditioning: how the label is used when num_classes > 0: `concat`, `projection`, `acgan`.
     """
 
     def __init__(self, size: int, in_channels: int, width: int, num_classes: int = 0,
-                 spectral: bool = False, name: str = "discriminator"):
+                 spectral: bool = False, conditioning: str = "concat", name: str = "discriminator"):
         super().__init__(name=name)
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning={conditioning!r} is not one of {list(CONDITIONINGS)}")
         self.size, self.in_channels, self.num_classes, self.spectral = size, in_channels, num_classes, spectral
+        self.conditioning = conditioning if num_classes else "concat"
         self.convs, s, i = [], size, 0
         while s > 4 or i == 0:
             conv = keras.layers.Conv2D(width * 2 ** min(i, 3), 4, strides=2 if s > 1 else 1, padding="same",
                                        name=f"conv{i}")
             self.convs.append(keras.layers.SpectralNormalization(conv, name=f"sn_conv{i}") if spectral else conv)
             s, i = max(1, (s + 1) // 2), i + 1
-        dense = keras.layers.Dense(1, name="logit")
-        self.dense = keras.layers.SpectralNormalization(dense, name="sn_logit") if spectral else dense
+        self.dense = self._dense(1, "logit")
+        features = s * s * width * 2 ** min(i - 1, 3)
+        self.embed = self._dense(features, "embed", use_bias=False) if self.conditioning == "projection" else None
+        self.class_dense = self._dense(num_classes, "class_logits") if self.conditioning == "acgan" else None
+
+    def _dense(self, units: int, name: str, use_bias: bool = True):
+        dense = keras.layers.Dense(units, use_bias=use_bias, name=name)
+        return keras.layers.SpectralNormalization(dense, name=f"sn_{name}") if self.spectral else dense
 
     def _apply(self, layer, x, training):
         return layer(x, training=training) if self.spectral else layer(x)
 
-    def call(self, inputs, onehot=None, training=False):
-        """inputs: list of float32 [N, S, S, c_i] (already centred where they are images)."""
+    def call(self, inputs, onehot=None, training=False, with_classes=False):
+        """inputs: list of float32 [N, S, S, c_i] (already centred where they are images); onehot
+        float32 [N, K] (ignored by `acgan`). Returns the logits [N], or (logits [N], class logits
+        [N, K]) with `with_classes` (`acgan` only)."""
         parts = list(inputs)
-        if onehot is not None:
+        if onehot is not None and self.conditioning == "concat":
             parts.append(label_map(onehot, self.size))
         h = tf.concat(parts, -1)
         for conv in self.convs:
             h = tf.nn.leaky_relu(self._apply(conv, h, training), 0.2)
         h = tf.reshape(h, [-1, h.shape[1] * h.shape[2] * h.shape[3]])
-        return self._apply(self.dense, h, training)[:, 0]
+        logits = self._apply(self.dense, h, training)[:, 0]
+        if self.embed is not None:
+            logits += tf.reduce_sum(self._apply(self.embed, onehot, training) * h, axis=-1)
+        if not with_classes:
+            return logits
+        if self.class_dense is None:
+            raise ValueError("with_classes=True needs a discriminator built with conditioning='acgan'")
+        return logits, self._apply(self.class_dense, h, training)
 
     def build_all(self):
         onehot = tf.zeros([1, self.num_classes]) if self.num_classes else None
-        self([tf.zeros([1, self.size, self.size, self.in_channels])], onehot)
+        self([tf.zeros([1, self.size, self.size, self.in_channels])], onehot,
+             with_classes=self.class_dense is not None)
