@@ -2,6 +2,12 @@
 
     python -m benchmarks.cost_growth --quick [--plot docs/cost_growth.png] > cost_growth.json
     python -m benchmarks.cost_growth [--plot PATH] > cost_growth.json          # the fuller default
+    python -m benchmarks.cost_growth [--quick] --estimate                     # the plan, runs nothing
+
+--quick: 18 rows (32, 64, 128 px; T = 2, 4; layouts 1-4-16-S and 1-S; batch 8; best of 2), about
+4 min on 2 CPU cores (estimated from the analytic FLOPs and trace times measured on a loaded
+machine). The default: 39 rows (T = 5, 10, 20; layouts 1-4-16-S, 1-16-S, 1-S; batch 8; best of 3),
+about 20 min (15 min at 80 GFLOP/s of compute plus tracing, 25 at 50).
 
 What is measured, with the project's real code (`trainers.families.multigrid.build_model`, its
 `LangevinSampler`, `MultiGridEBM.synthesize` and `train_step`, float32, no XLA), for every row
@@ -53,7 +59,7 @@ QUICK = {"sizes": "32,64,128", "steps": "2,4", "layouts": "1-4-16-S,1-S", "batch
 FULL = {"sizes": "32,64,128", "steps": "5,10,20", "layouts": "1-4-16-S,1-16-S,1-S", "batch": 8,
         "repeats": 3}
 ASSUMED_GFLOPS = 80.0  # for the run-time estimate only (batch 8 on 2 cores runs well under peak)
-TRACE_S = {"sample": 2.0, "train": 6.0}  # per trained grid, for the estimate only
+TRACE_S = {"sample": 1.0, "train": 2.5}  # per trained grid (measured 0.5 and 2 s, loaded), for the estimate only
 
 
 def layout_grids(layout: str, size: int) -> tuple:
@@ -262,6 +268,25 @@ def table_rows(results) -> list[list]:
     return out
 
 
+def run_rows(rows, batch: int, channels: int, repeats: int, train: bool, start: float) -> list[dict]:
+    """`measure_row` for each planned row, with a progress line each on stderr. TF's warning about
+    new tf.functions is silenced meanwhile: every row builds its own on purpose (retraces are counted)."""
+    level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")
+    results = []
+    try:
+        for size, grids, steps, role in rows:
+            results.append(measure_row(size, grids, steps, batch, channels, repeats, train, role=role))
+            gc.collect()  # the row's model and traced functions
+            r = results[-1]
+            print(f"[cost_growth] {size} px {r['layout']} T={steps}: {r['sample']['s_per_image']:.4f} s/image, "
+                  f"train {common.fmt((r['train'] or {}).get('s_per_step'))} s/step "
+                  f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    finally:
+        tf.get_logger().setLevel(level)
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--quick", action="store_true",
@@ -276,7 +301,6 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", default=None, help="write the plot PNG here (default: no plot)")
     parser.add_argument("--estimate", action="store_true", help="print the plan and estimated time, run nothing")
     args = parser.parse_args(argv)
-    tf.get_logger().setLevel("ERROR")  # every row builds new tf.functions on purpose; retraces are counted
     base = QUICK if args.quick else FULL
     batch, repeats = args.batch or base["batch"], args.repeats or base["repeats"]
     try:
@@ -298,14 +322,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     machine = common.machine_info({"tensorflow": tf.__version__, "keras": keras.__version__,
                                    "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU"})
-    results = []
-    for size, grids, steps, role in rows:
-        results.append(measure_row(size, grids, steps, batch, args.channels, repeats, not args.no_train, role=role))
-        gc.collect()  # the row's model and traced functions
-        r = results[-1]
-        print(f"[cost_growth] {size} px {r['layout']} T={steps}: {r['sample']['s_per_image']:.4f} s/image, "
-              f"train {common.fmt((r['train'] or {}).get('s_per_step'))} s/step "
-              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    results = run_rows(rows, batch, args.channels, repeats, not args.no_train, start)
     machine["loadavg_end"] = common.load_average()
     doc = {"mode": "quick" if args.quick else "full", "machine": machine, "batch": batch, "repeats": repeats,
            "channels": args.channels, "sizes": sizes, "steps_per_grid": steps_list, "layouts": layouts,
