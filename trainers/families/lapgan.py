@@ -6,9 +6,10 @@ k >= 1 a `ResidualGenerator` of the Laplacian residual at s_k given the nearest-
 coarser image l_k = up(x_{s_{k-1}}). The discriminator of level 0 sees the image, that of level
 k the residual h_k = x_{s_k} - l_k together with l_k (and, when conditional, every network gets
 the one-hot label: `class_conditioning` says how the discriminators use it, see
-`lapgan_net`; with `acgan` they get no label and classify instead). Levels are trained independently, each on the real pyramid of the batch
-(`pyramid_ops.laplacian_pyramid`); their losses are summed, which gives each level's networks
-exactly their own level's gradients (the variables are disjoint).
+`lapgan_net`; with `acgan` they get no label and classify instead). Levels are trained
+independently, each on the real pyramid of the batch (`pyramid_ops.laplacian_pyramid`); their
+losses are summed, which gives each level's networks exactly their own level's gradients (the
+variables are disjoint).
 
 One `train_step` (keras-io style, two optimizers `generator` and `discriminator`):
 1. seeds: stateless, (train.seed, train_counter) folded with each level size (noise) or
