@@ -78,7 +78,7 @@ def speedups(lang: dict | None, train: dict | None, peers: dict | None) -> dict:
 def table_rows(doc: dict) -> list[list]:
     """Table rows of the torch reference and the compiled peers of a `benchmarks.langevin` document."""
     rows = []
-    for peer, label, variant in (("torch", "torch", "eager"), ("torch_compile", "torch", "compile"),
+    for peer, label, variant in (("torch", "torch", "eager"), ("torch_compile", "torch.compile", "inductor"),
                                  ("jax", "jax", "jit")):
         ref = doc["torch"] if peer == "torch" else (doc.get("peers") or {}).get(peer)
         if not isinstance(ref, dict):

@@ -39,9 +39,9 @@ from benchmarks import common, peers
 
 SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
-if __name__ == "__main__" and "--threads" in sys.argv:  # before jax is imported
-    if sys.argv[sys.argv.index("--threads") + 1] == "1":
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_FLAGS}".strip()
+_ARGV = sys.argv[1:]
+if __name__ == "__main__" and ("--threads=1" in _ARGV or ("--threads", "1") in zip(_ARGV, _ARGV[1:])):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_FLAGS}".strip()  # before jax imports
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -147,7 +147,7 @@ def test_speedups_and_rows_without_a_peer():
     full["peers"]["torch_compile"]["langevin"]["gflops"] = 5.0
     full["peers"]["torch_compile"]["train_step"]["gflops"] = 1.0
     rows = peers.table_rows(full)
-    assert [r[0] for r in rows] == ["torch langevin", "torch train_step", "jax jit"]
+    assert [r[0] for r in rows] == ["torch.compile langevin", "torch.compile train_step", "jax jit"]
 
 
 def test_worker_command_round_trips():
