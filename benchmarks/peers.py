@@ -84,7 +84,7 @@ def table_rows(doc: dict) -> list[list]:
         if not isinstance(ref, dict):
             continue
         if ref.get("error"):
-            rows.append([f"{label} {variant}", None, None, variant, "float32", "-", "-", "-", ref["error"][:60]])
+            rows.append([f"{label} {variant}", "-", "-", variant, "float32", "-", "-", "-", ref["error"][:60]])
         for name in ("langevin", "train_step"):
             if ref.get(name):
                 rows.append([f"{label} {name}", ref["grid"], ref["batch"], variant, "float32",
