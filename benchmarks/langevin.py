@@ -5,12 +5,14 @@ machine's measured peak.
 loop and the whole multi-grid train step (grids 1, 4, 16, 64) at batch 64, float32, with the
 fastest compiled variant (tf.function vs tf.function + XLA, chosen by a small probe measured in
 this run), the eager loop, and the PyTorch eager reference when torch is importable (or given by
-`--torch-python`); then the CF-EBM section (`benchmarks/langevin_cfebm.py`): the `celeba64-cfebm`
-model at its final stage (64-px RGB, stages 8-16-32-64, batch 64, 4 Langevin steps per stage,
-model.width 0.5 = 64 channels; `--cfebm-width`, `--cfebm-steps`), its full smooth-MCMC sampler
-(the export's `sample` signature) and its train step (the trainer's step function, beta = 1),
-and the same network in PyTorch eager. `--full` adds 32 px, batch 16 / 64 / 256, every variant
-and mixed precision for the multi-grid net, and CF-EBM at width 1.0 with its eager sampler.
+`--torch-python`) and, in that interpreter, the compiled peers (`benchmarks/peers.py`: the same
+nets and loops under `torch.compile` and `jax.jit`; `--no-peers` leaves them out); then the
+CF-EBM section (`benchmarks/langevin_cfebm.py`): the `celeba64-cfebm` model at its final stage
+(64-px RGB, stages 8-16-32-64, batch 64, 4 Langevin steps per stage, model.width 0.5 = 64
+channels; `--cfebm-width`, `--cfebm-steps`), its full smooth-MCMC sampler (the export's `sample`
+signature) and its train step (the trainer's step function, beta = 1), and the same network in
+PyTorch eager. `--full` adds 32 px, batch 16 / 64 / 256, every variant and mixed precision for
+the multi-grid net, and CF-EBM at width 1.0 with its eager sampler.
 
 Figures (one JSON document on stdout, a short table on stderr):
 - `peak_gflops`: the best float32 GFLOP/s of the peak probes (`benchmarks/peak.py`: the 64-px
@@ -23,7 +25,8 @@ Figures (one JSON document on stdout, a short table on stderr):
   sampler's final energy evaluation) over the best wall time of a call.
 - `fraction_of_peak`, `train_step_fraction_of_peak`: achieved over peak; `..._range`: [median
   call / best round's peak, best call / lowest round's peak].
-- `speedup_vs_eager`, `speedup_vs_torch` (null without torch): images per second ratios.
+- `speedup_vs_eager`, `speedup_vs_torch`, `speedup_vs_torch_compile`, `speedup_vs_jax` (and
+  `train_step_...`): images/s ratios, null where that peer is absent; `peers`: their documents.
 - `retraces`: traces after the first call (sampler `trace_count` and tf.function
   `experimental_get_tracing_count()`), including one call with a different batch size.
 - `cfebm` (null with `--no-cfebm`): the same figures for CF-EBM against the same `peak_gflops`:
@@ -39,8 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
-import json
 import sys
 import time
 
@@ -48,7 +49,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import common, langevin_cfebm, peak
+from benchmarks import common, langevin_cfebm, peak, peers
+from benchmarks.peers import torch_python
 from trainers import pyramid_ops
 from trainers.langevin import LangevinSampler
 from trainers.families.multigrid import build_model
@@ -170,24 +172,12 @@ def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: 
             "traces_after_first": retraces, "finite_metrics": all(np.isfinite(v) for v in first_metrics.values())}
 
 
-def torch_python(explicit: str | None) -> str | None:
-    """The interpreter that runs the torch reference: --torch-python, else this one if torch imports."""
-    if explicit:
-        return explicit
-    return sys.executable if importlib.util.find_spec("torch") is not None else None
-
-
 def bench_torch(python: str, grid: int, channels: int, batch: int, steps: int, train: bool,
                 repeats: int = 2, timeout: float = 900) -> dict:
     """Run benchmarks.reference_torch in a subprocess (its own thread pool, no TF in the process)."""
-    grids = GRIDS[grid]
-    specs = {g: layer_specs(g) for g in grids if g > 1}
-    cmd = [python, "-m", "benchmarks.reference_torch", "--grid", str(grid), "--channels", str(channels),
-           "--batch", str(batch), "--steps", str(steps), "--repeats", str(repeats),
-           "--specs", json.dumps({str(k): v for k, v in specs.items()})]
-    if train:
-        cmd += ["--grids", ",".join(map(str, grids))]
-    return common.run_json(cmd, timeout)
+    specs = {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
+    return common.run_json(peers.command(python, "torch", grid, channels, batch, steps, specs,
+                                         GRIDS[grid] if train else None, repeats), timeout)
 
 
 def pick_compiled(grid: int, channels: int, steps: int = 2, batch: int = 8) -> dict:
@@ -212,9 +202,12 @@ def quick(args) -> dict:
     rounds.append(peak_probes())
     py = torch_python(args.torch_python)
     ref = bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats) if py else None
-    cf = cfebm(args, batch, py, (ref or {}).get("threads"))
+    threads, specs = (ref or {}).get("threads"), {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
+    compiled = None if args.no_peers or not py else peers.run_peers(py, grid, c, batch, steps, specs, GRIDS[grid],
+                                                                    args.repeats, threads)
+    cf = cfebm(args, batch, py, threads)
     rounds.append(peak_probes())
-    return with_cfebm(assemble([lang, eager, train], ref, rounds, choice, variant), cf)
+    return with_cfebm(assemble([lang, eager, train], ref, rounds, choice, variant, compiled), cf)
 
 
 def cfebm(args, batch: int, py, threads) -> dict | None:
@@ -288,8 +281,8 @@ def _fraction_range(result, summary) -> list[float]:
     return [median / summary["spread"]["max"], result["gflops"] / summary["spread"]["min"]]
 
 
-def assemble(results, ref, peaks, choice, variant) -> dict:
-    """The headline figures from the 64-px batch-64 results."""
+def assemble(results, ref, peaks, choice, variant, compiled=None) -> dict:
+    """The headline figures from the 64-px batch-64 results; compiled: `peers.run_peers`' documents."""
     summary = peak.summarize(peaks)
     top = summary["peak_gflops"]
     lang = _find(results, "langevin", variant)
@@ -312,6 +305,7 @@ def assemble(results, ref, peaks, choice, variant) -> dict:
         "speedup_vs_torch": common.ratio(lang["images_per_s"], ref_lang["images_per_s"]) if ref_lang else None,
         "train_step_speedup_vs_torch": (common.ratio(train["images_per_s"], ref_train["images_per_s"])
                                         if ref_train and train else None),
+        **peers.speedups(lang, train, compiled),
         "retraces": retraces,
         "variant": variant,
         "variant_choice": choice,
@@ -321,6 +315,7 @@ def assemble(results, ref, peaks, choice, variant) -> dict:
         "peaks": peaks,
         "results_headline": results,
         "torch": ref if ref else {"available": False},
+        "peers": compiled or {p: {"available": False} for p in peers.COMPILED},
         "flop_convention": ("analytic from trainers.networks.layer_specs: multiply-add = 2 FLOPs, convs "
                             "and dense layers only; Langevin step = 2x forward (forward + input "
                             "gradient); a sampler call = T steps + 1 forward (energy_end); train step "
@@ -342,6 +337,7 @@ def main(argv=None) -> int:
                         help="timed calls per configuration (default 4 with --quick, 2 with --full)")
     parser.add_argument("--torch-python", default=None,
                         help="interpreter with torch for the reference (default: this one if torch imports)")
+    parser.add_argument("--no-peers", action="store_true", help="leave the torch.compile and JAX peers out")
     parser.add_argument("--max-call-s", type=float, default=120.0,
                         help="--full skips XLA configurations estimated to take longer per call")
     parser.add_argument("--sizes", default="32,64", help="--full image sizes (32 and/or 64)")
@@ -375,12 +371,7 @@ def main(argv=None) -> int:
              common.fmt(r.get("images_per_s")), common.fmt(r.get("gflops")),
              common.fmt(common.ratio(r.get("gflops"), doc["peak_gflops"])), r.get("skipped", "")]
             for r in doc.get("results", doc["results_headline"])]
-    for name in ("langevin", "train_step"):
-        ref = doc["torch"].get(name) if isinstance(doc["torch"], dict) else None
-        if ref:
-            rows.append([f"torch {name}", doc["torch"]["grid"], doc["torch"]["batch"], "eager", "float32",
-                         common.fmt(ref["images_per_s"]), common.fmt(ref["gflops"]),
-                         common.fmt(ref["gflops"] / doc["peak_gflops"]), ""])
+    rows += peers.table_rows(doc)
     if doc["cfebm"]:
         rows += langevin_cfebm.table_rows(doc["cfebm"], doc["peak_gflops"])
     common.emit(doc, rows, ["what", "px", "batch", "variant", "policy", "img/s", "GFLOP/s", "of peak", ""])
@@ -391,7 +382,8 @@ def main(argv=None) -> int:
           f"Langevin {doc['fraction_of_peak']:.2f} of peak ({low_high[0]:.2f}-"
           f"{low_high[1]:.2f}), train step {common.fmt(doc['train_step_fraction_of_peak'])}, "
           f"vs eager {common.fmt(doc['speedup_vs_eager'])}x, "
-          f"vs torch {common.fmt(doc['speedup_vs_torch'])}x, retraces {doc['retraces']}, "
+          f"vs torch {common.fmt(doc['speedup_vs_torch'])}x (compiled {common.fmt(doc['speedup_vs_torch_compile'])}x, "
+          f"jax {common.fmt(doc['speedup_vs_jax'])}x), retraces {doc['retraces']}, "
           f"load {machine['loadavg_start']} -> {machine['loadavg_end']}, {doc['wall_s']:.0f} s", file=sys.stderr)
     if doc["cfebm"]:
         cf = doc["cfebm"]

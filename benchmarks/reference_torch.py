@@ -101,13 +101,15 @@ def langevin(net, x, steps: int, step_size: float = 0.3):
         return x, net(x)
 
 
-def multigrid_step(nets: dict, optimizers: dict, obs: dict, steps: int, step_size: float = 0.3) -> dict:
-    """One training step of all grids; obs: dict grid -> [N, C, S, S] (grid 1 included)."""
-    x, synth = obs[1], {}
-    for g in sorted(nets):
-        x = F.interpolate(x, size=(g, g), mode="nearest")
-        x, _ = langevin(nets[g], x, steps, step_size)
-        synth[g] = x
+def multigrid_step(nets: dict, optimizers: dict, obs: dict, steps: int, step_size: float = 0.3,
+                   synth: dict | None = None) -> dict:
+    """One training step of all grids; obs: dict grid -> [N, C, S, S] (grid 1 included); synth:
+    the chains' samples per grid when drawn already (the torch.compile peer's compiled chains)."""
+    if synth is None:
+        x, synth = obs[1], {}
+        for g in sorted(nets):
+            x, _ = langevin(nets[g], F.interpolate(x, size=(g, g), mode="nearest"), steps, step_size)
+            synth[g] = x
     total, losses = 0.0, {}
     for g, net in nets.items():
         n = obs[g].shape[0]

@@ -239,7 +239,13 @@ def test_assemble_headline_ratios():
     assert doc["retraces"] == 1
     json.dumps(doc)
     no_torch = bench_langevin.assemble(results, None, [{"a": 40.0}], None, "function")
-    assert no_torch["speedup_vs_torch"] is None
+    assert no_torch["speedup_vs_torch"] is None and no_torch["speedup_vs_jax"] is None
+    assert no_torch["peers"] == {"torch_compile": {"available": False}, "jax": {"available": False}}
+    compiled = {"torch_compile": {"langevin": {"images_per_s": 12.0}, "train_step": {"images_per_s": 0.5}},
+                "jax": {"error": "No module named 'jax'"}}
+    doc = bench_langevin.assemble(results, ref, [{"a": 40.0}], None, "function", compiled)
+    assert doc["speedup_vs_torch_compile"] == pytest.approx(0.5) and doc["speedup_vs_jax"] is None
+    assert doc["train_step_speedup_vs_torch_compile"] == pytest.approx(2.0) and doc["peers"] == compiled
 
 
 def test_torch_reference_matches_keras_net():
