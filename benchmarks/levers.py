@@ -1,0 +1,114 @@
+"""Which setting moves the Langevin loop: the `--quick` workload under each lever, in fresh
+processes, interleaved rounds.
+
+`python -m benchmarks.levers` (about 6 minutes on 2 CPU cores): for each variant below, a fresh
+Python process (TensorFlow's thread pools and oneDNN are fixed at start-up) runs
+`benchmarks.langevin.bench_langevin` (64-px RGB net, 4 Langevin steps, `tf.function`) and, with
+`--train-step`, `bench_train_step`, best of `--repeats` calls; `--rounds` R rounds of all
+variants, interleaved, so machine load hits every variant alike. Variants:
+- `baseline`: batch 64, TensorFlow's default thread pools;
+- `inter_op_1`: `tf.config.threading.set_inter_op_parallelism_threads(1)` (one op at a time, each
+  with every core);
+- `intra_op_1_inter_op_2`: ops single-threaded, two side by side;
+- `onednn_off`: `TF_ENABLE_ONEDNN_OPTS=0` (Eigen kernels, no oneDNN layouts or fusions);
+- `batch_32`, `batch_128`: the batch per call (per core: half of it on 2 cores).
+GFLOP/s by the FLOP convention of benchmarks/common.py. One JSON document on stdout: per variant
+every round's GFLOP/s, the median and the median over the baseline's median (`vs_baseline`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+from benchmarks import common
+
+VARIANTS = {
+    "baseline": ({}, {}),
+    "inter_op_1": ({}, {"inter": 1}),
+    "intra_op_1_inter_op_2": ({}, {"intra": 1, "inter": 2}),
+    "onednn_off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
+    "batch_32": ({}, {"batch": 32}),
+    "batch_128": ({}, {"batch": 128}),
+}
+
+
+def worker(spec: dict) -> dict:
+    """Run in the fresh process: set the threads, then time the workload; {kind: gflops}."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if spec.get("inter"):
+        tf.config.threading.set_inter_op_parallelism_threads(spec["inter"])
+    if spec.get("intra"):
+        tf.config.threading.set_intra_op_parallelism_threads(spec["intra"])
+    from benchmarks.langevin import bench_langevin, bench_train_step  # pylint: disable=import-outside-toplevel
+    batch = spec.get("batch", 64)
+    out = {"langevin": bench_langevin(64, 3, batch, 4, "function", repeats=spec["repeats"])["gflops"]}
+    if spec.get("train_step"):
+        out["train_step"] = bench_train_step(64, 3, batch, 4, "function", repeats=spec["repeats"])["gflops"]
+    return out
+
+
+def run_variant(name: str, repeats: int, train_step: bool) -> dict:
+    """One variant in a fresh process ({kind: gflops} or {"error": ...})."""
+    env, spec = VARIANTS[name]
+    spec = dict(spec, repeats=repeats, train_step=train_step)
+    cmd = [sys.executable, "-m", "benchmarks.levers", "--worker", json.dumps(spec)]
+    previous = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return common.run_json(cmd, timeout=900)
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-step", action="store_true", help="also time the multi-grid train step")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; allowed: {list(VARIANTS)}")
+    results = {n: [] for n in names}
+    load = [common.load_average()]
+    for _ in range(args.rounds):
+        for n in names:
+            results[n].append(run_variant(n, args.repeats, args.train_step))
+        load.append(common.load_average())
+    doc = {"machine": common.machine_info(), "load": load, "rounds": args.rounds, "repeats": args.repeats,
+           "variants": {}}
+    kinds = ("langevin", "train_step") if args.train_step else ("langevin",)
+    medians = {}
+    for n in names:
+        entry = {"errors": [r["error"] for r in results[n] if "error" in r]}
+        for kind in kinds:
+            values = [r[kind] for r in results[n] if kind in r]
+            entry[kind] = values
+            medians[(n, kind)] = statistics.median(values) if values else None
+            entry[f"{kind}_median"] = medians[(n, kind)]
+        doc["variants"][n] = entry
+    rows = []
+    for n in names:
+        for kind in kinds:
+            vs = common.ratio(medians[(n, kind)], medians.get(("baseline", kind)))
+            doc["variants"][n][f"{kind}_vs_baseline"] = vs
+            rows.append([n, kind, common.fmt(medians[(n, kind)]), common.fmt(vs)])
+    common.emit(doc, rows, ["variant", "kind", "GFLOP/s median", "vs baseline"])
+
+
+if __name__ == "__main__":
+    main()
