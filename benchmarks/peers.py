@@ -27,6 +27,7 @@ import argparse
 import importlib.util
 import json
 import sys
+import time
 
 from benchmarks import common
 
@@ -116,3 +117,24 @@ def worker_args(argv, description: str):
     if missing:
         parser.error(f"--specs lacks grids {missing}")
     return args, specs, grids
+
+
+def train_step_result(timing: dict, batch: int, grids, channels: int, specs: dict, steps: int) -> dict:
+    """A worker's `train_step` entry: its timing, images/s and GFLOP/s (common.train_step_flops)."""
+    forwards = {g: common.forward_flops(g, channels, specs[g])["total"] for g in grids if g > 1}
+    flops = common.train_step_flops(forwards, batch, steps)
+    return {**timing, "images_per_s": batch / timing["best_s"], "grids": list(grids),
+            "gflops": flops / timing["best_s"] / 1e9}
+
+
+def worker_main(run, argv, description: str) -> int:
+    """A compiled peer's entry point: parse `worker_args`, call run(grid, channels, batch, steps,
+    grids, specs, repeats, train=, threads=) and print its dict, with `wall_s`, as one JSON line."""
+    args, specs, grids = worker_args(argv, description)
+    start = time.perf_counter()
+    result = run(args.grid, args.channels, args.batch, args.steps, grids, specs, args.repeats,
+                 train=bool(grids), threads=args.threads)
+    result["wall_s"] = time.perf_counter() - start
+    json.dump(result, sys.stdout)
+    print()
+    return 0

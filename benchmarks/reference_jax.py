@@ -29,7 +29,6 @@ Run: `python -m benchmarks.reference_jax --grid 64 --channels 3 --batch 64 --ste
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -179,22 +178,12 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
             jax.block_until_ready(losses)
 
         timing = _timed(call, repeats)
-        forwards = {g: common.forward_flops(g, channels, specs[g])["total"] for g in trained}
-        flops = common.train_step_flops(forwards, batch, steps)
-        out["train_step"] = {**timing, "images_per_s": batch / timing["best_s"], "grids": list(grids),
-                             "gflops": flops / timing["best_s"] / 1e9}
+        out["train_step"] = peers.train_step_result(timing, batch, grids, channels, specs, steps)
     return out
 
 
 def main(argv=None) -> int:
-    args, specs, grids = peers.worker_args(argv, __doc__.split("\n\n", 1)[0])
-    start = time.perf_counter()
-    result = run(args.grid, args.channels, args.batch, args.steps, grids, specs, args.repeats,
-                 train=bool(grids), threads=args.threads)
-    result["wall_s"] = time.perf_counter() - start
-    json.dump(result, sys.stdout)
-    print()
-    return 0
+    return peers.worker_main(run, argv, __doc__.split("\n\n", 1)[0])
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from benchmarks import common
+from benchmarks import common, peers
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -364,10 +364,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
         full = torch.rand(batch, channels, grid, grid)
         obs = {g: _layout(F.adaptive_avg_pool2d(full, g), channels_last) for g in grids}
         timing = common.time_calls(lambda: multigrid_step(nets, opts, obs, steps), repeats, warmup=1)
-        forwards = {g: common.forward_flops(g, channels, specs[g])["total"] for g in trained}
-        flops = common.train_step_flops(forwards, batch, steps)
-        out["train_step"] = {**timing, "images_per_s": batch / timing["best_s"], "grids": list(grids),
-                             "gflops": flops / timing["best_s"] / 1e9}
+        out["train_step"] = peers.train_step_result(timing, batch, grids, channels, specs, steps)
     return out
 
 
