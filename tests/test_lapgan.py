@@ -125,6 +125,8 @@ def test_acgan_and_projection_discriminators_use_the_label_as_their_papers_do():
     onehot = proj.onehot(tf.constant([0, 1]))
     want = (h @ disc.dense.kernel + disc.dense.bias)[:, 0] + tf.reduce_sum((onehot @ disc.embed.kernel) * h, -1)
     np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="needs the one-hot labels"):
+        proj.discriminate(0, x)
     with pytest.raises(ValueError, match="conditioning='hinge' is not one of"):
         Discriminator(4, 1, 4, num_classes=3, conditioning="hinge")
 

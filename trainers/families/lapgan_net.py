@@ -156,6 +156,8 @@ class Discriminator(keras.Model):
         h = tf.reshape(h, [-1, h.shape[1] * h.shape[2] * h.shape[3]])
         logits = self._apply(self.dense, h, training)[:, 0]
         if self.embed is not None:
+            if onehot is None:
+                raise ValueError("a projection discriminator needs the one-hot labels (onehot is None)")
             logits += tf.reduce_sum(self._apply(self.embed, onehot, training) * h, axis=-1)
         if not with_classes:
             return logits
