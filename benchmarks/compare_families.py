@@ -54,7 +54,7 @@ FAMILY_RUNS = {
     "lapgan": ("fashion-mnist-lapgan", [1, 8, 16, 32], ["model.width=0.5"]),
     "dcgan": ("fashion-mnist-dcgan", [1, 8, 16, 32], ["model.width=0.5"]),
     "lapgan_cond": ("fashion-mnist-lapgan-cond", [1, 8, 16, 32],
-                    ["model.width=0.5", "model.class_conditioning=concat"]),
+                    ["model.width=0.5", "model.class_conditioning=concat", "model.coarse_updates=1"]),
 }
 SPACES = ("domain", "efficientnet_lite0")
 HEADLINE = [("feature_spaces", s, k) for s in SPACES for k in ("fid", "kid", "precision", "recall")]

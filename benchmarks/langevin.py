@@ -6,7 +6,8 @@ loop and the whole multi-grid train step (grids 1, 4, 16, 64) at batch 64, float
 fastest compiled variant (tf.function vs tf.function + XLA, chosen by a small probe measured in
 this run), the eager loop, and the PyTorch eager reference when torch is importable (or given by
 `--torch-python`) and, in that interpreter, the compiled peers (`benchmarks/peers.py`: the same
-nets and loops under `torch.compile` and `jax.jit`; `--no-peers` leaves them out); then the
+nets and Langevin loops under `torch.compile` and `jax.jit`; `--peer-train-steps` adds their
+train steps, `--no-peers` leaves them out); then the
 CF-EBM section (`benchmarks/langevin_cfebm.py`): the `celeba64-cfebm` model at its final stage
 (64-px RGB, stages 8-16-32-64, batch 64, 4 Langevin steps per stage, model.width 0.5 = 64
 channels; `--cfebm-width`, `--cfebm-steps`), its full smooth-MCMC sampler (the export's `sample`
@@ -203,7 +204,8 @@ def quick(args) -> dict:
     py = torch_python(args.torch_python)
     ref = bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats) if py else None
     threads, specs = (ref or {}).get("threads"), {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
-    compiled = None if args.no_peers or not py else peers.run_peers(py, grid, c, batch, steps, specs, GRIDS[grid],
+    peer_grids = GRIDS[grid] if args.peer_train_steps else None  # None: their Langevin loops only
+    compiled = None if args.no_peers or not py else peers.run_peers(py, grid, c, batch, steps, specs, peer_grids,
                                                                     args.repeats, threads)
     cf = cfebm(args, batch, py, threads)
     rounds.append(peak_probes())
@@ -338,6 +340,9 @@ def main(argv=None) -> int:
     parser.add_argument("--torch-python", default=None,
                         help="interpreter with torch for the reference (default: this one if torch imports)")
     parser.add_argument("--no-peers", action="store_true", help="leave the torch.compile and JAX peers out")
+    parser.add_argument("--peer-train-steps", action="store_true",
+                        help="--quick also times the compiled peers' train steps (about 3 more minutes on "
+                             "2 cores, most of it torch.compile compiling the step)")
     parser.add_argument("--max-call-s", type=float, default=120.0,
                         help="--full skips XLA configurations estimated to take longer per call")
     parser.add_argument("--sizes", default="32,64", help="--full image sizes (32 and/or 64)")

@@ -229,7 +229,8 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
     run("memorization", lambda: experiments.memorization(
         model, fake, memorization_held, train_images, num_memorization, spaces, seed))
 
-    run("conditional", lambda: experiments.conditional(model, real, labels, feature_spaces, num_samples, seed))
+    run("conditional", lambda: experiments.conditional(model, real, labels, feature_spaces, num_samples, seed,
+                                                       test_images, test_labels))
 
     for name, reason in skipped.items():
         print(f"[evaluate] skipped {name}: {reason}", flush=True)

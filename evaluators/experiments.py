@@ -74,6 +74,13 @@ def inpainting(model, held, masks, num_inpaint: int, seed: int):
     return table, pictures
 
 
+def box_average(images, size: int) -> np.ndarray:
+    """uint8 [N,H,W,C] -> float32 [N,size,size,C] in [0, 1]: box averages (size divides H = W)."""
+    n, h, _, c = images.shape
+    blocks = images.astype(np.float32).reshape(n, size, h // size, size, h // size, c)
+    return blocks.mean(axis=(2, 4)) / 255.0
+
+
 def diversity(model, real, num_diversity: int, seed: int, notes: list):
     """K coarse starts (real images' box averages at the model's `coarse_size`, 1x1 for the
     multi-grid EBM) x M samples each through `sample_from_coarse`."""
@@ -84,8 +91,7 @@ def diversity(model, real, num_diversity: int, seed: int, notes: list):
     s, h = model.coarse_size, real.shape[1]
     if h % s:
         raise Skipped(f"the model's coarse size {s} does not divide the image size {h}")
-    blocks = real[:k].astype(np.float32).reshape(k, s, h // s, s, h // s, real.shape[3])
-    coarse = blocks.mean(axis=(2, 4)) / 255.0  # box averages at the model's coarsest size
+    coarse = box_average(real[:k], s)
     with TaskProgress("diversity", k, "starts") as progress:
         def from_start(c, s):
             images = model.sample_from_coarse(c, s)["images"]
@@ -145,17 +151,26 @@ def translation(model, source_images, source_name: str, real, feature_spaces: di
     return table, {caption: report_lib.tile_images(pairs, ncols=8)}
 
 
-def conditional(model, real, labels, feature_spaces: dict, num_samples: int, seed: int):
+def conditional(model, real, labels, feature_spaces: dict, num_samples: int, seed: int,
+                held=None, held_labels=None):
     """A class-conditional model's per-class FID and the label accuracy of its samples.
 
     Samples num_samples // K images per trained class (K classes) with those labels; per feature
     space, the FID of each class's samples against the real images of that class; with the
     `domain` space (a classifier trained on the real labels), the share of samples it assigns to
-    the requested label (`label_accuracy`, overall and per class).
+    the requested label (`label_accuracy`, overall and per class), and beside it the same
+    classifier's accuracy on held-out real images of those classes (`label_accuracy_real`: the
+    ceiling that a perfect generator would reach under this judge; on `real` without `held`).
+    Where the model has `sample_from_coarse` (LAPGAN), also the label accuracy of samples
+    refined from those real images' own coarse level (box averages at `coarse_size`) with their
+    labels (`label_accuracy_from_real_coarse`): it leaves out the coarsest level, so its gap to
+    `label_accuracy` is what the coarsest level loses and its gap to the ceiling what the finer
+    levels lose.
 
     Args:
       real: uint8 [N,H,W,C]; labels: int [N] (their label values are those the model was trained on).
       feature_spaces: {name: FeatureSpace}.
+      held, held_labels: labelled held-out images (uint8 [M,H,W,C], int [M]) or None.
     """
     if not model.conditional:
         raise Skipped("the model is not class-conditional")
@@ -170,7 +185,8 @@ def conditional(model, real, labels, feature_spaces: dict, num_samples: int, see
     with TaskProgress("conditional sampling", len(requested), "images") as progress:
         samples = model.sample(len(requested), seed + 7, progress=progress, labels=requested)["images"]
     table = {"classes": [int(c) for c in classes], "num_samples_per_class": per, "fid": {},
-             "label_accuracy": None, "label_accuracy_per_class": None}
+             "label_accuracy": None, "label_accuracy_per_class": None, "label_accuracy_real": None,
+             "label_accuracy_from_real_coarse": None}
     for name, space in feature_spaces.items():
         fake_feats, fake_logits = space.extract(samples)
         fake_feats = np.asarray(fake_feats)
@@ -186,6 +202,18 @@ def conditional(model, real, labels, feature_spaces: dict, num_samples: int, see
             hits = np.argmax(np.asarray(fake_logits), axis=1) == requested
             table["label_accuracy"] = float(np.mean(hits))
             table["label_accuracy_per_class"] = {str(c): float(np.mean(hits[requested == c])) for c in classes}
+            judged_x, judged_y = (real, labels) if held is None or held_labels is None else (
+                np.asarray(held), np.asarray(held_labels))
+            mine = np.isin(judged_y, classes)
+            if mine.any():
+                judged_x, judged_y = judged_x[mine], judged_y[mine]
+                real_logits = np.asarray(space.extract(judged_x)[1])
+                table["label_accuracy_real"] = float(np.mean(np.argmax(real_logits, axis=1) == judged_y))
+                if model.has("sample_from_coarse") and judged_x.shape[1] % model.coarse_size == 0:
+                    refined = model.sample_from_coarse(box_average(judged_x, model.coarse_size), seed + 11,
+                                                       labels=judged_y.astype(np.int32))["images"]
+                    hits_coarse = np.argmax(np.asarray(space.extract(refined)[1]), axis=1) == judged_y
+                    table["label_accuracy_from_real_coarse"] = float(np.mean(hits_coarse))
     picks = np.concatenate([np.flatnonzero(requested == c)[:8] for c in classes])
     caption = "conditional/samples, one row per class " + ", ".join(map(str, classes))
     return table, {caption: report_lib.tile_images(samples[picks], ncols=min(8, per))}

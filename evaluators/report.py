@@ -32,7 +32,8 @@
                        "median_nearest_real", "fraction_closer_than_real_q05", "num_generated",
                        "num_real", "num_train"}}, "ratio"} | null,
       "conditional": {"classes", "num_samples_per_class", "fid": {NAME: {"per_class": {CLASS:
-                      value}, "mean"}}, "label_accuracy", "label_accuracy_per_class"} | null,
+                      value}, "mean"}}, "label_accuracy", "label_accuracy_per_class",
+                      "label_accuracy_real", "label_accuracy_from_real_coarse"} | null,
       "baseline_model": {"dir", "version", "family", "feature_spaces": {NAME: as above},
                          "error" (when not comparable)}  (only when a model is being served:
                          its figures recomputed on the same real images and seeds),

@@ -136,7 +136,11 @@ def conditional_section(metrics: dict, images: dict) -> str:
     acc = cond.get("label_accuracy_per_class") or {}
     return (f"<p>{cond.get('num_samples_per_class')} samples per requested class. Label accuracy of the "
             f"<code>domain</code> classifier on them against the requested labels: "
-            f"{fmt(cond.get('label_accuracy'))}.</p>"
+            f"{fmt(cond.get('label_accuracy'))} (the same classifier on held-out real images of these classes: "
+            f"{fmt(cond.get('label_accuracy_real'))}).</p>"
+            + (f"<p>Refined from the held-out images' own coarsest level (the generated coarsest level "
+               f"left out): {fmt(cond['label_accuracy_from_real_coarse'])}.</p>"
+               if cond.get("label_accuracy_from_real_coarse") is not None else "")
             + table(["feature space", "class", "FID to that class's real images"], rows)
             + (table(["class", "label accuracy"], list(acc.items())) if acc else "")
             + _figures(images, "conditional/"))

@@ -126,7 +126,8 @@ def _gan(family: str, source: str, channels: int, conditional: bool, width: floa
         pyramid=dict(grids=[1, 8, 16, 32]),
         model=dict(family=family, base_size=8, width=width, norm="spectral", gan_loss="non_saturating",
                    conditional=conditional, num_classes=10,
-                   class_conditioning="projection" if conditional else "concat"),
+                   class_conditioning="projection" if conditional else "concat",
+                   coarse_updates=3 if conditional and family == "lapgan" else 1),
         train=dict(_GAN_TRAIN, **train),
         eval=dict(_GAN_EVAL, **evaluation),
     )

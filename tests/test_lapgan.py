@@ -53,11 +53,34 @@ def test_config_fields_are_validated_by_name():
                               ("model.noise_dim=0", "model.noise_dim=0 must be >= 1"),
                               ("model.class_conditioning=label_smoothing",
                                "model.class_conditioning='label_smoothing' is not allowed"),
+                              ("model.coarse_updates=0", "model.coarse_updates=0 must be an integer >= 1"),
                               ("data.classes=1,5", r"data.classes=\[1, 5\] must each be < model.num_classes=3"),
                               ("train.ema_decay=0.9", "train.ema_decay=0.9 is not supported")]:
         with pytest.raises(ConfigError, match=message):
             gan_config().with_overrides([override])
     gan_config(conditional=False).with_overrides(["data.classes=1,5"])  # labels unused: fine
+    with pytest.raises(ConfigError, match="model.coarse_updates=2 needs model.family=lapgan"):
+        gan_config("dcgan").with_overrides(["model.coarse_updates=2"])
+
+
+def test_coarse_updates_step_the_coarsest_level_alone_first():
+    model = build_model((4, 8), 1, width=4, noise_dim=8, spectral=True, num_classes=3, classes=(0, 1, 2),
+                        class_conditioning="projection", coarse_updates=3, seed=1)
+    model.compile(learning_rate=1e-2)
+    calls = {"generator": [], "discriminator": []}
+    for name, opt in model.optimizers_by_name().items():
+        def record(pairs, name=name, original=opt.apply_gradients):
+            pairs = list(pairs)
+            calls[name].append({v.path for _, v in pairs})
+            return original(pairs)
+        opt.apply_gradients = record
+    batch = {"grid_8": tf.random.stateless_uniform([4, 8, 8, 1], [3, 4]), "label": tf.constant([0, 1, 2, 0])}
+    model.train_step(batch)
+    for name, nets in (("generator", model.generators), ("discriminator", model.discriminators)):
+        level0 = {v.path for v in nets[0].trainable_variables}
+        every = {v.path for net in nets for v in net.trainable_variables}
+        assert calls[name] == [level0, level0, every], name
+    assert int(model.train_counter.numpy()) == 1
 
 
 @pytest.mark.parametrize("gan_loss, conditioning", [("non_saturating", "concat"), ("wasserstein_gp", "concat"),
@@ -144,7 +167,7 @@ def test_a_conditional_model_refuses_unlabelled_or_unknown_labels():
 
 
 def test_resume_equals_the_uninterrupted_run(pyramid_dir, tmp_path):
-    config = gan_config(gan_loss="wasserstein_gp")
+    config = gan_config(gan_loss="wasserstein_gp").with_overrides(["model.coarse_updates=2"])
     full = train(config.with_overrides(["train.max_steps=4"]), pyramid_dir, str(tmp_path / "full"), export=False)
     train(config.with_overrides(["train.max_steps=2"]), pyramid_dir, str(tmp_path / "resumed"), export=False)
     resumed = train(config.with_overrides(["train.max_steps=4"]), pyramid_dir, str(tmp_path / "resumed"),
@@ -289,8 +312,16 @@ def test_client_passes_labels_and_evaluator_skips_what_a_gan_lacks(export_dir, d
             assert cond["classes"] == [0, 2] and cond["num_samples_per_class"] == 4
             assert sorted(cond["fid"]["domain"]["per_class"]) == ["0", "2"]
             assert 0.0 <= cond["label_accuracy"] <= 1.0 and sorted(cond["label_accuracy_per_class"]) == ["0", "2"]
+            # The judge's own accuracy on the real images of the trained classes (no held-out split given).
+            labels = np.arange(40) % 3
+            mine = np.isin(labels, [0, 2])
+            judged = np.argmax((real[mine].reshape(int(mine.sum()), -1) / 255.0) @ weights[:, :3], axis=1)
+            assert cond["label_accuracy_real"] == pytest.approx(np.mean(judged == labels[mine]))
+            assert 0.0 <= cond["label_accuracy_from_real_coarse"] <= 1.0
             report = (tmp_path / name / "report.html").read_text()
             assert "Label accuracy of the <code>domain</code> classifier" in report
+            assert "the same classifier on held-out real images of these classes" in report
+            assert "Refined from the held-out images' own coarsest level" in report
 
 
 def test_cli_samples_with_labels_and_refuses_bad_ones(export_dir, dcgan_export, tmp_path, capsys):

@@ -122,6 +122,9 @@ class ModelConfig:
     one-hot map with the inputs, the LAPGAN paper's), `projection` (a class embedding's inner
     product with the features, Miyato & Koyama 2018) or `acgan` (no label; they classify, with
     TF-GAN's AC-GAN losses, Odena et al. 2017). The generators always get the one-hot label.
+    coarse_updates: LAPGAN (`lapgan`): discriminator and generator updates of the coarsest level
+    per train step (>= 1; the extra ones reuse the step's real batch with fresh noise). That level
+    is the cheapest and decides each image's class and layout. Other families ignore it.
     patch_layers: PatchGenCN (`patchgen`): valid 3x3 convs in each scale's patch energy net (the
     receptive field is 2 * patch_layers + 1 pixels). Other families ignore it.
     """
@@ -137,6 +140,7 @@ class ModelConfig:
     noise_dim: int = 100
     gp_weight: float = 10.0
     class_conditioning: str = "concat"
+    coarse_updates: int = 1
     patch_layers: int = 5
 
 

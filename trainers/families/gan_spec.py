@@ -27,8 +27,9 @@ The generators use batch norm. The model lives in `trainers.families.lapgan`, im
 
 Fields read: `model.base_size` (lapgan), `model.width`, `model.norm` (none | spectral),
 `model.gan_loss`, `model.conditional`, `model.num_classes`, `model.noise_dim`,
-`model.gp_weight`, `model.class_conditioning`, `data.classes`, `train.seed`; `train.ema_decay` must be 0 and
-`train.mixed_precision` false; the `sampler.` section is not read (no Langevin chains).
+`model.gp_weight`, `model.class_conditioning`, `model.coarse_updates` (lapgan), `data.classes`,
+`train.seed`; `train.ema_decay` must be 0 and `train.mixed_precision` false; the `sampler.`
+section is not read (no Langevin chains).
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ def validate(config) -> None:
     _require(m.width > 0, f"model.width={m.width} must be > 0")
     _require(m.noise_dim >= 1, f"model.noise_dim={m.noise_dim} must be >= 1")
     _require(m.gp_weight >= 0, f"model.gp_weight={m.gp_weight} must be >= 0")
+    _require(isinstance(m.coarse_updates, int) and m.coarse_updates >= 1,
+             f"model.coarse_updates={m.coarse_updates!r} must be an integer >= 1")
+    _require(m.coarse_updates == 1 or m.family == LAPGAN,
+             f"model.coarse_updates={m.coarse_updates} needs model.family=lapgan (DCGAN has one level); "
+             "set it to 1")
     _require(m.num_classes >= 1, f"model.num_classes={m.num_classes} must be >= 1")
     _require(m.class_conditioning in CLASS_CONDITIONINGS,
              f"model.class_conditioning={m.class_conditioning!r} is not allowed; allowed values: "
@@ -117,7 +123,7 @@ def build(config, metadata: dict):
         gan_loss=m.gan_loss, gp_weight=m.gp_weight, spectral=m.norm == "spectral",
         num_classes=m.num_classes if m.conditional else 0,
         classes=trained_classes(config) if m.conditional else (),
-        class_conditioning=m.class_conditioning, seed=config.train.seed)
+        class_conditioning=m.class_conditioning, coarse_updates=m.coarse_updates, seed=config.train.seed)
 
 
 register(Family(name=LAPGAN, signatures=("sample", "sample_from_coarse"), build=build, validate=validate,

@@ -25,6 +25,9 @@ One `train_step` (keras-io style, two optimizers `generator` and `discriminator`
 4. the generator step: TF-GAN's generator loss of the updated discriminators on the same
    generated inputs (plus the AC-GAN term with `acgan`); an Adam step on the generators'
    variables only;
+   With `coarse_updates` U > 1, steps 2-4 run U - 1 more times first for level 0 alone (its
+   own variables, the step's real batch, noise seeded by (train.seed, train_counter, j)): the
+   coarsest level is the cheapest and decides each image's class and layout;
 5. metrics per level (`d_loss/S`, `g_loss/S`, `d_real/S`, `d_fake/S` mean logits, `gp/S`; with
    `acgan` the classification terms `d_class/S`, `g_class/S`) and
    `collapse` (1 when a level's discriminator loss is pinned at 0 or its generator loss
@@ -69,12 +72,14 @@ class LapGAN(keras.Model):
       num_classes: one-hot depth (0 = unconditional). classes: the labels a conditional model accepts.
       class_conditioning: conditional only, how the discriminators (built with the same value)
         use the label: `concat`, `projection` or `acgan` (they classify: AC-GAN's extra loss terms).
+      coarse_updates: updates of level 0's networks per train step (>= 1); see the module docstring.
       seed: the training seed.
     """
 
     def __init__(self, generators, discriminators, sizes, channels: int, noise_dim: int,
                  gan_loss: str = "non_saturating", gp_weight: float = 10.0, num_classes: int = 0,
-                 classes=(), class_conditioning: str = "concat", seed: int = 0, name: str = "lapgan"):
+                 classes=(), class_conditioning: str = "concat", coarse_updates: int = 1, seed: int = 0,
+                 name: str = "lapgan"):
         super().__init__(name=name)
         sizes = tuple(int(s) for s in sizes)
         if len(generators) != len(sizes) or len(discriminators) != len(sizes):
@@ -87,6 +92,8 @@ class LapGAN(keras.Model):
             raise ValueError(f"class_conditioning={class_conditioning!r} needs discriminators built with it")
         if any(not 0 <= int(c) < max(num_classes, 1) for c in classes):
             raise ValueError(f"classes={list(classes)} must each be in [0, num_classes={num_classes})")
+        if int(coarse_updates) < 1:
+            raise ValueError(f"coarse_updates={coarse_updates!r} must be >= 1")
         self.generators, self.discriminators = list(generators), list(discriminators)
         self.sizes, self.channels, self.noise_dim = sizes, int(channels), int(noise_dim)
         self.image_size = sizes[-1]
@@ -95,7 +102,7 @@ class LapGAN(keras.Model):
         self.class_conditioning = class_conditioning if self.num_classes else "concat"
         self.acgan = self.class_conditioning == "acgan"
         self.uses_labels = bool(self.num_classes)  # the data pipeline adds "label" to batches
-        self.seed = int(seed)
+        self.coarse_updates, self.seed = int(coarse_updates), int(seed)
         self.train_counter = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
                                              aggregation="only_first_replica", name="train_counter")
         names = ["collapse"]
@@ -244,6 +251,8 @@ class LapGAN(keras.Model):
         n = tf.shape(coarse)[0]
         reals = [coarse] + [levels[s][0] for s in self.sizes[1:]]
         ups = [None] + [levels[s][1] for s in self.sizes[1:]]
+        for j in range(1, self.coarse_updates):
+            self._coarse_update(coarse, onehot, n, fold_seed(step_seed, j), num_replicas)
         g_vars, d_vars = self.generator_variables(), self.discriminator_variables()
         with tf.GradientTape() as g_tape:
             # 2. Every level's generated input (its real coarser image upsampled, as in the paper).
@@ -281,6 +290,21 @@ class LapGAN(keras.Model):
             self._plain.trackers[m].update_state(values[m])
         return {m: self._plain.trackers[m].result() for m in self._names}
 
+    def _coarse_update(self, real, onehot, n, seed, num_replicas):
+        """One more discriminator then generator Adam step of level 0 alone (steps 2-4 for k = 0)."""
+        g_vars, d_vars = self.generators[0].trainable_variables, self.discriminators[0].trainable_variables
+        with tf.GradientTape() as g_tape:
+            fake = self.generate_level(0, n, seed, onehot=onehot, training=True)
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    d_total = self._d_level_loss(0, real, tf.stop_gradient(fake), None, onehot, seed)[0]
+                    d_total = d_total / num_replicas
+                d_grads = d_tape.gradient(d_total, d_vars)
+                self._plain.d_opt.apply_gradients(zip(d_grads, d_vars))
+            g_total = self._g_level_loss(0, fake, None, onehot)[0] / num_replicas
+        g_grads = g_tape.gradient(g_total, g_vars)
+        self._plain.g_opt.apply_gradients(zip(g_grads, g_vars))
+
     # ---------------------------------------------------------------- model contract
 
     def use_averaged_weights(self) -> bool:
@@ -314,19 +338,19 @@ class LapGAN(keras.Model):
     def export_info(self) -> dict:
         """Facts for config.json: the level sizes as `grids`, image_size, channels, `coarse_size`
         (the input size of `sample_from_coarse`), `conditional`, `class_conditioning`, `classes`,
-        `num_classes`, `gan_loss`."""
+        `num_classes`, `gan_loss`, `coarse_updates`."""
         return {"grids": [int(s) for s in self.sizes], "image_size": int(self.image_size),
                 "channels": int(self.channels), "trained_grids": [int(s) for s in self.sizes],
                 "levels": [int(s) for s in self.sizes], "coarse_size": int(self.sizes[0]),
                 "conditional": bool(self.num_classes), "classes": [int(c) for c in self.classes],
                 "class_conditioning": self.class_conditioning,
                 "num_classes": int(self.num_classes), "gan_loss": self.gan_loss,
-                "train_steps": int(self.train_counter.numpy())}
+                "coarse_updates": self.coarse_updates, "train_steps": int(self.train_counter.numpy())}
 
 
 def build_model(sizes, channels: int, width: int = 64, noise_dim: int = 100, gan_loss: str = "non_saturating",
                 gp_weight: float = 10.0, spectral: bool = False, num_classes: int = 0, classes=(),
-                class_conditioning: str = "concat", seed: int = 0) -> LapGAN:
+                class_conditioning: str = "concat", coarse_updates: int = 1, seed: int = 0) -> LapGAN:
     """Build every level's networks (seeded by `seed`) and the model; arguments as in `LapGAN`."""
     keras.utils.set_random_seed(seed)
     sizes = tuple(int(s) for s in sizes)
@@ -348,4 +372,5 @@ def build_model(sizes, channels: int, width: int = 64, noise_dim: int = 100, gan
         gens.append(gen)
         discs.append(disc)
     return LapGAN(gens, discs, sizes, channels, noise_dim, gan_loss=gan_loss, gp_weight=gp_weight,
-                  num_classes=num_classes, classes=classes, class_conditioning=class_conditioning, seed=seed)
+                  num_classes=num_classes, classes=classes, class_conditioning=class_conditioning,
+                  coarse_updates=coarse_updates, seed=seed)
