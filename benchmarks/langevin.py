@@ -59,9 +59,7 @@ from trainers.networks import build_energy_net, layer_specs
 
 GRIDS = {32: (1, 4, 16, 32), 64: (1, 4, 16, 64)}
 STEP_SIZE = 0.3
-
-
-_PROBES = []
+_PROBES = []  # the peak probes, built on first use
 
 
 def peak_probes() -> dict:
@@ -340,9 +338,8 @@ def main(argv=None) -> int:
     parser.add_argument("--torch-python", default=None,
                         help="interpreter with torch for the reference (default: this one if torch imports)")
     parser.add_argument("--no-peers", action="store_true", help="leave the torch.compile and JAX peers out")
-    parser.add_argument("--peer-train-steps", action="store_true",
-                        help="--quick also times the compiled peers' train steps (about 3 more minutes on "
-                             "2 cores, most of it torch.compile compiling the step)")
+    parser.add_argument("--peer-train-steps", action="store_true", help="--quick also times the compiled peers' "
+                        "train steps (~3 more minutes on 2 cores, mostly torch.compile compiling)")
     parser.add_argument("--max-call-s", type=float, default=120.0,
                         help="--full skips XLA configurations estimated to take longer per call")
     parser.add_argument("--sizes", default="32,64", help="--full image sizes (32 and/or 64)")
@@ -357,8 +354,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cfebm-eager", action="store_true", help="--quick also times the eager CF-EBM sampler")
     parser.add_argument("--no-cfebm", action="store_true", help="leave the CF-EBM section out")
     args = parser.parse_args(argv)
-    # Best-of-2 swung the quick fraction of peak between 0.81 and 0.95 on a quiet machine;
-    # best-of-4 gave 0.97-0.99 in three runs (docs/BENCHMARKS.md).
+    # Best-of-2 swung the quick fraction of peak by 0.14 on a quiet machine (docs/BENCHMARKS.md).
     args.repeats = args.repeats or (2 if args.full else 4)
     args.sizes = [int(v) for v in args.sizes.split(",") if v]
     args.batches = [int(v) for v in args.batches.split(",") if v]

@@ -94,8 +94,8 @@ def table_rows(doc: dict) -> list[list]:
     return rows
 
 
-def worker_args(argv, description: str):
-    """Parse a worker's command line: (args, specs {grid: [(kernel, stride, channels)]}, grids)."""
+def worker_parser(description: str, threads: str = "0") -> argparse.ArgumentParser:
+    """The options every peer worker takes (the geometry, --specs, --repeats, --threads)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--grid", type=int, default=64)
     parser.add_argument("--channels", type=int, default=3)
@@ -105,8 +105,13 @@ def worker_args(argv, description: str):
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--specs", default="", help="JSON {grid: [[kernel, stride, channels], ...]}")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="threads (0 = the library's default)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--threads", default=threads, help="threads (0 = the library's default)"
+                        + (", auto = the faster of 1 and the default" if threads == "auto" else ""))
+    return parser
+
+
+def worker_specs(parser: argparse.ArgumentParser, args) -> tuple[dict, list[int]]:
+    """(specs {grid: [(kernel, stride, channels)]}, train-step grids) of parsed worker options."""
     grids = [int(g) for g in args.grids.split(",")] if args.grids else []
     if args.specs:
         specs = {int(k): [tuple(v) for v in layers] for k, layers in json.loads(args.specs).items()}
@@ -116,7 +121,15 @@ def worker_args(argv, description: str):
     missing = [g for g in set(grids + [args.grid]) if g > 1 and g not in specs]
     if missing:
         parser.error(f"--specs lacks grids {missing}")
-    return args, specs, grids
+    return specs, grids
+
+
+def worker_args(argv, description: str):
+    """Parse a compiled peer's command line: (args, specs, grids); --threads an int."""
+    parser = worker_parser(description)
+    args = parser.parse_args(argv)
+    args.threads = int(args.threads)
+    return (args, *worker_specs(parser, args))
 
 
 def train_step_result(timing: dict, batch: int, grids, channels: int, specs: dict, steps: int) -> dict:

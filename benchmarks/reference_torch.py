@@ -49,7 +49,6 @@ Run: `python -m benchmarks.reference_torch --grid 64 --channels 3 --batch 64 --s
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -369,17 +368,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--grid", type=int, default=64)
-    parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--grids", default="", help="comma list for the train step, e.g. 1,4,16,64 ('' = none)")
-    parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--specs", default="", help="JSON {grid: [[kernel, stride, channels], ...]}")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", default="auto",
-                        help="torch threads: auto (faster of 1 and the default), 0 = default, or a count")
+    parser = peers.worker_parser(__doc__.split("\n\n", 1)[0], threads="auto")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--cfebm", default="", help="JSON spec: time the CF-EBM net instead (see run_cfebm)")
     parser.add_argument("--patchgen", default="",
@@ -387,33 +376,16 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", default="1,8", help="--patchgen batch sizes")
     args = parser.parse_args(argv)
     threads = args.threads if args.threads == "auto" else int(args.threads)
+    start = time.perf_counter()
     if args.patchgen:
-        start = time.perf_counter()
         result = run_patchgen(json.loads(args.patchgen), [int(b) for b in args.batches.split(",") if b],
                               args.repeats, threads=threads)
-        result["wall_s"] = time.perf_counter() - start
-        json.dump(result, sys.stdout)
-        print()
-        return 0
-    if args.cfebm:
-        start = time.perf_counter()
+    elif args.cfebm:
         result = run_cfebm(json.loads(args.cfebm), args.batch, args.steps, args.repeats, threads=threads)
-        result["wall_s"] = time.perf_counter() - start
-        json.dump(result, sys.stdout)
-        print()
-        return 0
-    grids = [int(g) for g in args.grids.split(",")] if args.grids else []
-    if args.specs:
-        specs = {int(k): [tuple(v) for v in layers] for k, layers in json.loads(args.specs).items()}
     else:
-        from trainers.networks import layer_specs  # pylint: disable=import-outside-toplevel
-        specs = {g: layer_specs(g, args.width) for g in set(grids + [args.grid]) if g > 1}
-    missing = [g for g in set(grids + [args.grid]) if g > 1 and g not in specs]
-    if missing:
-        parser.error(f"--specs lacks grids {missing}")
-    start = time.perf_counter()
-    result = run(args.grid, args.channels, args.batch, args.steps, grids, specs, args.repeats,
-                 args.channels_last, train=bool(grids), threads=threads)
+        specs, grids = peers.worker_specs(parser, args)
+        result = run(args.grid, args.channels, args.batch, args.steps, grids, specs, args.repeats,
+                     args.channels_last, train=bool(grids), threads=threads)
     result["wall_s"] = time.perf_counter() - start
     json.dump(result, sys.stdout)
     print()

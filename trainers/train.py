@@ -49,6 +49,7 @@ from trainers import families, scale
 from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
 from trainers.progress import TrainProgress
+from trainers.tensorboard_log import TensorBoardLogger, learning_rate
 from trainers.warm_start import LATEST_BLESSED, load_export_weights
 
 
@@ -322,14 +323,14 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
                     "train.learning_rate or sampler.step_size, or enable sampler.clip.")
             # The checkpoint may hold an older learning rate: reduce the current one, so the
             # reductions accumulate (lr0 * factor^retries).
-            rates = {name: _lr(o) * t.retry_lr_factor
+            rates = {name: learning_rate(o) * t.retry_lr_factor
                      for name, o in model.optimizers_by_name().items()}
             # (a non-chief worker's temporary manager is empty until its first save)
             last = manager.latest_checkpoint or resumed_from
             ckpt.restore(last).assert_existing_objects_matched()
             for name, opt in model.optimizers_by_name().items():
                 opt.learning_rate = rates[name]
-            lr = " ".join(f"{name}:{_lr(o):.3g}" for name, o in model.optimizers_by_name().items())
+            lr = " ".join(f"{name}:{learning_rate(o):.3g}" for name, o in model.optimizers_by_name().items())
             print(f"[train] divergence guard: {trouble}; restored {last} "
                   f"(step {int(step)}), learning rate now {lr} (retry {retries}/{t.max_retries})",
                   flush=True)
@@ -350,11 +351,6 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
 # ---------------------------------------------------------------------------------------------
 # Checkpoint contents, TensorBoard.
 
-def _lr(optimizer) -> float:
-    """The optimizer's current learning rate (also when its variable is a MirroredVariable)."""
-    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
-
-
 def checkpoint_objects(model) -> dict:
     """What a checkpoint tracks besides the step: every optimizer and every model variable, keyed
     by its Keras path (e.g. `energy_4/conv1/kernel`; the energy nets name their layers, so the keys
@@ -368,46 +364,3 @@ def checkpoint_objects(model) -> dict:
         variables[key if key not in variables else f"{key}.{i}"] = v
     optimizers = dict(model.optimizers_by_name())
     return {"model": model, "optimizers": optimizers, "variables": variables}
-
-
-class TensorBoardLogger:
-    """tf.summary writer for WORKDIR/logs/train (a no-op on non-chief workers)."""
-
-    def __init__(self, logdir: str, model, enabled: bool = True):
-        self.model = model
-        self.writer = tf.summary.create_file_writer(logdir) if enabled else None
-
-    @staticmethod
-    def _local(batch, strategy):
-        local = strategy.experimental_local_results(batch)
-        return local[0]
-
-    def scalars(self, step: int, host: dict, seconds: float, batch, strategy, every: int) -> None:
-        if self.writer is None or step % every:
-            return
-        with self.writer.as_default(step=step):
-            for key, value in host.items():
-                tf.summary.scalar(key, value)
-            tf.summary.scalar("time_per_step", seconds)
-            for name, opt in self.model.optimizers_by_name().items():
-                tf.summary.scalar(f"learning_rate/{name}", _lr(opt))
-
-    def images(self, step: int, batch, strategy, max_outputs: int = 8) -> None:
-        if self.writer is None:
-            return
-        observed = self._local(batch, strategy)
-        previews, histograms = self.model.tensorboard_previews(observed, max_outputs)
-        with self.writer.as_default(step=step):
-            for key, x in observed.items():  # grid_S images only (a batch may also hold labels)
-                if key.startswith("grid_"):
-                    tf.summary.image(f"observed/{key}", x[:max_outputs], max_outputs=max_outputs)
-            for tag, x in previews.items():
-                tf.summary.image(tag, x[:max_outputs], max_outputs=max_outputs)
-            for tag, values in histograms.items():
-                tf.summary.histogram(tag, values)
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
