@@ -233,12 +233,24 @@ def machine_info(extra: dict | None = None) -> dict:
     return info
 
 
-def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None) -> dict:
+def settled(bests: list[float], min_calls: int, patience: int = 3, settle: float = 0.01) -> bool:
+    """True once at least max(min_calls, patience + 1) calls were timed and the running best
+    (`bests`: the best time in seconds after each call) improved by less than the fraction `settle`
+    over the last `patience` calls. The rule of the peak probes (`benchmarks.peak`)."""
+    if len(bests) < max(min_calls, patience + 1):
+        return False
+    return bests[-1 - patience] < bests[-1] * (1.0 + settle)
+
+
+def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None, max_repeats: int = 0) -> dict:
     """Time `fn()` (which must block until its result exists).
 
     Args:
       fn: a zero-argument callable. repeats: timed calls (>= 1). warmup: untimed calls first.
       budget_s: stop adding repeats once this many seconds were spent timing (>= 1 call is kept).
+      max_repeats: when above `repeats`, `repeats` is the minimum and calls go on until the best
+        settles (`settled`, the peak probes' rule) or max_repeats calls were timed, so that the
+        figure is measured as carefully as the peak it is divided by.
 
     Returns:
       {"best_s", "median_s", "times_s", "warmup_s"}: the best (minimum) is the figure used, since
@@ -249,13 +261,16 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None)
         start = time.perf_counter()
         fn()
         warm.append(time.perf_counter() - start)
-    times, spent = [], 0.0
-    for _ in range(max(1, repeats)):
+    times, bests, spent = [], [], 0.0
+    for _ in range(max(1, repeats, max_repeats)):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        bests.append(min(times))
         spent += times[-1]
         if budget_s is not None and spent >= budget_s:
+            break
+        if len(times) >= repeats and (max_repeats <= repeats or settled(bests, repeats)):
             break
     return {"best_s": min(times), "median_s": statistics.median(times), "times_s": [round(t, 4) for t in times],
             "warmup_s": [round(t, 3) for t in warm]}

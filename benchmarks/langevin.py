@@ -36,7 +36,8 @@ Figures (one JSON document on stdout, a short table on stderr):
   `speedup_vs_torch`, `train_step_speedup_vs_torch`, `retraces`, `sampler_images_per_s`,
   `train_images_per_s`, the geometry (`sizes`, `width`, `batch`, `steps_per_stage`, `stage`,
   `beta`), `results` and `torch`; FLOPs from `common.cfebm_forward_flops`.
-Timings are the best of the repeats: on a shared machine other processes only ever add time.
+Timings are the best of the repeats (other processes only ever add time); with --quick every
+workload and peer is timed until its best settles, by the peak probes' rule (`--max-repeats`).
 """
 
 from __future__ import annotations
@@ -96,12 +97,13 @@ def eager_mode(on: bool):
 
 
 def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: str, policy: str = "float32",
-                   repeats: int = 2, seed: int = 0) -> dict:
+                   repeats: int = 2, seed: int = 0, max_repeats: int = 0) -> dict:
     """Time `LangevinSampler.run` of one energy net.
 
     Args:
       grid, channels: the net's input [N, grid, grid, channels]. batch: N. steps: T.
       variant: "eager", "function" or "xla". policy: "float32" or "mixed".
+      repeats, max_repeats: timed calls (`common.time_calls`).
 
     Returns:
       dict with first_call_s (trace + compile + run), best_s, image_steps_per_s, images_per_s
@@ -121,7 +123,7 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
         call()
         first = time.perf_counter() - start
         traces = sampler.trace_count
-        timing = common.time_calls(call, repeats, warmup=0)
+        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats)
         # A different batch size must not retrace either (the loop has a dynamic batch dimension).
         sampler.run(energy_fn, x0[:2], seed_t)[0].numpy()
         retraces = sampler.trace_count - traces if variant != "eager" else 0
@@ -135,7 +137,8 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
 
 
 def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: str = "function",
-                     policy: str = "float32", repeats: int = 2, seed: int = 0, grids=None) -> dict:
+                     policy: str = "float32", repeats: int = 2, seed: int = 0, grids=None,
+                     max_repeats: int = 0) -> dict:
     """Time one whole multi-grid training step (all grids: sampling, losses, Adam updates).
 
     The step function is the trainer's own (`trainers.train._make_step_fn`, what `train()` runs);
@@ -160,7 +163,7 @@ def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: 
         first_metrics = call()
         first = time.perf_counter() - start
         traces = step_fn.experimental_get_tracing_count()
-        timing = common.time_calls(call, repeats, warmup=0)
+        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats)
         retraces = step_fn.experimental_get_tracing_count() - traces if variant != "eager" else 0
     forwards = {g: common.forward_flops(g, channels, layer_specs(g))["total"] for g in grids if g > 1}
     flops = common.train_step_flops(forwards, batch, steps)
@@ -169,14 +172,6 @@ def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: 
             "steps": steps, "variant": variant, "policy": policy_name, "first_call_s": first, **timing,
             "images_per_s": batch / best, "flops_per_call": flops, "gflops": flops / best / 1e9,
             "traces_after_first": retraces, "finite_metrics": all(np.isfinite(v) for v in first_metrics.values())}
-
-
-def bench_torch(python: str, grid: int, channels: int, batch: int, steps: int, train: bool,
-                repeats: int = 2, timeout: float = 900) -> dict:
-    """Run benchmarks.reference_torch in a subprocess (its own thread pool, no TF in the process)."""
-    specs = {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
-    return common.run_json(peers.command(python, "torch", grid, channels, batch, steps, specs,
-                                         GRIDS[grid] if train else None, repeats), timeout)
 
 
 def pick_compiled(grid: int, channels: int, steps: int = 2, batch: int = 8) -> dict:
@@ -193,18 +188,19 @@ def quick(args) -> dict:
     rounds = [peak_probes()]
     choice = pick_compiled(grid, c)
     variant = choice["fastest"]
-    lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats)
+    lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats, max_repeats=args.max_repeats)
     rounds.append(peak_probes())
     eager = bench_langevin(grid, c, batch, steps, "eager", repeats=1)
     train = bench_train_step(grid, c, batch, steps, "function" if variant == "xla" and args.no_xla_train else variant,
-                             repeats=max(1, args.repeats - 1))
+                             repeats=max(1, args.repeats - 1), max_repeats=args.max_repeats)
     rounds.append(peak_probes())
-    py = torch_python(args.torch_python)
-    ref = bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats) if py else None
-    threads, specs = (ref or {}).get("threads"), {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
+    py, specs = torch_python(args.torch_python), {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
+    ref = peers.run_torch(py, grid, c, batch, steps, specs, GRIDS[grid], args.repeats, args.max_repeats) if py else None
+    threads = (ref or {}).get("threads")
     peer_grids = GRIDS[grid] if args.peer_train_steps else None  # None: their Langevin loops only
     compiled = None if args.no_peers or not py else peers.run_peers(py, grid, c, batch, steps, specs, peer_grids,
-                                                                    args.repeats, threads)
+                                                                    args.repeats, threads,
+                                                                    max_repeats=args.max_repeats)
     cf = cfebm(args, batch, py, threads)
     rounds.append(peak_probes())
     return with_cfebm(assemble([lang, eager, train], ref, rounds, choice, variant, compiled), cf)
@@ -249,7 +245,8 @@ def full(args) -> dict:
                       f"{results[-1]['gflops']:.1f} GFLOP/s", file=sys.stderr, flush=True)
             results.append(bench_train_step(grid, c, batch, steps, "function", repeats=args.repeats))
             if py:
-                refs.append(bench_torch(py, grid, c, batch, steps, train=True, repeats=args.repeats))
+                specs = {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
+                refs.append(peers.run_torch(py, grid, c, batch, steps, specs, GRIDS[grid], args.repeats))
         peaks.append(peak_probes())
     hb = 64 if 64 in args.batches else max(args.batches)
     cf = cfebm(args, hb, py, next((r.get("threads") for r in refs if r.get("threads")), None))
@@ -335,6 +332,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=0, help="--quick batch (default 64)")
     parser.add_argument("--repeats", type=int, default=0,
                         help="timed calls per configuration (default 4 with --quick, 2 with --full)")
+    parser.add_argument("--max-repeats", type=int, default=-1, help="--quick: past --repeats until the best "
+                        "settles, at most this many calls (default 16; 0 = exactly --repeats)")
     parser.add_argument("--torch-python", default=None,
                         help="interpreter with torch for the reference (default: this one if torch imports)")
     parser.add_argument("--no-peers", action="store_true", help="leave the torch.compile and JAX peers out")
@@ -356,6 +355,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     # Best-of-2 swung the quick fraction of peak by 0.14 on a quiet machine (docs/BENCHMARKS.md).
     args.repeats = args.repeats or (2 if args.full else 4)
+    args.max_repeats = (0 if args.full else 16) if args.max_repeats < 0 else args.max_repeats
     args.sizes = [int(v) for v in args.sizes.split(",") if v]
     args.batches = [int(v) for v in args.batches.split(",") if v]
     if not set(args.sizes) <= set(GRIDS) or not args.batches or min(args.batches) < 1:

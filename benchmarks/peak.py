@@ -26,6 +26,7 @@ import time
 
 import tensorflow as tf
 
+from benchmarks import common
 from trainers.networks import layer_specs
 
 
@@ -74,14 +75,14 @@ def measure_probe(fn, flops: int, min_repeats: int = 3, max_repeats: int = 20, p
     """
     for _ in range(warmup):
         fn()
-    rates, best_at = [], []
+    rates, best_s = [], []
     for _ in range(max(1, max_repeats)):
         start = time.perf_counter()
         fn()
-        rates.append(flops / (time.perf_counter() - start) / 1e9)
-        best_at.append(max(rates))
-        if len(rates) >= max(min_repeats, patience + 1) and \
-                best_at[-1] < best_at[-1 - patience] * (1.0 + settle):
+        elapsed = time.perf_counter() - start
+        rates.append(flops / elapsed / 1e9)
+        best_s.append(min(elapsed, best_s[-1]) if best_s else elapsed)
+        if common.settled(best_s, min_repeats, patience, settle):
             break
     return {"best_gflops": max(rates), "gflops": [round(r, 1) for r in rates], "calls": len(rates)}
 

@@ -44,11 +44,11 @@ def torch_python(explicit: str | None) -> str | None:
 
 
 def command(python: str, peer: str, grid: int, channels: int, batch: int, steps: int, specs: dict,
-            grids=None, repeats: int = 2, threads=None) -> list[str]:
+            grids=None, repeats: int = 2, threads=None, max_repeats: int = 0) -> list[str]:
     """The worker's command line; specs {grid: [(kernel, stride, channels), ...]}, grids for the
     train step (None = the Langevin loop only), threads None = the worker's default."""
     cmd = [python, "-m", WORKERS[peer], "--grid", str(grid), "--channels", str(channels), "--batch", str(batch),
-           "--steps", str(steps), "--repeats", str(repeats),
+           "--steps", str(steps), "--repeats", str(repeats), "--max-repeats", str(max_repeats),
            "--specs", json.dumps({str(k): [list(v) for v in layers] for k, layers in specs.items()})]
     if grids:
         cmd += ["--grids", ",".join(map(str, grids))]
@@ -57,10 +57,20 @@ def command(python: str, peer: str, grid: int, channels: int, batch: int, steps:
     return cmd
 
 
+def run_torch(python: str, grid: int, channels: int, batch: int, steps: int, specs: dict, grids=None,
+              repeats: int = 2, max_repeats: int = 0, timeout: float = 900) -> dict:
+    """The PyTorch eager reference (`benchmarks.reference_torch`, its own process and thread pool):
+    its JSON document, or {"error": ...}; arguments as `command`."""
+    return common.run_json(command(python, "torch", grid, channels, batch, steps, specs, grids, repeats,
+                                   max_repeats=max_repeats), timeout)
+
+
 def run_peers(python: str, grid: int, channels: int, batch: int, steps: int, specs: dict, grids=None,
-              repeats: int = 2, threads=None, peers=COMPILED, timeout: float = 900) -> dict:
+              repeats: int = 2, threads=None, peers=COMPILED, timeout: float = 900,
+              max_repeats: int = 0) -> dict:
     """{peer: its worker's JSON document, or {"error": ...}} for each of `peers`, one after the other."""
-    return {p: common.run_json(command(python, p, grid, channels, batch, steps, specs, grids, repeats, threads),
+    return {p: common.run_json(command(python, p, grid, channels, batch, steps, specs, grids, repeats, threads,
+                                               max_repeats),
                                timeout) for p in peers}
 
 
@@ -95,7 +105,7 @@ def table_rows(doc: dict) -> list[list]:
 
 
 def worker_parser(description: str, threads: str = "0") -> argparse.ArgumentParser:
-    """The options every peer worker takes (the geometry, --specs, --repeats, --threads)."""
+    """The options every peer worker takes (the geometry, --specs, --repeats, --max-repeats, --threads)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--grid", type=int, default=64)
     parser.add_argument("--channels", type=int, default=3)
@@ -105,6 +115,8 @@ def worker_parser(description: str, threads: str = "0") -> argparse.ArgumentPars
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--specs", default="", help="JSON {grid: [[kernel, stride, channels], ...]}")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max-repeats", type=int, default=0,
+                        help="above --repeats: time until the best settles, at most this many calls")
     parser.add_argument("--threads", default=threads, help="threads (0 = the library's default)"
                         + (", auto = the faster of 1 and the default" if threads == "auto" else ""))
     return parser
@@ -142,11 +154,11 @@ def train_step_result(timing: dict, batch: int, grids, channels: int, specs: dic
 
 def worker_main(run, argv, description: str) -> int:
     """A compiled peer's entry point: parse `worker_args`, call run(grid, channels, batch, steps,
-    grids, specs, repeats, train=, threads=) and print its dict, with `wall_s`, as one JSON line."""
+    grids, specs, repeats, train=, threads=, max_repeats=) and print its dict, with `wall_s`, as one JSON line."""
     args, specs, grids = worker_args(argv, description)
     start = time.perf_counter()
     result = run(args.grid, args.channels, args.batch, args.steps, grids, specs, args.repeats,
-                 train=bool(grids), threads=args.threads)
+                 train=bool(grids), threads=args.threads, max_repeats=args.max_repeats)
     result["wall_s"] = time.perf_counter() - start
     json.dump(result, sys.stdout)
     print()

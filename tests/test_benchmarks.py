@@ -171,7 +171,13 @@ def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys)
 
     monkeypatch.setattr(bench_langevin, "peak_probes", lambda: {"conv3x3_gflops": 50.0})
     monkeypatch.setattr(bench_langevin, "pick_compiled", lambda *a, **k: {"fastest": "function"})
-    monkeypatch.setattr(bench_langevin, "bench_langevin", lambda g, c, b, s, variant, **k: {**lang, "variant": variant})
+    timed = []  # (variant, max_repeats) of every bench_langevin call
+
+    def fake_langevin(g, c, b, s, variant, **k):
+        timed.append((variant, k.get("max_repeats", 0)))
+        return {**lang, "variant": variant}
+
+    monkeypatch.setattr(bench_langevin, "bench_langevin", fake_langevin)
     monkeypatch.setattr(bench_langevin, "bench_train_step",
                         lambda *a, **k: {**lang, "kind": "train_step", "gflops": 40.0, "images_per_s": 2.0})
     monkeypatch.setattr(bench_langevin, "torch_python", lambda explicit: None)
@@ -183,6 +189,7 @@ def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys)
     assert cf["fraction_of_peak"] == pytest.approx(0.5) and cf["train_step_fraction_of_peak"] == pytest.approx(0.4)
     assert cf["sizes"] == [8, 16, 32, 64] and cf["stage"] == 3 and cf["torch"] == {"available": False}
     assert calls == {"width": 0.5, "steps": 2, "batch": 64, "repeats": 1, "eager": False}
+    assert timed == [("function", 16), ("eager", 0)]  # the loop timed until its best settles
     assert bench_langevin.main(["--quick", "--no-cfebm"]) == 0
     assert json.loads(capsys.readouterr().out)["cfebm"] is None
 

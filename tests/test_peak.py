@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from benchmarks import peak
+from benchmarks import common, peak
 
 
 def test_conv_probe_counts_flops_and_runs_the_conv():
@@ -43,6 +43,25 @@ def test_measure_probe_keeps_going_while_the_best_improves(monkeypatch):
     _clock(monkeypatch, [1.0 / (k + 1) for k in range(30)])
     res = peak.measure_probe(lambda: None, 1e9, max_repeats=8, warmup=0)
     assert res["calls"] == 8 and res["best_gflops"] == pytest.approx(8.0)
+
+
+def test_time_calls_settles_the_workload_by_the_probes_rule(monkeypatch):
+    # repeats=2 alone stops at 2 calls; max_repeats=12 goes on until 3 calls add < 1 % to the best.
+    durations = [2.0, 1.5, 1.0, 0.999, 1.2, 0.995] + [0.5] * 20
+    _clock(monkeypatch, durations)
+    assert common.time_calls(lambda: None, 2, warmup=0)["times_s"] == pytest.approx([2.0, 1.5])
+    _clock(monkeypatch, durations)
+    got = common.time_calls(lambda: None, 2, warmup=0, max_repeats=12)
+    assert got["times_s"] == pytest.approx(durations[:6]) and got["best_s"] == pytest.approx(0.995)
+    _clock(monkeypatch, [1.0 / (k + 1) for k in range(30)])  # always improving: capped
+    assert len(common.time_calls(lambda: None, 2, warmup=0, max_repeats=7)["times_s"]) == 7
+
+
+def test_settled_needs_min_calls_and_a_flat_best():
+    assert not common.settled([1.0, 1.0, 1.0, 1.0], min_calls=5)
+    assert common.settled([1.0, 1.0, 1.0, 1.0], min_calls=3)
+    assert not common.settled([1.0, 0.9, 0.9, 0.9], min_calls=3)  # 10 % better 3 calls ago
+    assert common.settled([1.0, 0.995, 0.995, 0.995, 0.995], min_calls=3)
 
 
 def test_summarize_takes_the_best_round_and_reports_the_spread():
