@@ -25,17 +25,15 @@ Figures (one JSON document on stdout, a short table on stderr):
   = 2 FLOPs, convs and dense layers only, one Langevin step = 2x the forward FLOPs, plus the
   sampler's final energy evaluation) over the best wall time of a call.
 - `fraction_of_peak`, `train_step_fraction_of_peak`: achieved over peak; `..._range`: [median
-  call / best round's peak, best call / lowest round's peak].
+  call / best round's peak, best call / lowest round's peak]; `adjacent_peak_fraction` (--quick):
+  each over the mean peak of the rounds just before and after it (`peak.adjacent_fraction`).
 - `speedup_vs_eager`, `speedup_vs_torch`, `speedup_vs_torch_compile`, `speedup_vs_jax` (and
   `train_step_...`): images/s ratios, null where that peer is absent; `peers`: their documents.
 - `retraces`: traces after the first call (sampler `trace_count` and tf.function
   `experimental_get_tracing_count()`), including one call with a different batch size.
-- `cfebm` (null with `--no-cfebm`): the same figures for CF-EBM against the same `peak_gflops`:
-  `achieved_gflops` / `fraction_of_peak` (the sampler), `train_step_gflops` /
-  `train_step_fraction_of_peak`, `speedup_vs_eager` (null unless `--full` or `--cfebm-eager`),
-  `speedup_vs_torch`, `train_step_speedup_vs_torch`, `retraces`, `sampler_images_per_s`,
-  `train_images_per_s`, the geometry (`sizes`, `width`, `batch`, `steps_per_stage`, `stage`,
-  `beta`), `results` and `torch`; FLOPs from `common.cfebm_forward_flops`.
+- `cfebm` (null with `--no-cfebm`): the same figures for CF-EBM (the sampler and the train step)
+  against the same `peak_gflops` (`speedup_vs_eager` null unless `--full` or `--cfebm-eager`),
+  images/s, the geometry, `results`, `torch` (`langevin_cfebm.assemble`; `common.cfebm_forward_flops`).
 Timings are the best of the repeats (other processes only ever add time); with --quick every
 workload and peer is timed until its best settles, by the peak probes' rule (`--max-repeats`).
 """
@@ -177,16 +175,15 @@ def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: 
 def pick_compiled(grid: int, channels: int, steps: int = 2, batch: int = 8) -> dict:
     """Probe tf.function vs tf.function + XLA on a small batch; the faster one's name and both figures."""
     probes = {v: bench_langevin(grid, channels, batch, steps, v, repeats=1) for v in ("function", "xla")}
-    best = max(probes, key=lambda v: probes[v]["image_steps_per_s"])
-    return {"fastest": best, "probe_batch": batch, "probe_steps": steps,
-            "image_steps_per_s": {v: p["image_steps_per_s"] for v, p in probes.items()}}
+    rates = {v: p["image_steps_per_s"] for v, p in probes.items()}
+    return {"fastest": max(rates, key=rates.get), "probe_batch": batch, "probe_steps": steps,
+            "image_steps_per_s": rates}
 
 
 def quick(args) -> dict:
     """The --quick document (see the module docstring)."""
     grid, batch, steps, c = 64, args.batch or 64, args.steps or 4, args.channels
-    rounds = [peak_probes()]
-    choice = pick_compiled(grid, c)
+    rounds, choice = [peak_probes()], pick_compiled(grid, c)
     variant = choice["fastest"]
     lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats, max_repeats=args.max_repeats)
     rounds.append(peak_probes())
@@ -203,7 +200,10 @@ def quick(args) -> dict:
                                                                     max_repeats=args.max_repeats)
     cf = cfebm(args, batch, py, threads)
     rounds.append(peak_probes())
-    return with_cfebm(assemble([lang, eager, train], ref, rounds, choice, variant, compiled), cf)
+    doc = with_cfebm(assemble([lang, eager, train], ref, rounds, choice, variant, compiled), cf)
+    doc["adjacent_peak_fraction"] = {"langevin": peak.adjacent_fraction(lang["gflops"], *rounds[0:2]),
+                                     "train_step": peak.adjacent_fraction(train["gflops"], *rounds[1:3])}
+    return doc
 
 
 def cfebm(args, batch: int, py, threads) -> dict | None:

@@ -105,6 +105,14 @@ def summarize(rounds: list[dict]) -> dict:
             "relative_spread": (max(peaks) - min(peaks)) / max(peaks)}
 
 
+def adjacent_fraction(gflops: float, before: dict, after: dict) -> float:
+    """A workload's GFLOP/s over the mean of the peaks of the rounds measured right before and after
+    it ({probe: GFLOP/s} each): a diagnostic where the machine's speed drifts over minutes, since
+    the drift then hits numerator and denominator alike. The headline fraction divides by the
+    best round of the whole run instead (`summarize`), which cannot be under-measured."""
+    return gflops / ((max(before.values()) + max(after.values())) / 2.0)
+
+
 def flops_per_cycle(flags, vendor: str = "", family: int = 0) -> tuple[int, str]:
     """(float32 FLOPs per cycle per core, the assumption) from the CPU's ISA flags and, for AMD,
     its family (/proc/cpuinfo's `vendor_id` and `cpu family`).

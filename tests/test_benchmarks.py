@@ -185,6 +185,7 @@ def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys)
     assert bench_langevin.main(["--quick", "--cfebm-steps", "2"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["fraction_of_peak"] == pytest.approx(0.6) and doc["train_step_fraction_of_peak"] == pytest.approx(0.8)
+    assert doc["adjacent_peak_fraction"] == {"langevin": pytest.approx(0.6), "train_step": pytest.approx(0.8)}
     cf = doc["cfebm"]
     assert cf["fraction_of_peak"] == pytest.approx(0.5) and cf["train_step_fraction_of_peak"] == pytest.approx(0.4)
     assert cf["sizes"] == [8, 16, 32, 64] and cf["stage"] == 3 and cf["torch"] == {"available": False}

@@ -73,6 +73,11 @@ def test_summarize_takes_the_best_round_and_reports_the_spread():
         peak.summarize([])
 
 
+def test_adjacent_fraction_divides_by_the_mean_of_the_neighbouring_rounds_best_probes():
+    before, after = {"a": 100.0, "b": 200.0}, {"a": 300.0, "b": 150.0}
+    assert peak.adjacent_fraction(125.0, before, after) == pytest.approx(125.0 / 250.0)
+
+
 def test_theoretical_peak_from_isa_flags():
     # 2 cores x 2.6 GHz x 64 (two AVX-512 FMA units) = 332.8 GFLOP/s.
     assert peak.theoretical_peak(2, 2600.0, ["avx512f", "fma", "avx2"])["gflops"] == pytest.approx(332.8)
