@@ -30,7 +30,7 @@ INGESTED_SPLITS = ("train", "eval")  # components.records.SPLITS (records import
 INGESTED_MARKER = "summary.json"  # components.records.SUMMARY_FILE: written last by the ingest
 FORMS = ("builtin:mnist5k, idx:PREFIX, folder:PATH, tfds:NAME[:SPLIT], ingested:DIR[:SPLIT] or "
          "file:PATH")
-# components.sources.IMAGE_EXTENSIONS (sources imports TensorFlow)
+# the extensions components.raw_readers reads (it imports TensorFlow; this module does not)
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 
