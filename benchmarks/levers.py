@@ -6,7 +6,10 @@ Python process (TensorFlow's thread pools and oneDNN are fixed at start-up) runs
 `benchmarks.langevin.bench_langevin` (64-px RGB net, 4 Langevin steps, `tf.function`) and, with
 `--train-step`, `bench_train_step`, best of `--repeats` calls; `--rounds` R rounds of all
 variants, interleaved, so machine load hits every variant alike. Variants:
-- `baseline`: batch 64, TensorFlow's default thread pools;
+- `baseline`: batch 64, TensorFlow's default thread pools, the net as users train it (its first
+  conv's input gradient by `trainers.stem_conv`);
+- `tf_stem_gradient`: the first conv's input gradient by TF's own kernel (`Conv2DBackpropInput`;
+  `EnergyNet.STEM_GRADIENT = False`), as before `trainers.stem_conv`;
 - `inter_op_1`: `tf.config.threading.set_inter_op_parallelism_threads(1)` (one op at a time, each
   with every core);
 - `intra_op_1_inter_op_2`: ops single-threaded, two side by side;
@@ -28,6 +31,7 @@ from benchmarks import common
 
 VARIANTS = {
     "baseline": ({}, {}),
+    "tf_stem_gradient": ({}, {"tf_stem_gradient": True}),
     "inter_op_1": ({}, {"inter": 1}),
     "intra_op_1_inter_op_2": ({}, {"intra": 1, "inter": 2}),
     "onednn_off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
@@ -44,6 +48,8 @@ def worker(spec: dict) -> dict:
     if spec.get("intra"):
         tf.config.threading.set_intra_op_parallelism_threads(spec["intra"])
     from benchmarks.langevin import bench_langevin, bench_train_step  # pylint: disable=import-outside-toplevel
+    from trainers.networks import EnergyNet  # pylint: disable=import-outside-toplevel
+    EnergyNet.STEM_GRADIENT = not spec.get("tf_stem_gradient")
     batch = spec.get("batch", 64)
     out = {"langevin": bench_langevin(64, 3, batch, 4, "function", repeats=spec["repeats"])["gflops"]}
     if spec.get("train_step"):
