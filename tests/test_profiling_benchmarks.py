@@ -32,6 +32,15 @@ def test_levers_refuse_unknown_variants_and_run_a_worker(capsys):
     assert set(levers.VARIANTS) >= {"baseline", "inter_op_1", "onednn_off", "batch_32"}
 
 
+def test_levers_paired_stem_times_both_stems_on_the_same_chains():
+    doc = levers.paired_stem(3, batch=2)
+    assert doc["pairs"] == 3 and doc["max_abs_chain_diff"] < 1e-4  # the same function, to rounding
+    assert doc["ratio"]["q1"] <= doc["ratio"]["median"] <= doc["ratio"]["q3"]
+    for side in ("baseline", "tf_stem_gradient"):
+        assert 0 < doc[side]["best_s"] <= doc[side]["median_s"]
+        assert doc[side]["best_gflops"] >= doc[side]["median_gflops"] > 0
+
+
 def test_precision_spread():
     assert precision.spread([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0, "values": [3.0, 1.0, 2.0]}
     assert json.dumps(precision.spread([1.0]))
