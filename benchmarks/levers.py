@@ -19,11 +19,15 @@ GFLOP/s by the FLOP convention of benchmarks/common.py. One JSON document on std
 every round's GFLOP/s, the median and the median over the baseline's median (`vs_baseline`).
 
 Fresh processes see the host's drift between them (8% between two rounds of the same variant
-here), more than a lever worth a few percent. `--paired N` measures the one lever that can change
-inside a process, the stem gradient, call by call instead: the two nets (same weights) in one
-process, N pairs of single Langevin calls in alternating order, so neighbouring calls see the same
-load; `paired`: the per-pair time ratios (TF's stem / ours: median and quartiles), each side's best
-and median call and GFLOP/s.
+here), more than a lever worth a few percent. `--paired N` measures the levers that can change
+inside a process call by call instead: N rounds of one Langevin call per arm, each arm first in
+turn, so neighbouring calls see the same load. Arms: `baseline` (as above); `tf_stem_gradient`
+(the same weights, TF's stem gradient); `all_ones_mask` (the baseline given an all-ones inpainting
+mask, i.e. the two `SelectV2` per step that every call ran before `trainers/langevin.py` dropped
+them when no mask is given). `paired`: per arm the time ratio to the baseline's call of the same
+round (median, quartiles), best and median call, GFLOP/s; `stem_kernel`: the stem's input
+gradient alone ([batch, 64, 64, 3], 5x5 stride 2 -> 64 channels), TF's `Conv2DBackpropInput`
+against `trainers.stem_conv.input_gradient`, best ms of 10 calls each, in alternating rounds.
 """
 
 from __future__ import annotations
@@ -82,39 +86,62 @@ def run_variant(name: str, repeats: int, train_step: bool) -> dict:
                 os.environ[k] = v
 
 
-def paired_stem(pairs: int, batch: int = 64) -> dict:
-    """The `--paired` document: TF's stem gradient against `trainers.stem_conv`, call by call."""
+def paired(pairs: int, batch: int = 64) -> dict:
+    """The `--paired` document: each in-process lever's "before" arm against the baseline, call by
+    call (module docstring); `arms` gives each arm's calls, `ratio` each arm's time over the
+    baseline's in the same round (median, quartiles)."""
     import keras  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from benchmarks.langevin import STEP_SIZE  # pylint: disable=import-outside-toplevel
     from trainers.langevin import LangevinSampler  # pylint: disable=import-outside-toplevel
     from trainers.networks import EnergyNet, build_energy_net, layer_specs  # pylint: disable=import-outside-toplevel
-    calls = {}
-    for name, stem in (("tf_stem_gradient", False), ("baseline", True)):
+    x0, seed = tf.random.stateless_uniform([batch, 64, 64, 3], [0, 1]), tf.constant([0, 2])
+    arms = {}
+    for name, stem, mask in (("baseline", True, None), ("tf_stem_gradient", False, None),
+                             ("all_ones_mask", True, tf.ones([batch, 64, 64, 1]))):
         EnergyNet.STEM_GRADIENT = stem
         keras.utils.set_random_seed(0)
         net, sampler = build_energy_net(64, 3), LangevinSampler(4, STEP_SIZE)
         energy = lambda x, net=net: net(x)  # noqa: E731  one object per net: its traced loop is reused
-        calls[name] = energy, sampler
+        arms[name] = lambda sampler=sampler, energy=energy, mask=mask: sampler.run(energy, x0, seed, mask)[0].numpy()
     EnergyNet.STEM_GRADIENT = True
-    x0, seed = tf.random.stateless_uniform([batch, 64, 64, 3], [0, 1]), tf.constant([0, 2])
-    chains = {n: s.run(f, x0, seed)[0].numpy() for n, (f, s) in calls.items()}  # trace, warm up
-    times = {n: [] for n in calls}
+    chains = {n: run() for n, run in arms.items()}  # trace and warm up
+    times, names = {n: [] for n in arms}, list(arms)
     for i in range(pairs):
-        for name in (reversed(calls) if i % 2 else calls):
-            fn, sampler = calls[name]
+        for name in names[i % len(names):] + names[:i % len(names)]:  # each arm first in turn
             start = time.perf_counter()
-            sampler.run(fn, x0, seed)[0].numpy()
+            arms[name]()
             times[name].append(time.perf_counter() - start)
-    ratios = sorted(a / b for a, b in zip(times["tf_stem_gradient"], times["baseline"]))
     forward = common.forward_flops(64, 3, layer_specs(64))["total"]
     flops = batch * (4 * common.langevin_step_flops(forward) + forward)
-    quartile = lambda q: ratios[min(len(ratios) - 1, int(q * len(ratios)))]  # noqa: E731
-    return {"pairs": pairs, "batch": batch, "max_abs_chain_diff": float(abs(chains["baseline"] -
-                                                                            chains["tf_stem_gradient"]).max()),
-            "ratio": {"median": statistics.median(ratios), "q1": quartile(0.25), "q3": quartile(0.75)},
-            **{n: {"best_s": min(t), "median_s": statistics.median(t), "best_gflops": flops / min(t) / 1e9,
-                   "median_gflops": flops / statistics.median(t) / 1e9} for n, t in times.items()}}
+    doc = {"pairs": pairs, "batch": batch, "ratio": {}, "max_abs_chain_diff": {}, "arms": {}}
+    for name, t in times.items():
+        doc["arms"][name] = {"best_s": min(t), "median_s": statistics.median(t), "best_gflops": flops / min(t) / 1e9,
+                             "median_gflops": flops / statistics.median(t) / 1e9}
+        if name != "baseline":
+            ratios = sorted(a / b for a, b in zip(t, times["baseline"]))
+            quartile = lambda q, r=ratios: r[min(len(r) - 1, int(q * len(r)))]  # noqa: E731
+            doc["ratio"][name] = {"median": statistics.median(ratios), "q1": quartile(0.25), "q3": quartile(0.75)}
+            doc["max_abs_chain_diff"][name] = float(abs(chains[name] - chains["baseline"]).max())
+    return doc
+
+
+def stem_kernel(batch: int = 64, rounds: int = 5, calls: int = 10) -> dict:
+    """The `stem_kernel` entry of `--paired`: {"tf_ms", "ours_ms"} (best per round), "gflops" (best)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from trainers.stem_conv import input_gradient  # pylint: disable=import-outside-toplevel
+    gen = tf.random.Generator.from_seed(0)
+    kernel, dy = gen.normal([5, 5, 3, 64]), gen.normal([batch, 32, 32, 64])
+    fns = {"tf_ms": tf.function(lambda dy, w: tf.raw_ops.Conv2DBackpropInput(
+               input_sizes=[batch, 64, 64, 3], filter=w, out_backprop=dy, strides=[1, 2, 2, 1], padding="SAME")),
+           "ours_ms": tf.function(lambda dy, w: input_gradient(dy, w, (64, 64)))}
+    out = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            fn(dy, kernel).numpy()
+            out[name].append(1e3 * common.time_calls(lambda f=fn: f(dy, kernel).numpy(), calls, warmup=0)["best_s"])
+    flops = 2 * batch * 32 * 32 * 25 * 3 * 64
+    return {**out, "gflops": {name: flops / min(ms) / 1e6 for name, ms in out.items()}}
 
 
 def main(argv=None) -> None:
@@ -132,11 +159,11 @@ def main(argv=None) -> None:
         return
     if args.paired:
         load = [common.load_average()]
-        doc = {"machine": common.machine_info(), "paired": paired_stem(args.paired)}
+        doc = {"machine": common.machine_info(), "paired": paired(args.paired), "stem_kernel": stem_kernel()}
         doc["load"] = load + [common.load_average()]
-        ratio = doc["paired"]["ratio"]
-        common.emit(doc, [["tf_stem_gradient / baseline", *(common.fmt(ratio[k]) for k in ("median", "q1", "q3"))]],
-                    ["time ratio per pair", "median", "q1", "q3"])
+        rows = [[f"{arm} / baseline", *(common.fmt(r[k]) for k in ("median", "q1", "q3"))]
+                for arm, r in doc["paired"]["ratio"].items()]
+        common.emit(doc, rows, ["time ratio per round", "median", "q1", "q3"])
         return
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]

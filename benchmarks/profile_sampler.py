@@ -8,7 +8,8 @@ protobuf the profiler writes) back:
 - `wall_s`: the traced calls' wall time; `op_thread_s`: the summed duration of every TF op event
   on the executor threads (an op's own intra-op parallelism is inside its duration, so
   op_thread_s / wall_s > 1 means ops ran side by side, < 1 means the threads idled);
-- `by_kernel`: per op type (`_MklNativeFusedConv2D`, `_MklNativeConv2DBackpropInput`, ...):
+- `by_kernel`: per op type (`_MklNativeFusedConv2D`, `_MklNativeConv2DBackpropInput`, ...; the
+  first conv's input gradient, a forward-conv kernel since `trainers.stem_conv`, as `StemInputGradient`):
   seconds, share of op time, event count; `executor_overhead_s`: the executor's own
   `ExecutorState::Process` events minus the ops inside them, i.e. per-op dispatch;
 - `conv_gflops`: analytic FLOPs of the forward convs (T + 1 forwards per chain) and of the
@@ -34,12 +35,14 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from benchmarks import common
+from trainers import stem_conv
 from trainers.langevin import LangevinSampler
 from trainers.networks import build_energy_net, layer_specs
 
 STEP_SIZE = 0.3
 FORWARD_CONVS = ("_MklNativeFusedConv2D", "_MklNativeConv2D", "Conv2D", "_FusedConv2D", "_MklFusedConv2D")
-INPUT_GRAD_CONVS = ("_MklNativeConv2DBackpropInput", "Conv2DBackpropInput", "_MklConv2DBackpropInput")
+STEM_GRAD = "StemInputGradient"  # trainers.stem_conv's conv (a forward-conv kernel), found by its op name
+INPUT_GRAD_CONVS = ("_MklNativeConv2DBackpropInput", "Conv2DBackpropInput", "_MklConv2DBackpropInput", STEM_GRAD)
 FILTER_GRAD_CONVS = ("_MklNativeConv2DBackpropFilter", "Conv2DBackpropFilter", "_MklConv2DBackpropFilter",
                      "_MklNativeConv2DBackpropFilterWithBias", "_MklConv2DBackpropFilterWithBias")
 KERNEL_CLASSES = {"forward": FORWARD_CONVS, "input_gradient": INPUT_GRAD_CONVS, "filter_gradient": FILTER_GRAD_CONVS}
@@ -71,8 +74,9 @@ def read_trace(logdir: str) -> dict:
                 if meta.name == EXECUTOR:
                     executor_s += seconds
                 elif meta.display_name:
-                    ops[meta.display_name][0] += seconds
-                    ops[meta.display_name][1] += 1
+                    op = STEM_GRAD if stem_conv.OP_NAME in meta.name else meta.display_name
+                    ops[op][0] += seconds
+                    ops[op][1] += 1
     return {"ops": dict(ops), "executor_s": executor_s, "path": paths[-1]}
 
 

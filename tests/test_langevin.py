@@ -181,6 +181,26 @@ def test_clip_keeps_unit_range():
     assert unclipped.numpy().min() < 0.0 or unclipped.numpy().max() > 1.0
 
 
+def test_no_mask_is_an_all_ones_mask_without_the_masking_ops():
+    sampler = LangevinSampler(steps=3, step_size=0.2, noise=True)
+    x0, seed = tf.random.stateless_uniform([3, 4, 4, 1], [5, 6]), tf.constant([1, 2])
+    free, free_diag = sampler.run(quadratic, x0, seed)
+    ones, ones_diag = sampler.run(quadratic, x0, seed, mask=tf.ones([3, 4, 4, 1]))
+    np.testing.assert_array_equal(free.numpy(), ones.numpy())
+    for key in free_diag:
+        np.testing.assert_array_equal(free_diag[key].numpy(), ones_diag[key].numpy())
+    assert sampler.trace_count == 2  # one loop per kind, each reused afterwards
+    sampler.run(quadratic, x0[:2], seed)
+    sampler.run(quadratic, x0[:2], seed, mask=tf.zeros([2, 4, 4, 1]))
+    assert sampler.trace_count == 2
+
+    def op_types(fn):  # the loop body is a function in the graph's library
+        graph = fn.get_concrete_function().graph.as_graph_def()
+        return {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    functions = sampler._functions.values()  # pylint: disable=protected-access
+    assert sorted("SelectV2" in op_types(fn) for fn in functions) == [False, True]
+
+
 def test_no_retracing_across_batch_sizes_and_seeds():
     sampler = LangevinSampler(steps=3, step_size=0.1, noise=True)
     for n, seed in [(2, [0, 1]), (5, [0, 2]), (7, [3, 2]), (2, [9, 9])]:

@@ -16,6 +16,7 @@ def test_profile_of_a_tiny_sampler_names_its_conv_kernels(tmp_path):
     # The forward and the input-gradient convolutions are both in the trace, with their rates.
     assert any(k in kernels for k in profile_sampler.FORWARD_CONVS)
     assert any(k in kernels for k in profile_sampler.INPUT_GRAD_CONVS)
+    assert profile_sampler.STEM_GRAD in kernels  # the first conv's input gradient, found by its op name
     assert out["conv_gflops"]["forward"] > 0 and out["conv_gflops"]["input_gradient"] > 0
     assert out["trace"].startswith(str(tmp_path))
 
@@ -32,13 +33,19 @@ def test_levers_refuse_unknown_variants_and_run_a_worker(capsys):
     assert set(levers.VARIANTS) >= {"baseline", "inter_op_1", "onednn_off", "batch_32"}
 
 
-def test_levers_paired_stem_times_both_stems_on_the_same_chains():
-    doc = levers.paired_stem(3, batch=2)
-    assert doc["pairs"] == 3 and doc["max_abs_chain_diff"] < 1e-4  # the same function, to rounding
-    assert doc["ratio"]["q1"] <= doc["ratio"]["median"] <= doc["ratio"]["q3"]
-    for side in ("baseline", "tf_stem_gradient"):
-        assert 0 < doc[side]["best_s"] <= doc[side]["median_s"]
-        assert doc[side]["best_gflops"] >= doc[side]["median_gflops"] > 0
+def test_levers_paired_times_every_arm_on_the_same_chains():
+    doc = levers.paired(3, batch=2)
+    assert doc["pairs"] == 3 and set(doc["arms"]) == {"baseline", "tf_stem_gradient", "all_ones_mask"}
+    assert set(doc["ratio"]) == {"tf_stem_gradient", "all_ones_mask"}
+    assert doc["max_abs_chain_diff"]["all_ones_mask"] == 0.0  # an all-ones mask changes nothing
+    assert doc["max_abs_chain_diff"]["tf_stem_gradient"] < 1e-4  # the same function, to rounding
+    for ratio in doc["ratio"].values():
+        assert ratio["q1"] <= ratio["median"] <= ratio["q3"]
+    for arm in doc["arms"].values():
+        assert 0 < arm["best_s"] <= arm["median_s"] and arm["best_gflops"] >= arm["median_gflops"] > 0
+    kernel = levers.stem_kernel(batch=2, rounds=2, calls=2)
+    assert len(kernel["tf_ms"]) == len(kernel["ours_ms"]) == 2
+    assert all(v > 0 for v in kernel["gflops"].values())
 
 
 def test_precision_spread():

@@ -201,6 +201,7 @@ class LangevinSampler:
         if seed.shape.rank != 1 or seed.shape[0] != 2:
             raise ValueError(f"seed must be an integer tensor of shape [2], got shape {seed.shape}")
         seed = tf.cast(seed, tf.int64)
+        masked = mask is not None  # without a mask the loop has no masking ops (2 selects per step)
         if mask is None:
             mask = tf.ones_like(x0[..., :1])
         mask = tf.convert_to_tensor(mask, tf.float32)
@@ -210,14 +211,14 @@ class LangevinSampler:
             mask = tf.broadcast_to(mask, tf.shape(x0))
         if inline:
             # Already in a graph (e.g. a train_step): build the loop inline; no nested function.
-            return self._loop(energy_fn, x0, seed, mask)
+            return self._loop(energy_fn, x0, seed, mask, masked)
         ctx = tf.distribute.get_replica_context()
-        key = (energy_fn, tuple(x0.shape[1:]), ctx.num_replicas_in_sync if ctx is not None else 1)
+        key = (energy_fn, tuple(x0.shape[1:]), ctx.num_replicas_in_sync if ctx is not None else 1, masked)
         fn = self._functions.get(key)
         if fn is None:
             spec = tf.TensorSpec([None] + list(x0.shape[1:]), tf.float32)
             fn = tf.function(
-                lambda x, s, m: self._loop(energy_fn, x, s, m),
+                lambda x, s, m: self._loop(energy_fn, x, s, m, masked),
                 input_signature=[spec, tf.TensorSpec([2], tf.int64), spec],
                 jit_compile=self.jit_compile or None, reduce_retracing=True)
             self._functions[key] = fn
@@ -230,7 +231,7 @@ class LangevinSampler:
             total = tf.reduce_sum(energy)
         return energy, tape.gradient(total, x)
 
-    def _loop(self, energy_fn, x0, seed, mask):
+    def _loop(self, energy_fn, x0, seed, mask, masked: bool = True):
         self.trace_count += 1
         s = self.settings
         movable = mask > 0
@@ -242,7 +243,8 @@ class LangevinSampler:
 
         def body(i, x, energy_start, grad_sum):
             energy, grad = self._grad(energy_fn, x)
-            grad = tf.where(movable, grad, tf.zeros_like(grad))
+            if masked:
+                grad = tf.where(movable, grad, tf.zeros_like(grad))
             drift = grad
             if s.use_reference:
                 drift = drift - inv_var * x
@@ -252,7 +254,8 @@ class LangevinSampler:
                 x_new = x_new + noise_std[i] * global_batch_normal(tf.shape(x), step_seed)
             if s.clip:
                 x_new = tf.clip_by_value(x_new, 0.0, 1.0)
-            x_new = tf.where(movable, x_new, x0)
+            if masked:
+                x_new = tf.where(movable, x_new, x0)
             energy_start = tf.cond(tf.equal(i, 0), lambda: energy, lambda: energy_start)
             grad_norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3]))
             return i + 1, x_new, energy_start, grad_sum + tf.reduce_mean(grad_norm)

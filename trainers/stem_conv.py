@@ -25,6 +25,8 @@ import math
 import keras
 import tensorflow as tf
 
+OP_NAME = "stem_input_gradient"  # the name of its conv op: profiles find it by this name
+
 
 def _axis_geometry(size: int, kernel: int) -> tuple[int, int, int]:
     """(out, shift, blocks) for one spatial axis of a stride-2 'SAME' conv: `out` outputs; the
@@ -57,7 +59,8 @@ def input_gradient(dy, kernel, input_shape):
     phases = tf.reshape(padded, [half, 2, half, 2, cin, cout])
     s2d_kernel = tf.reshape(tf.transpose(phases, [0, 2, 1, 3, 4, 5]), [half, half, 4 * cin, cout])
     full = tf.transpose(tf.reverse(s2d_kernel, [0, 1]), [0, 1, 3, 2])  # [k2/2, k2/2, Cout, 4 Cin]
-    blocks = tf.nn.conv2d(dy, full, 1, [[0, 0], [half - 1, blocks_h - out_h], [half - 1, blocks_w - out_w], [0, 0]])
+    pads = [[0, 0], [half - 1, blocks_h - out_h], [half - 1, blocks_w - out_w], [0, 0]]
+    blocks = tf.nn.conv2d(dy, full, 1, pads, name=OP_NAME)
     return tf.nn.depth_to_space(blocks, 2)[:, shift_h:shift_h + h, shift_w:shift_w + w, :]
 
 
