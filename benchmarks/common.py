@@ -71,6 +71,11 @@ def langevin_step_flops(forward: int) -> int:
     return 2 * int(forward)
 
 
+def sampler_call_flops(forward: int, batch: int, steps: int) -> int:
+    """FLOPs of one sampler call: per chain T Langevin steps plus the final energy (one forward)."""
+    return int(batch) * (int(steps) * langevin_step_flops(forward) + int(forward))
+
+
 def train_step_flops(forwards: dict, batch: int, steps: int, family: str = "multigrid") -> int:
     """FLOPs of one whole training step of a MultiGridEBM (all trained grids).
 
@@ -174,7 +179,7 @@ def patchgen_chain_flops(scales, image_channels: int, channels, steps: int, coar
     for k in range(first, last + 1):
         f = patchgen_forward_flops(*scales[k], image_channels, channels)["total"]
         t = coarse_steps if k == 0 else steps
-        total += batch * (t * langevin_step_flops(f) + f)
+        total += sampler_call_flops(f, batch, t)
     return int(total)
 
 

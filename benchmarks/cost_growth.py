@@ -91,7 +91,7 @@ def row_flops(size: int, grids, steps: int, batch: int, channels: int) -> dict:
     variant = "single_grid" if len(grids) == 2 else "multigrid"
     trained = [g for g in grids if g > 1] if variant == "multigrid" else [grids[-1]]
     forwards = {g: common.forward_flops(g, channels, layer_specs(g))["total"] for g in trained}
-    sample = batch * sum(steps * common.langevin_step_flops(f) + f for f in forwards.values())
+    sample = sum(common.sampler_call_flops(f, batch, steps) for f in forwards.values())
     return {"variant": variant, "trained_grids": trained, "grad_evals": steps * len(trained),
             "forward_flops": forwards, "sample_flops": int(sample),
             "train_flops": common.train_step_flops(forwards, batch, steps, variant)}

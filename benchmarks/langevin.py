@@ -126,7 +126,7 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
         sampler.run(energy_fn, x0[:2], seed_t)[0].numpy()
         retraces = sampler.trace_count - traces if variant != "eager" else 0
     forward = common.forward_flops(grid, channels, layer_specs(grid))["total"]
-    flops = batch * (steps * common.langevin_step_flops(forward) + forward)
+    flops = common.sampler_call_flops(forward, batch, steps)
     best = timing["best_s"]
     return {"kind": "langevin", "grid": grid, "channels": channels, "batch": batch, "steps": steps,
             "variant": variant, "policy": policy_name, "first_call_s": first, **timing,

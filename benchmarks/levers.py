@@ -113,7 +113,7 @@ def paired(pairs: int, batch: int = 64) -> dict:
             arms[name]()
             times[name].append(time.perf_counter() - start)
     forward = common.forward_flops(64, 3, layer_specs(64))["total"]
-    flops = batch * (4 * common.langevin_step_flops(forward) + forward)
+    flops = common.sampler_call_flops(forward, batch, 4)
     doc = {"pairs": pairs, "batch": batch, "ratio": {}, "max_abs_chain_diff": {}, "arms": {}}
     for name, t in times.items():
         doc["arms"][name] = {"best_s": min(t), "median_s": statistics.median(t), "best_gflops": flops / min(t) / 1e9,

@@ -116,7 +116,7 @@ def profile_sampler(grid: int, channels: int, batch: int, steps: int, calls: int
     forward = common.forward_flops(grid, channels, layer_specs(grid))["total"]
     out = summarize(read_trace(logdir), wall, {"forward": calls * batch * (steps + 1) * forward,
                                                "input_gradient": calls * batch * steps * forward})
-    out["gflops"] = calls * batch * (steps * common.langevin_step_flops(forward) + forward) / wall / 1e9
+    out["gflops"] = calls * common.sampler_call_flops(forward, batch, steps) / wall / 1e9
     return out
 
 

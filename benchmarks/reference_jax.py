@@ -162,7 +162,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
            "grid": grid, "channels": channels, "batch": batch, "steps": steps}
     chain = jit_chain(specs[grid], steps)
     timing = _timed(lambda: jax.block_until_ready(chain(params, x0)), repeats, max_repeats)
-    flops = batch * (steps * common.langevin_step_flops(forward) + forward)
+    flops = common.sampler_call_flops(forward, batch, steps)
     out["langevin"] = {**timing, "image_steps_per_s": batch * steps / timing["best_s"],
                        "images_per_s": batch / timing["best_s"], "gflops": flops / timing["best_s"] / 1e9}
     if train:

@@ -97,7 +97,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
            "batch": batch, "steps": steps}
     chain = compiled_chain(net, steps, mode=mode)
     timing = _timed(lambda: chain(x0), repeats, max_repeats)
-    flops = batch * (steps * common.langevin_step_flops(forward) + forward)
+    flops = common.sampler_call_flops(forward, batch, steps)
     out["langevin"] = {**timing, "image_steps_per_s": batch * steps / timing["best_s"],
                        "images_per_s": batch / timing["best_s"], "gflops": flops / timing["best_s"] / 1e9}
     if train:

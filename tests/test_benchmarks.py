@@ -39,6 +39,7 @@ def test_forward_flops_64px_reference_net_hand_count():
             + 2 * 4 * 4 * 25 * 256 * 512 + 2 * 4 * 4 * 512)
     assert got["total"] == hand == 324_419_584
     assert common.langevin_step_flops(got["total"]) == 2 * hand
+    assert common.sampler_call_flops(hand, 3, 4) == 3 * (4 * 2 * hand + hand)  # T steps + the final forward
 
 
 def test_forward_flops_match_tf_profiler():
