@@ -247,7 +247,8 @@ def settled(bests: list[float], min_calls: int, patience: int = 3, settle: float
     return bests[-1 - patience] < bests[-1] * (1.0 + settle)
 
 
-def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None, max_repeats: int = 0) -> dict:
+def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None, max_repeats: int = 0,
+               probe=None) -> dict:
     """Time `fn()` (which must block until its result exists).
 
     Args:
@@ -256,29 +257,46 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None,
       max_repeats: when above `repeats`, `repeats` is the minimum and calls go on until the best
         settles (`settled`, the peak probes' rule) or max_repeats calls were timed, so that the
         figure is measured as carefully as the peak it is divided by.
+      probe: a zero-argument callable run right after each timed call, outside its time (a peak
+        probe: `peak.probe_now`); its return values come back as "probe_after", one per call.
 
     Returns:
-      {"best_s", "median_s", "times_s", "warmup_s"}: the best (minimum) is the figure used, since
-      other processes on a shared machine only ever add time.
+      {"best_s", "median_s", "times_s", "warmup_s"} (and "probe_after"): the best (minimum) is
+      the figure used, since other processes on a shared machine only ever add time.
     """
     warm = []
     for _ in range(warmup):
         start = time.perf_counter()
         fn()
         warm.append(time.perf_counter() - start)
-    times, bests, spent = [], [], 0.0
+    times, bests, probed, spent = [], [], [], 0.0
     for _ in range(max(1, repeats, max_repeats)):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        if probe is not None:
+            probed.append(probe())
         bests.append(min(times))
         spent += times[-1]
         if budget_s is not None and spent >= budget_s:
             break
         if len(times) >= repeats and (max_repeats <= repeats or settled(bests, repeats)):
             break
-    return {"best_s": min(times), "median_s": statistics.median(times), "times_s": [round(t, 4) for t in times],
-            "warmup_s": [round(t, 3) for t in warm]}
+    out = {"best_s": min(times), "median_s": statistics.median(times), "times_s": [round(t, 4) for t in times],
+           "warmup_s": [round(t, 3) for t in warm]}
+    if probe is not None:
+        out["probe_after"] = probed
+    return out
+
+
+def median_quartiles(values) -> dict:
+    """{"median", "q1", "q3"} of a non-empty sequence; the quartiles are order statistics (the
+    values at ranks floor(0.25 n) and floor(0.75 n) of the sorted list, so one value gives itself)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("median_quartiles needs at least one value")
+    rank = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"median": statistics.median(ordered), "q1": rank(0.25), "q3": rank(0.75)}
 
 
 def run_json(cmd: list[str], timeout: float) -> dict:

@@ -26,7 +26,9 @@ Figures (one JSON document on stdout, a short table on stderr):
   sampler's final energy evaluation) over the best wall time of a call.
 - `fraction_of_peak`, `train_step_fraction_of_peak`: achieved over peak; `..._range`: [median
   call / best round's peak, best call / lowest round's peak]; `adjacent_peak_fraction` (--quick):
-  each over the mean peak of the rounds just before and after it (`peak.adjacent_fraction`).
+  each over the mean peak of the rounds just before and after it (`peak.adjacent_fraction`);
+  `paired_fraction` (--quick): call by call, over the GFLOP/s that the first round's best probe
+  reached right after that call (`peak.paired_fraction`: median, quartiles; immune to drift).
 - `speedup_vs_eager`, `speedup_vs_torch`, `speedup_vs_torch_compile`, `speedup_vs_jax` (and
   `train_step_...`): images/s ratios, null where that peer is absent; `peers`: their documents.
 - `retraces`: traces after the first call (sampler `trace_count` and tf.function
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import sys
 import time
 
@@ -49,7 +52,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import common, langevin_cfebm, peak, peers
+from benchmarks import common, langevin_cfebm, langevin_report, peak, peers
 from benchmarks.peers import torch_python
 from trainers import pyramid_ops
 from trainers.langevin import LangevinSampler
@@ -68,6 +71,13 @@ def peak_probes() -> dict:
     if not _PROBES:
         _PROBES.extend(peak.default_probes(64, 3, 64))
     return peak.peak_round(_PROBES)
+
+
+def probe_right_after(rounds: list[dict]) -> tuple:
+    """(name, `peak.probe_now` callable) of the probe that set the best peak of `rounds`: timed
+    right after each measured call, for the fraction of peak call by call."""
+    best = peak.summarize(rounds)["best_probe"]
+    return best, peak.probe_now(next(p for p in _PROBES if p[0] == best))
 
 
 @contextlib.contextmanager
@@ -95,13 +105,13 @@ def eager_mode(on: bool):
 
 
 def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: str, policy: str = "float32",
-                   repeats: int = 2, seed: int = 0, max_repeats: int = 0) -> dict:
+                   repeats: int = 2, seed: int = 0, max_repeats: int = 0, probe=None) -> dict:
     """Time `LangevinSampler.run` of one energy net.
 
     Args:
       grid, channels: the net's input [N, grid, grid, channels]. batch: N. steps: T.
       variant: "eager", "function" or "xla". policy: "float32" or "mixed".
-      repeats, max_repeats: timed calls (`common.time_calls`).
+      repeats, max_repeats, probe: timed calls (`common.time_calls`; probe: `peak.probe_now`).
 
     Returns:
       dict with first_call_s (trace + compile + run), best_s, image_steps_per_s, images_per_s
@@ -121,7 +131,7 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
         call()
         first = time.perf_counter() - start
         traces = sampler.trace_count
-        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats)
+        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe)
         # A different batch size must not retrace either (the loop has a dynamic batch dimension).
         sampler.run(energy_fn, x0[:2], seed_t)[0].numpy()
         retraces = sampler.trace_count - traces if variant != "eager" else 0
@@ -136,7 +146,7 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
 
 def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: str = "function",
                      policy: str = "float32", repeats: int = 2, seed: int = 0, grids=None,
-                     max_repeats: int = 0) -> dict:
+                     max_repeats: int = 0, probe=None) -> dict:
     """Time one whole multi-grid training step (all grids: sampling, losses, Adam updates).
 
     The step function is the trainer's own (`trainers.train._make_step_fn`, what `train()` runs);
@@ -161,7 +171,7 @@ def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: 
         first_metrics = call()
         first = time.perf_counter() - start
         traces = step_fn.experimental_get_tracing_count()
-        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats)
+        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe)
         retraces = step_fn.experimental_get_tracing_count() - traces if variant != "eager" else 0
     forwards = {g: common.forward_flops(g, channels, layer_specs(g))["total"] for g in grids if g > 1}
     flops = common.train_step_flops(forwards, batch, steps)
@@ -184,12 +194,13 @@ def quick(args) -> dict:
     """The --quick document (see the module docstring)."""
     grid, batch, steps, c = 64, args.batch or 64, args.steps or 4, args.channels
     rounds, choice = [peak_probes()], pick_compiled(grid, c)
-    variant = choice["fastest"]
-    lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats, max_repeats=args.max_repeats)
+    variant, (best, paired) = choice["fastest"], probe_right_after(rounds)
+    lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats, max_repeats=args.max_repeats,
+                          probe=paired)
     rounds.append(peak_probes())
     eager = bench_langevin(grid, c, batch, steps, "eager", repeats=1)
     train = bench_train_step(grid, c, batch, steps, "function" if variant == "xla" and args.no_xla_train else variant,
-                             repeats=max(1, args.repeats - 1), max_repeats=args.max_repeats)
+                             repeats=max(1, args.repeats - 1), max_repeats=args.max_repeats, probe=paired)
     rounds.append(peak_probes())
     py, specs = torch_python(args.torch_python), {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
     ref = peers.run_torch(py, grid, c, batch, steps, specs, GRIDS[grid], args.repeats, args.max_repeats) if py else None
@@ -203,6 +214,8 @@ def quick(args) -> dict:
     doc = with_cfebm(assemble([lang, eager, train], ref, rounds, choice, variant, compiled), cf)
     doc["adjacent_peak_fraction"] = {"langevin": peak.adjacent_fraction(lang["gflops"], *rounds[0:2]),
                                      "train_step": peak.adjacent_fraction(train["gflops"], *rounds[1:3])}
+    doc["paired_fraction"] = {r["kind"]: peak.paired_fraction(r["flops_per_call"], r["times_s"], r["probe_after"], best)
+                              for r in (lang, train)}
     return doc
 
 
@@ -368,31 +381,12 @@ def main(argv=None) -> int:
     machine["loadavg_end"] = common.load_average()
     doc = {"mode": "full" if args.full else "quick", "machine": machine, **doc,
            "wall_s": time.perf_counter() - start}
-    rows = [[r.get("kind"), r.get("grid"), r.get("batch"), r.get("variant"), r.get("policy"),
-             common.fmt(r.get("images_per_s")), common.fmt(r.get("gflops")),
-             common.fmt(common.ratio(r.get("gflops"), doc["peak_gflops"])), r.get("skipped", "")]
-            for r in doc.get("results", doc["results_headline"])]
-    rows += peers.table_rows(doc)
-    if doc["cfebm"]:
-        rows += langevin_cfebm.table_rows(doc["cfebm"], doc["peak_gflops"])
-    common.emit(doc, rows, ["what", "px", "batch", "variant", "policy", "img/s", "GFLOP/s", "of peak", ""])
-    spread, low_high = doc["peak_spread"]["spread"], doc["fraction_of_peak_range"]
-    theory = doc.get("theoretical_peak") or {}
-    print(f"peak {doc['peak_gflops']:.1f} GFLOP/s (rounds {spread['min']:.0f}-{spread['max']:.0f}; ISA "
-          f"{common.fmt(theory.get('gflops'))} at {common.fmt(theory.get('ghz'))} GHz), "
-          f"Langevin {doc['fraction_of_peak']:.2f} of peak ({low_high[0]:.2f}-"
-          f"{low_high[1]:.2f}), train step {common.fmt(doc['train_step_fraction_of_peak'])}, "
-          f"vs eager {common.fmt(doc['speedup_vs_eager'])}x, "
-          f"vs torch {common.fmt(doc['speedup_vs_torch'])}x (compiled {common.fmt(doc['speedup_vs_torch_compile'])}x, "
-          f"jax {common.fmt(doc['speedup_vs_jax'])}x), retraces {doc['retraces']}, "
-          f"load {machine['loadavg_start']} -> {machine['loadavg_end']}, {doc['wall_s']:.0f} s", file=sys.stderr)
-    if doc["cfebm"]:
-        cf = doc["cfebm"]
-        print(f"CF-EBM ({cf['sizes'][-1]} px, width {cf['width']}, {cf['steps_per_stage']} steps per stage): "
-              f"sampler {cf['fraction_of_peak']:.0%} of peak, train step "
-              f"{common.fmt(cf['train_step_fraction_of_peak'])}, vs eager {common.fmt(cf['speedup_vs_eager'])}x, "
-              f"vs torch {common.fmt(cf['speedup_vs_torch'])}x / {common.fmt(cf['train_step_speedup_vs_torch'])}x, "
-              f"retraces {cf['retraces']}", file=sys.stderr)
+    common.emit(doc, langevin_report.table_rows(doc), langevin_report.HEADER)
+    print("\n".join(langevin_report.summary_lines(doc)), file=sys.stderr)
+    # Free the probes' and samplers' tf.functions while TensorFlow is whole: freed at interpreter
+    # exit, each AtomicFunction.__del__ prints a TypeError (its module's globals are gone by then).
+    _PROBES.clear()
+    gc.collect()
     return 0
 
 

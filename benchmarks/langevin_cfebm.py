@@ -210,19 +210,3 @@ def assemble(measured: dict, peak: float) -> dict:
                             "T steps x 2 forward + 1 forward; train step = the chain + 3x forward on "
                             "the 2N images"),
     }
-
-
-def table_rows(section: dict, peak: float) -> list[list]:
-    """Rows of `benchmarks.langevin`'s stderr table for the `cfebm` section."""
-    rows = [[r["kind"], r["grid"], r["batch"], r["variant"], r["policy"], common.fmt(r["images_per_s"]),
-             common.fmt(r["gflops"]), common.fmt(r["gflops"] / peak), f"width {r['width']}"]
-            for r in section["results"]]
-    for name in ("langevin", "train_step"):
-        ref = section["torch"].get(name)
-        if ref:
-            rows.append([f"torch cfebm {name}", section["sizes"][-1], section["batch"], "eager", "float32",
-                         common.fmt(ref["images_per_s"]), common.fmt(ref["gflops"]),
-                         common.fmt(ref["gflops"] / peak), ""])
-    if section["torch"].get("error"):
-        rows.append(["torch cfebm", "", "", "", "", "", "", "", section["torch"]["error"][:60]])
-    return rows

@@ -119,9 +119,7 @@ def paired(pairs: int, batch: int = 64) -> dict:
         doc["arms"][name] = {"best_s": min(t), "median_s": statistics.median(t), "best_gflops": flops / min(t) / 1e9,
                              "median_gflops": flops / statistics.median(t) / 1e9}
         if name != "baseline":
-            ratios = sorted(a / b for a, b in zip(t, times["baseline"]))
-            quartile = lambda q, r=ratios: r[min(len(r) - 1, int(q * len(r)))]  # noqa: E731
-            doc["ratio"][name] = {"median": statistics.median(ratios), "q1": quartile(0.25), "q3": quartile(0.75)}
+            doc["ratio"][name] = common.median_quartiles(a / b for a, b in zip(t, times["baseline"]))
             doc["max_abs_chain_diff"][name] = float(abs(chains[name] - chains["baseline"]).max())
     return doc
 

@@ -113,6 +113,41 @@ def adjacent_fraction(gflops: float, before: dict, after: dict) -> float:
     return gflops / ((max(before.values()) + max(after.values())) / 2.0)
 
 
+def probe_now(probe, calls: int = 6, warmup: int = 1):
+    """A zero-argument callable for `common.time_calls(probe=...)`: the best GFLOP/s of `calls`
+    calls of probe (name, fn, flops) right now, after `warmup` untimed calls (the first call after
+    a big workload pays for its memory again)."""
+    _, fn, flops = probe
+
+    def rate() -> float:
+        for _ in range(warmup):
+            fn()
+        best = float("inf")
+        for _ in range(calls):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        return flops / best / 1e9
+    return rate
+
+
+def paired_fraction(flops: float, times_s, probe_gflops, probe: str) -> dict:
+    """A workload's fraction of peak call by call: each call's GFLOP/s (flops / its time) over the
+    GFLOP/s that the peak's probe reached right after it (`probe_now`). Load and clock drift over
+    minutes hit both sides of each ratio alike, which a best-over-the-run peak cannot see.
+
+    Returns:
+      {"median", "q1", "q3"} over the calls (`common.median_quartiles`), "calls", "probe", and
+      "ratios" (rounded, in call order).
+    """
+    if len(times_s) != len(probe_gflops) or not times_s:
+        raise ValueError(f"paired_fraction needs one probe figure per call: {len(times_s)} calls, "
+                         f"{len(probe_gflops)} probe figures")
+    ratios = [flops / t / 1e9 / p for t, p in zip(times_s, probe_gflops)]
+    return {**common.median_quartiles(ratios), "calls": len(ratios), "probe": probe,
+            "ratios": [round(r, 3) for r in ratios]}
+
+
 def flops_per_cycle(flags, vendor: str = "", family: int = 0) -> tuple[int, str]:
     """(float32 FLOPs per cycle per core, the assumption) from the CPU's ISA flags and, for AMD,
     its family (/proc/cpuinfo's `vendor_id` and `cpu family`).

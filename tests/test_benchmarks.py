@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import langevin as bench_langevin
-from benchmarks import langevin_cfebm
+from benchmarks import langevin_cfebm, langevin_report
 from benchmarks import pipeline as bench_pipeline
 from benchmarks import quality as bench_quality
 from trainers.families.cfebm_net import ExpandingEnergyNet
@@ -132,7 +132,7 @@ def test_cfebm_smallest_config_is_well_formed():
     assert doc["fraction_of_peak"] == pytest.approx(sampler["gflops"] / 50.0)
     assert _finite_positive(doc["speedup_vs_eager"]) and doc["speedup_vs_torch"] is None
     assert doc["torch"] == {"available": False} and doc["retraces"] == 0
-    assert langevin_cfebm.table_rows(doc, 50.0)
+    assert langevin_report.cfebm_rows(doc, 50.0)
     json.dumps(doc)
 
 
@@ -150,14 +150,15 @@ def test_cfebm_assemble_ratios():
     assert doc["train_step_fraction_of_peak"] == pytest.approx(0.25)
     assert doc["speedup_vs_torch"] == pytest.approx(2.0) and doc["train_step_speedup_vs_torch"] == pytest.approx(2.0)
     assert doc["speedup_vs_eager"] is None and doc["retraces"] == 1 and doc["stage"] == 1
-    assert len(langevin_cfebm.table_rows(doc, 40.0)) == 4
+    assert len(langevin_report.cfebm_rows(doc, 40.0)) == 4
 
 
 def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys):
     """main --quick end to end with the measurements stubbed: the multi-grid keys as before, the
     `cfebm` section against the same peak, the CF-EBM flags handed through."""
     lang = {"kind": "langevin", "variant": "function", "policy": "float32", "gflops": 30.0, "images_per_s": 6.0,
-            "image_steps_per_s": 24.0, "traces_after_first": 0, "grid": 64, "batch": 64}
+            "image_steps_per_s": 24.0, "traces_after_first": 0, "grid": 64, "batch": 64,
+            "flops_per_call": 30e9, "times_s": [1.0, 2.0, 1.0]}
     calls = {}
 
     def measure(width, steps, batch, repeats, eager, torch_python=None, torch_threads=None):
@@ -172,21 +173,35 @@ def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys)
 
     monkeypatch.setattr(bench_langevin, "peak_probes", lambda: {"conv3x3_gflops": 50.0})
     monkeypatch.setattr(bench_langevin, "pick_compiled", lambda *a, **k: {"fastest": "function"})
+    monkeypatch.setattr(bench_langevin, "probe_right_after", lambda rounds: ("conv3x3_gflops", lambda: 50.0))
     timed = []  # (variant, max_repeats) of every bench_langevin call
 
     def fake_langevin(g, c, b, s, variant, **k):
         timed.append((variant, k.get("max_repeats", 0)))
-        return {**lang, "variant": variant}
+        probed = {"probe_after": [k["probe"]() for _ in lang["times_s"]]} if k.get("probe") else {}
+        return {**lang, "variant": variant, **probed}
+
+    def fake_train_step(*a, **k):
+        return {**lang, "kind": "train_step", "gflops": 40.0, "images_per_s": 2.0, "flops_per_call": 40e9,
+                "times_s": [1.0], "probe_after": [k["probe"]()]}
 
     monkeypatch.setattr(bench_langevin, "bench_langevin", fake_langevin)
-    monkeypatch.setattr(bench_langevin, "bench_train_step",
-                        lambda *a, **k: {**lang, "kind": "train_step", "gflops": 40.0, "images_per_s": 2.0})
+    monkeypatch.setattr(bench_langevin, "bench_train_step", fake_train_step)
     monkeypatch.setattr(bench_langevin, "torch_python", lambda explicit: None)
     monkeypatch.setattr(langevin_cfebm, "measure", measure)
     assert bench_langevin.main(["--quick", "--cfebm-steps", "2"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
     assert doc["fraction_of_peak"] == pytest.approx(0.6) and doc["train_step_fraction_of_peak"] == pytest.approx(0.8)
     assert doc["adjacent_peak_fraction"] == {"langevin": pytest.approx(0.6), "train_step": pytest.approx(0.8)}
+    # call by call: 30 GFLOP in 1, 2, 1 s against a 50 GFLOP/s probe; the train step's one call
+    paired = doc["paired_fraction"]
+    assert paired["langevin"] == {"median": pytest.approx(0.6), "q1": pytest.approx(0.3), "q3": pytest.approx(0.6),
+                                  "calls": 3, "probe": "conv3x3_gflops", "ratios": [0.6, 0.3, 0.6]}
+    assert paired["train_step"]["median"] == pytest.approx(0.8) and paired["train_step"]["calls"] == 1
+    summary = captured.err
+    assert "Langevin 0.60 of peak" in summary and "Langevin 0.60 (0.30-0.60), train step 0.80 (0.80-0.80)" in summary
+    assert "sampler 0.50 of peak, train step 0.4" in summary and "Exception ignored" not in summary
     cf = doc["cfebm"]
     assert cf["fraction_of_peak"] == pytest.approx(0.5) and cf["train_step_fraction_of_peak"] == pytest.approx(0.4)
     assert cf["sizes"] == [8, 16, 32, 64] and cf["stage"] == 3 and cf["torch"] == {"available": False}

@@ -78,6 +78,39 @@ def test_adjacent_fraction_divides_by_the_mean_of_the_neighbouring_rounds_best_p
     assert peak.adjacent_fraction(125.0, before, after) == pytest.approx(125.0 / 250.0)
 
 
+def test_time_calls_runs_the_probe_after_each_timed_call_outside_its_time(monkeypatch):
+    _clock(monkeypatch, [1.0, 2.0, 3.0, 1.0])
+    order = []
+    got = common.time_calls(lambda: order.append("call"), 3, warmup=0,
+                            probe=lambda: order.append("probe") or len(order))
+    assert order == ["call", "probe"] * 3 and got["probe_after"] == [2, 4, 6]
+    assert got["times_s"] == pytest.approx([1.0, 2.0, 3.0])  # the probe's time is not the call's
+    assert "probe_after" not in common.time_calls(lambda: None, 1, warmup=0)
+
+
+def test_probe_now_is_the_best_of_its_calls(monkeypatch):
+    _clock(monkeypatch, [0.5, 0.25, 1.0])
+    calls = []
+    rate = peak.probe_now(("p", lambda: calls.append(1), 2e9), calls=3, warmup=1)
+    assert rate() == pytest.approx(8.0) and len(calls) == 4  # 2 GFLOP in 0.25 s; + the warm-up
+
+
+def test_paired_fraction_divides_each_call_by_the_probe_right_after_it():
+    # 10 GFLOP per call in 0.1, 0.2, 0.1, 0.05 s = 100, 50, 100, 200 GFLOP/s; probes 200, 100, 125, 250
+    got = peak.paired_fraction(10e9, [0.1, 0.2, 0.1, 0.05], [200.0, 100.0, 125.0, 250.0], "conv")
+    assert got["ratios"] == [0.5, 0.5, 0.8, 0.8] and got["calls"] == 4 and got["probe"] == "conv"
+    assert (got["median"], got["q1"], got["q3"]) == pytest.approx((0.65, 0.5, 0.8))
+    with pytest.raises(ValueError, match="one probe figure per call"):
+        peak.paired_fraction(1.0, [0.1, 0.2], [1.0], "conv")
+
+
+def test_median_quartiles_are_order_statistics():
+    assert common.median_quartiles([3.0]) == {"median": 3.0, "q1": 3.0, "q3": 3.0}
+    assert common.median_quartiles([4, 1, 3, 2, 5, 6, 8, 7]) == {"median": 4.5, "q1": 3, "q3": 7}
+    with pytest.raises(ValueError, match="at least one"):
+        common.median_quartiles([])
+
+
 def test_theoretical_peak_from_isa_flags():
     # 2 cores x 2.6 GHz x 64 (two AVX-512 FMA units) = 332.8 GFLOP/s.
     assert peak.theoretical_peak(2, 2600.0, ["avx512f", "fma", "avx2"])["gflops"] == pytest.approx(332.8)
