@@ -27,8 +27,8 @@ Figures (one JSON document on stdout, a short table on stderr):
 - `fraction_of_peak`, `train_step_fraction_of_peak`: achieved over peak; `..._range`: [median
   call / best round's peak, best call / lowest round's peak]; `adjacent_peak_fraction` (--quick):
   each over the mean peak of the rounds just before and after it (`peak.adjacent_fraction`);
-  `paired_fraction` (--quick): call by call, over the GFLOP/s that the first round's best probe
-  reached right after that call (`peak.paired_fraction`: median, quartiles; immune to drift).
+  `paired_fraction` (--quick, a diagnostic too): call by call, over the GFLOP/s that the first
+  round's best probe reached right after that call (`peak.paired_fraction`: median, quartiles).
 - `speedup_vs_eager`, `speedup_vs_torch`, `speedup_vs_torch_compile`, `speedup_vs_jax` (and
   `train_step_...`): images/s ratios, null where that peer is absent; `peers`: their documents.
 - `retraces`: traces after the first call (sampler `trace_count` and tf.function

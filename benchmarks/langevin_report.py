@@ -37,14 +37,6 @@ def cfebm_rows(section: dict, peak: float) -> list[list]:
     return rows
 
 
-def _paired(doc: dict) -> str:
-    """'; call by call against <probe>: Langevin m (q1-q3), train step m (q1-q3)' or ''."""
-    paired = doc.get("paired_fraction") or {}
-    parts = [f"{label} {paired[k]['median']:.2f} ({paired[k]['q1']:.2f}-{paired[k]['q3']:.2f})"
-             for k, label in (("langevin", "Langevin"), ("train_step", "train step")) if paired.get(k)]
-    return f"; call by call against the probe right after it: {', '.join(parts)}" if parts else ""
-
-
 def summary_lines(doc: dict) -> list[str]:
     """The headline line (peak, fractions, speedups, retraces, load, wall time) and, with a CF-EBM
     section, its line; fractions of peak as decimals (0.87), speedups as ratios (1.5x)."""
@@ -53,7 +45,7 @@ def summary_lines(doc: dict) -> list[str]:
     lines = [f"peak {doc['peak_gflops']:.1f} GFLOP/s (rounds {spread['min']:.0f}-{spread['max']:.0f}; ISA "
              f"{fmt(theory.get('gflops'))} at {fmt(theory.get('ghz'))} GHz), Langevin "
              f"{doc['fraction_of_peak']:.2f} of peak ({low_high[0]:.2f}-{low_high[1]:.2f}), train step "
-             f"{fmt(doc['train_step_fraction_of_peak'])}{_paired(doc)}; vs eager {fmt(doc['speedup_vs_eager'])}x, "
+             f"{fmt(doc['train_step_fraction_of_peak'])}, vs eager {fmt(doc['speedup_vs_eager'])}x, "
              f"vs torch {fmt(doc['speedup_vs_torch'])}x (compiled {fmt(doc['speedup_vs_torch_compile'])}x, "
              f"jax {fmt(doc['speedup_vs_jax'])}x), retraces {doc['retraces']}, load "
              f"{machine.get('loadavg_start')} -> {machine.get('loadavg_end')}, {doc['wall_s']:.0f} s"]
