@@ -115,20 +115,10 @@ def adjacent_fraction(gflops: float, before: dict, after: dict) -> float:
 
 def probe_now(probe, calls: int = 6, warmup: int = 1):
     """A zero-argument callable for `common.time_calls(probe=...)`: the best GFLOP/s of `calls`
-    calls of probe (name, fn, flops) right now, after `warmup` untimed calls (the first call after
-    a big workload pays for its memory again)."""
+    calls of probe (name, fn, flops) right now (`measure_probe` with exactly that many calls),
+    after `warmup` untimed calls (the first call after a big workload pays for its memory again)."""
     _, fn, flops = probe
-
-    def rate() -> float:
-        for _ in range(warmup):
-            fn()
-        best = float("inf")
-        for _ in range(calls):
-            start = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - start)
-        return flops / best / 1e9
-    return rate
+    return lambda: measure_probe(fn, flops, min_repeats=calls, max_repeats=calls, warmup=warmup)["best_gflops"]
 
 
 def paired_fraction(flops: float, times_s, probe_gflops, probe: str) -> dict:
