@@ -253,10 +253,12 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None,
 
     Args:
       fn: a zero-argument callable. repeats: timed calls (>= 1). warmup: untimed calls first.
-      budget_s: stop adding repeats once this many seconds were spent timing (>= 1 call is kept).
       max_repeats: when above `repeats`, `repeats` is the minimum and calls go on until the best
         settles (`settled`, the peak probes' rule) or max_repeats calls were timed, so that the
         figure is measured as carefully as the peak it is divided by.
+      budget_s: past the first `repeats` calls, also stop once the timed calls add up to this
+        many seconds (None or 0: no limit), so a slow workload on a noisy machine cannot keep
+        the settling rule going for minutes.
       probe: a zero-argument callable run right after each timed call, outside its time (a peak
         probe: `peak.probe_now`); its return values come back as "probe_after", one per call.
 
@@ -278,15 +280,23 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None,
             probed.append(probe())
         bests.append(min(times))
         spent += times[-1]
-        if budget_s is not None and spent >= budget_s:
-            break
-        if len(times) >= repeats and (max_repeats <= repeats or settled(bests, repeats)):
+        if len(times) >= repeats and (max_repeats <= repeats or settled(bests, repeats)
+                                      or (budget_s and spent >= budget_s)):
             break
     out = {"best_s": min(times), "median_s": statistics.median(times), "times_s": [round(t, 4) for t in times],
            "warmup_s": [round(t, 3) for t in warm]}
     if probe is not None:
         out["probe_after"] = probed
     return out
+
+
+def compiled_timing(fn, repeats: int, max_repeats: int = 0, budget_s: float | None = None) -> dict:
+    """A compiled peer's timing: "compile_s" (the first call, which compiles) and `time_calls`
+    (arguments as there) after one more warm-up call."""
+    start = time.perf_counter()
+    fn()
+    compile_s = time.perf_counter() - start
+    return {"compile_s": compile_s, **time_calls(fn, repeats, warmup=1, max_repeats=max_repeats, budget_s=budget_s)}
 
 
 def median_quartiles(values) -> dict:

@@ -37,7 +37,8 @@ Figures (one JSON document on stdout, a short table on stderr):
   against the same `peak_gflops` (`speedup_vs_eager` null unless `--full` or `--cfebm-eager`),
   images/s, the geometry, `results`, `torch` (`langevin_cfebm.assemble`; `common.cfebm_forward_flops`).
 Timings are the best of the repeats (other processes only ever add time); with --quick every
-workload and peer is timed until its best settles, by the peak probes' rule (`--max-repeats`).
+workload and peer is timed until its best settles, by the peak probes' rule (`--max-repeats`),
+or until its timed calls add up to 20 s (`--max-timed-s`).
 """
 
 from __future__ import annotations
@@ -105,13 +106,14 @@ def eager_mode(on: bool):
 
 
 def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: str, policy: str = "float32",
-                   repeats: int = 2, seed: int = 0, max_repeats: int = 0, probe=None) -> dict:
+                   repeats: int = 2, seed: int = 0, max_repeats: int = 0, probe=None, max_timed_s: float = 0) -> dict:
     """Time `LangevinSampler.run` of one energy net.
 
     Args:
       grid, channels: the net's input [N, grid, grid, channels]. batch: N. steps: T.
       variant: "eager", "function" or "xla". policy: "float32" or "mixed".
-      repeats, max_repeats, probe: timed calls (`common.time_calls`; probe: `peak.probe_now`).
+      repeats, max_repeats, probe, max_timed_s: timed calls (`common.time_calls`, max_timed_s its
+        budget_s; probe: `peak.probe_now`).
 
     Returns:
       dict with first_call_s (trace + compile + run), best_s, image_steps_per_s, images_per_s
@@ -131,7 +133,7 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
         call()
         first = time.perf_counter() - start
         traces = sampler.trace_count
-        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe)
+        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe, budget_s=max_timed_s)
         # A different batch size must not retrace either (the loop has a dynamic batch dimension).
         sampler.run(energy_fn, x0[:2], seed_t)[0].numpy()
         retraces = sampler.trace_count - traces if variant != "eager" else 0
@@ -146,7 +148,7 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
 
 def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: str = "function",
                      policy: str = "float32", repeats: int = 2, seed: int = 0, grids=None,
-                     max_repeats: int = 0, probe=None) -> dict:
+                     max_repeats: int = 0, probe=None, max_timed_s: float = 0) -> dict:
     """Time one whole multi-grid training step (all grids: sampling, losses, Adam updates).
 
     The step function is the trainer's own (`trainers.train._make_step_fn`, what `train()` runs);
@@ -171,7 +173,7 @@ def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: 
         first_metrics = call()
         first = time.perf_counter() - start
         traces = step_fn.experimental_get_tracing_count()
-        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe)
+        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe, budget_s=max_timed_s)
         retraces = step_fn.experimental_get_tracing_count() - traces if variant != "eager" else 0
     forwards = {g: common.forward_flops(g, channels, layer_specs(g))["total"] for g in grids if g > 1}
     flops = common.train_step_flops(forwards, batch, steps)
@@ -195,20 +197,19 @@ def quick(args) -> dict:
     grid, batch, steps, c = 64, args.batch or 64, args.steps or 4, args.channels
     rounds, choice = [peak_probes()], pick_compiled(grid, c)
     variant, (best, paired) = choice["fastest"], probe_right_after(rounds)
-    lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats, max_repeats=args.max_repeats,
-                          probe=paired)
+    settle = {"max_repeats": args.max_repeats, "max_timed_s": args.max_timed_s}
+    lang = bench_langevin(grid, c, batch, steps, variant, repeats=args.repeats, probe=paired, **settle)
     rounds.append(peak_probes())
     eager = bench_langevin(grid, c, batch, steps, "eager", repeats=1)
     train = bench_train_step(grid, c, batch, steps, "function" if variant == "xla" and args.no_xla_train else variant,
-                             repeats=max(1, args.repeats - 1), max_repeats=args.max_repeats, probe=paired)
+                             repeats=max(1, args.repeats - 1), probe=paired, **settle)
     rounds.append(peak_probes())
     py, specs = torch_python(args.torch_python), {g: layer_specs(g) for g in GRIDS[grid] if g > 1}
-    ref = peers.run_torch(py, grid, c, batch, steps, specs, GRIDS[grid], args.repeats, args.max_repeats) if py else None
+    ref = peers.run_torch(py, grid, c, batch, steps, specs, GRIDS[grid], args.repeats, **settle) if py else None
     threads = (ref or {}).get("threads")
     peer_grids = GRIDS[grid] if args.peer_train_steps else None  # None: their Langevin loops only
     compiled = None if args.no_peers or not py else peers.run_peers(py, grid, c, batch, steps, specs, peer_grids,
-                                                                    args.repeats, threads,
-                                                                    max_repeats=args.max_repeats)
+                                                                    args.repeats, threads, **settle)
     cf = cfebm(args, batch, py, threads)
     rounds.append(peak_probes())
     doc = with_cfebm(assemble([lang, eager, train], ref, rounds, choice, variant, compiled), cf)
@@ -347,6 +348,8 @@ def main(argv=None) -> int:
                         help="timed calls per configuration (default 4 with --quick, 2 with --full)")
     parser.add_argument("--max-repeats", type=int, default=-1, help="--quick: past --repeats until the best "
                         "settles, at most this many calls (default 16; 0 = exactly --repeats)")
+    parser.add_argument("--max-timed-s", type=float, default=-1, help="--quick: past --repeats, also stop "
+                        "once a workload's timed calls add up to this many seconds (default 20; 0 = no limit)")
     parser.add_argument("--torch-python", default=None,
                         help="interpreter with torch for the reference (default: this one if torch imports)")
     parser.add_argument("--no-peers", action="store_true", help="leave the torch.compile and JAX peers out")
@@ -369,6 +372,7 @@ def main(argv=None) -> int:
     # Best-of-2 swung the quick fraction of peak by 0.14 on a quiet machine (docs/BENCHMARKS.md).
     args.repeats = args.repeats or (2 if args.full else 4)
     args.max_repeats = (0 if args.full else 16) if args.max_repeats < 0 else args.max_repeats
+    args.max_timed_s = (0 if args.full else 20.0) if args.max_timed_s < 0 else args.max_timed_s
     args.sizes = [int(v) for v in args.sizes.split(",") if v]
     args.batches = [int(v) for v in args.batches.split(",") if v]
     if not set(args.sizes) <= set(GRIDS) or not args.batches or min(args.batches) < 1:

@@ -14,9 +14,10 @@ pool). A peer that is not importable in that interpreter (or fails) comes back a
 {"error": ...}, and its ratios are null.
 
 Worker command line (all three): `--grid 64 --channels 3 --batch 64 --steps 4 --repeats 2
---grids 1,4,16,64 --specs '{"4": [[5, 2, 96], ...], ...}' --threads N`; without `--specs` the
-specs come from `trainers.networks.layer_specs` (imports TensorFlow). One JSON document on
-stdout: {"langevin": {best_s, images_per_s, gflops, ...}, "train_step": {...}, ...}.
+--max-repeats 16 --max-timed-s 20 --grids 1,4,16,64 --specs '{"4": [[5, 2, 96], ...], ...}'
+--threads N`; without `--specs` the specs come from `trainers.networks.layer_specs` (imports
+TensorFlow). One JSON document on stdout: {"langevin": {best_s, images_per_s, gflops, ...},
+"train_step": {...}, ...}.
 
 This module imports neither TensorFlow, torch nor JAX.
 """
@@ -44,11 +45,13 @@ def torch_python(explicit: str | None) -> str | None:
 
 
 def command(python: str, peer: str, grid: int, channels: int, batch: int, steps: int, specs: dict,
-            grids=None, repeats: int = 2, threads=None, max_repeats: int = 0) -> list[str]:
+            grids=None, repeats: int = 2, threads=None, max_repeats: int = 0, max_timed_s: float = 0) -> list[str]:
     """The worker's command line; specs {grid: [(kernel, stride, channels), ...]}, grids for the
-    train step (None = the Langevin loop only), threads None = the worker's default."""
+    train step (None = the Langevin loop only), threads None = the worker's default; repeats,
+    max_repeats, max_timed_s as `common.time_calls`' repeats, max_repeats, budget_s."""
     cmd = [python, "-m", WORKERS[peer], "--grid", str(grid), "--channels", str(channels), "--batch", str(batch),
            "--steps", str(steps), "--repeats", str(repeats), "--max-repeats", str(max_repeats),
+           "--max-timed-s", str(max_timed_s),
            "--specs", json.dumps({str(k): [list(v) for v in layers] for k, layers in specs.items()})]
     if grids:
         cmd += ["--grids", ",".join(map(str, grids))]
@@ -58,20 +61,19 @@ def command(python: str, peer: str, grid: int, channels: int, batch: int, steps:
 
 
 def run_torch(python: str, grid: int, channels: int, batch: int, steps: int, specs: dict, grids=None,
-              repeats: int = 2, max_repeats: int = 0, timeout: float = 900) -> dict:
+              repeats: int = 2, max_repeats: int = 0, timeout: float = 900, max_timed_s: float = 0) -> dict:
     """The PyTorch eager reference (`benchmarks.reference_torch`, its own process and thread pool):
     its JSON document, or {"error": ...}; arguments as `command`."""
     return common.run_json(command(python, "torch", grid, channels, batch, steps, specs, grids, repeats,
-                                   max_repeats=max_repeats), timeout)
+                                   max_repeats=max_repeats, max_timed_s=max_timed_s), timeout)
 
 
 def run_peers(python: str, grid: int, channels: int, batch: int, steps: int, specs: dict, grids=None,
               repeats: int = 2, threads=None, peers=COMPILED, timeout: float = 900,
-              max_repeats: int = 0) -> dict:
+              max_repeats: int = 0, max_timed_s: float = 0) -> dict:
     """{peer: its worker's JSON document, or {"error": ...}} for each of `peers`, one after the other."""
     return {p: common.run_json(command(python, p, grid, channels, batch, steps, specs, grids, repeats, threads,
-                                               max_repeats),
-                               timeout) for p in peers}
+                                       max_repeats, max_timed_s), timeout) for p in peers}
 
 
 def speedups(lang: dict | None, train: dict | None, peers: dict | None) -> dict:
@@ -117,6 +119,9 @@ def worker_parser(description: str, threads: str = "0") -> argparse.ArgumentPars
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-repeats", type=int, default=0,
                         help="above --repeats: time until the best settles, at most this many calls")
+    parser.add_argument("--max-timed-s", type=float, default=0.0,
+                        help="above --repeats: also stop once the timed calls add up to this many seconds "
+                        "(0 = no limit)")
     parser.add_argument("--threads", default=threads, help="threads (0 = the library's default)"
                         + (", auto = the faster of 1 and the default" if threads == "auto" else ""))
     return parser
@@ -154,11 +159,12 @@ def train_step_result(timing: dict, batch: int, grids, channels: int, specs: dic
 
 def worker_main(run, argv, description: str) -> int:
     """A compiled peer's entry point: parse `worker_args`, call run(grid, channels, batch, steps,
-    grids, specs, repeats, train=, threads=, max_repeats=) and print its dict, with `wall_s`, as one JSON line."""
+    grids, specs, repeats, train=, threads=, max_repeats=, max_timed_s=) and print its dict, with
+    `wall_s`, as one JSON line."""
     args, specs, grids = worker_args(argv, description)
     start = time.perf_counter()
     result = run(args.grid, args.channels, args.batch, args.steps, grids, specs, args.repeats,
-                 train=bool(grids), threads=args.threads, max_repeats=args.max_repeats)
+                 train=bool(grids), threads=args.threads, max_repeats=args.max_repeats, max_timed_s=args.max_timed_s)
     result["wall_s"] = time.perf_counter() - start
     json.dump(result, sys.stdout)
     print()

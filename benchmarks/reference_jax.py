@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 
 from benchmarks import common, peers
 
@@ -140,16 +139,8 @@ def make_train_step(specs: dict, steps: int, step_size: float = 0.3, lr: float =
     return jax.jit(step)
 
 
-def _timed(fn, repeats: int, max_repeats: int = 0) -> dict:
-    """compile_s (the first call) and `common.time_calls` after one more warm-up call."""
-    start = time.perf_counter()
-    fn()
-    compile_s = time.perf_counter() - start
-    return {"compile_s": compile_s, **common.time_calls(fn, repeats, warmup=1, max_repeats=max_repeats)}
-
-
 def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, repeats: int = 2,
-        train: bool = True, seed: int = 0, threads: int = 0, max_repeats: int = 0) -> dict:
+        train: bool = True, seed: int = 0, threads: int = 0, max_repeats: int = 0, max_timed_s: float = 0) -> dict:
     """Time the jitted Langevin chain of the `grid` net and (if train) the jitted multi-grid step;
     a JSON-able dict shaped as `reference_torch.run`'s, plus `compile_s` per part."""
     key = jax.random.PRNGKey(seed)
@@ -161,7 +152,8 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
            "threads": 1 if single else os.cpu_count(), "threads_requested": threads, "layout": "NHWC",
            "grid": grid, "channels": channels, "batch": batch, "steps": steps}
     chain = jit_chain(specs[grid], steps)
-    timing = _timed(lambda: jax.block_until_ready(chain(params, x0)), repeats, max_repeats)
+    timing = common.compiled_timing(lambda: jax.block_until_ready(chain(params, x0)), repeats, max_repeats,
+                                    max_timed_s)
     flops = common.sampler_call_flops(forward, batch, steps)
     out["langevin"] = {**timing, "image_steps_per_s": batch * steps / timing["best_s"],
                        "images_per_s": batch / timing["best_s"], "gflops": flops / timing["best_s"] / 1e9}
@@ -177,7 +169,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
             state[0], state[1], losses = step(state[0], state[1], obs)
             jax.block_until_ready(losses)
 
-        timing = _timed(call, repeats, max_repeats)
+        timing = common.compiled_timing(call, repeats, max_repeats, max_timed_s)
         out["train_step"] = peers.train_step_result(timing, batch, grids, channels, specs, steps)
     return out
 

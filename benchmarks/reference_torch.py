@@ -338,7 +338,7 @@ def _set_threads(threads, probe, out: dict) -> None:
 
 def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, repeats: int = 2,
         channels_last: bool = False, train: bool = True, seed: int = 0, threads="auto",
-        max_repeats: int = 0) -> dict:
+        max_repeats: int = 0, max_timed_s: float = 0) -> dict:
     """Time the Langevin loop of the `grid` net and (if train) the multi-grid step; a JSON-able dict.
 
     threads: "auto" (the faster of 1 and torch's default, by one Langevin call), an int, or 0/None
@@ -353,7 +353,8 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
            "channels_last" if channels_last else "NCHW", "grid": grid, "channels": channels, "batch": batch,
            "steps": steps}
     _set_threads(threads, lambda: langevin(net, x0, steps), out)
-    timing = common.time_calls(lambda: langevin(net, x0, steps), repeats, warmup=1, max_repeats=max_repeats)
+    timing = common.time_calls(lambda: langevin(net, x0, steps), repeats, warmup=1, max_repeats=max_repeats,
+                               budget_s=max_timed_s)
     flops = common.sampler_call_flops(forward, batch, steps)
     out["langevin"] = {**timing, "image_steps_per_s": batch * steps / timing["best_s"],
                        "images_per_s": batch / timing["best_s"], "gflops": flops / timing["best_s"] / 1e9}
@@ -364,7 +365,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
         full = torch.rand(batch, channels, grid, grid)
         obs = {g: _layout(F.adaptive_avg_pool2d(full, g), channels_last) for g in grids}
         timing = common.time_calls(lambda: multigrid_step(nets, opts, obs, steps), repeats, warmup=1,
-                                   max_repeats=max_repeats)
+                                   max_repeats=max_repeats, budget_s=max_timed_s)
         out["train_step"] = peers.train_step_result(timing, batch, grids, channels, specs, steps)
     return out
 
@@ -387,7 +388,8 @@ def main(argv=None) -> int:
     else:
         specs, grids = peers.worker_specs(parser, args)
         result = run(args.grid, args.channels, args.batch, args.steps, grids, specs, args.repeats,
-                     args.channels_last, train=bool(grids), threads=threads, max_repeats=args.max_repeats)
+                     args.channels_last, train=bool(grids), threads=threads, max_repeats=args.max_repeats,
+                     max_timed_s=args.max_timed_s)
     result["wall_s"] = time.perf_counter() - start
     json.dump(result, sys.stdout)
     print()

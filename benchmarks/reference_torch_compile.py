@@ -28,7 +28,6 @@ Run: `python -m benchmarks.reference_torch_compile --grid 64 --channels 3 --batc
 from __future__ import annotations
 
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -73,17 +72,9 @@ def compiled_step(nets: dict, optimizers: dict, steps: int, step_size: float = 0
     return step
 
 
-def _timed(fn, repeats: int, max_repeats: int = 0) -> dict:
-    """compile_s (the first call) and `common.time_calls` after one more warm-up call."""
-    start = time.perf_counter()
-    fn()
-    compile_s = time.perf_counter() - start
-    return {"compile_s": compile_s, **common.time_calls(fn, repeats, warmup=1, max_repeats=max_repeats)}
-
-
 def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, repeats: int = 2,
         train: bool = True, seed: int = 0, threads: int = 0, mode: str = MODE,
-        max_repeats: int = 0) -> dict:
+        max_repeats: int = 0, max_timed_s: float = 0) -> dict:
     """Time the compiled Langevin chain of the `grid` net and (if train) the compiled multi-grid
     step; a JSON-able dict shaped as `reference_torch.run`'s, plus `compile_s` per part."""
     if threads:
@@ -96,7 +87,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
            "threads": torch.get_num_threads(), "layout": "NCHW", "grid": grid, "channels": channels,
            "batch": batch, "steps": steps}
     chain = compiled_chain(net, steps, mode=mode)
-    timing = _timed(lambda: chain(x0), repeats, max_repeats)
+    timing = common.compiled_timing(lambda: chain(x0), repeats, max_repeats, max_timed_s)
     flops = common.sampler_call_flops(forward, batch, steps)
     out["langevin"] = {**timing, "image_steps_per_s": batch * steps / timing["best_s"],
                        "images_per_s": batch / timing["best_s"], "gflops": flops / timing["best_s"] / 1e9}
@@ -107,7 +98,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
         full = torch.rand(batch, channels, grid, grid)
         obs = {g: F.adaptive_avg_pool2d(full, g) for g in grids}
         step = compiled_step(nets, opts, steps, mode=mode)
-        timing = _timed(lambda: step(obs), repeats, max_repeats)
+        timing = common.compiled_timing(lambda: step(obs), repeats, max_repeats, max_timed_s)
         out["train_step"] = peers.train_step_result(timing, batch, grids, channels, specs, steps)
     return out
 

@@ -174,10 +174,10 @@ def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys)
     monkeypatch.setattr(bench_langevin, "peak_probes", lambda: {"conv3x3_gflops": 50.0})
     monkeypatch.setattr(bench_langevin, "pick_compiled", lambda *a, **k: {"fastest": "function"})
     monkeypatch.setattr(bench_langevin, "probe_right_after", lambda rounds: ("conv3x3_gflops", lambda: 50.0))
-    timed = []  # (variant, max_repeats) of every bench_langevin call
+    timed = []  # (variant, max_repeats, max_timed_s) of every bench_langevin call
 
     def fake_langevin(g, c, b, s, variant, **k):
-        timed.append((variant, k.get("max_repeats", 0)))
+        timed.append((variant, k.get("max_repeats", 0), k.get("max_timed_s", 0)))
         probed = {"probe_after": [k["probe"]() for _ in lang["times_s"]]} if k.get("probe") else {}
         return {**lang, "variant": variant, **probed}
 
@@ -206,7 +206,7 @@ def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys)
     assert cf["fraction_of_peak"] == pytest.approx(0.5) and cf["train_step_fraction_of_peak"] == pytest.approx(0.4)
     assert cf["sizes"] == [8, 16, 32, 64] and cf["stage"] == 3 and cf["torch"] == {"available": False}
     assert calls == {"width": 0.5, "steps": 2, "batch": 64, "repeats": 1, "eager": False}
-    assert timed == [("function", 16), ("eager", 0)]  # the loop timed until its best settles
+    assert timed == [("function", 16, 20.0), ("eager", 0, 0)]  # the loop timed until its best settles
     assert bench_langevin.main(["--quick", "--no-cfebm"]) == 0
     assert json.loads(capsys.readouterr().out)["cfebm"] is None
 

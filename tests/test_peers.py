@@ -152,8 +152,10 @@ def test_speedups_and_rows_without_a_peer():
 
 def test_worker_command_round_trips():
     specs = {4: [(5, 2, 8)], 8: [(5, 2, 8), (3, 1, 16)]}
-    cmd = peers.command("python", "jax", 8, 3, 4, 2, specs, grids=(1, 4, 8), repeats=1, threads=1)
+    cmd = peers.command("python", "jax", 8, 3, 4, 2, specs, grids=(1, 4, 8), repeats=1, threads=1,
+                        max_repeats=16, max_timed_s=20.0)
     assert cmd[:3] == ["python", "-m", "benchmarks.reference_jax"]
     args, got, grids = peers.worker_args(cmd[3:], "test")
     assert got == specs and grids == [1, 4, 8] and (args.batch, args.steps, args.threads) == (4, 2, 1)
+    assert (args.repeats, args.max_repeats, args.max_timed_s) == (1, 16, 20.0)
     json.dumps(cmd)
