@@ -42,18 +42,20 @@ def summary_lines(doc: dict) -> list[str]:
     section, its line; fractions of peak as decimals (0.87), speedups as ratios (1.5x)."""
     spread, low_high = doc["peak_spread"]["spread"], doc["fraction_of_peak_range"]
     theory, machine, fmt = doc.get("theoretical_peak") or {}, doc.get("machine") or {}, common.fmt
+    two = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731  fractions of peak
+    x = lambda v: "-" if v is None else f"{fmt(v)}x"  # noqa: E731  speedups, "-" where not measured
     lines = [f"peak {doc['peak_gflops']:.1f} GFLOP/s (rounds {spread['min']:.0f}-{spread['max']:.0f}; ISA "
              f"{fmt(theory.get('gflops'))} at {fmt(theory.get('ghz'))} GHz), Langevin "
              f"{doc['fraction_of_peak']:.2f} of peak ({low_high[0]:.2f}-{low_high[1]:.2f}), train step "
-             f"{fmt(doc['train_step_fraction_of_peak'])}, vs eager {fmt(doc['speedup_vs_eager'])}x, "
-             f"vs torch {fmt(doc['speedup_vs_torch'])}x (compiled {fmt(doc['speedup_vs_torch_compile'])}x, "
-             f"jax {fmt(doc['speedup_vs_jax'])}x), retraces {doc['retraces']}, load "
+             f"{two(doc['train_step_fraction_of_peak'])}, vs eager {x(doc['speedup_vs_eager'])}, "
+             f"vs torch {x(doc['speedup_vs_torch'])} (compiled {x(doc['speedup_vs_torch_compile'])}, "
+             f"jax {x(doc['speedup_vs_jax'])}), retraces {doc['retraces']}, load "
              f"{machine.get('loadavg_start')} -> {machine.get('loadavg_end')}, {doc['wall_s']:.0f} s"]
     cf = doc.get("cfebm")
     if cf:
         lines.append(f"CF-EBM ({cf['sizes'][-1]} px, width {cf['width']}, {cf['steps_per_stage']} steps per stage): "
                      f"sampler {cf['fraction_of_peak']:.2f} of peak, train step "
-                     f"{fmt(cf['train_step_fraction_of_peak'])}, vs eager {fmt(cf['speedup_vs_eager'])}x, "
-                     f"vs torch {fmt(cf['speedup_vs_torch'])}x / {fmt(cf['train_step_speedup_vs_torch'])}x, "
+                     f"{two(cf['train_step_fraction_of_peak'])}, vs eager {x(cf['speedup_vs_eager'])}, "
+                     f"vs torch {x(cf['speedup_vs_torch'])} / {x(cf['train_step_speedup_vs_torch'])}, "
                      f"retraces {cf['retraces']}")
     return lines

@@ -200,8 +200,9 @@ def test_quick_document_keeps_multigrid_keys_and_adds_cfebm(monkeypatch, capsys)
                                   "calls": 3, "probe": "conv3x3_gflops", "ratios": [0.6, 0.3, 0.6]}
     assert paired["train_step"]["median"] == pytest.approx(0.8) and paired["train_step"]["calls"] == 1
     summary = captured.err
-    assert "Langevin 0.60 of peak (" in summary and "train step 0.8, vs eager" in summary
-    assert "sampler 0.50 of peak, train step 0.4" in summary and "Exception ignored" not in summary
+    assert "Langevin 0.60 of peak (" in summary and "train step 0.80, vs eager" in summary
+    assert "sampler 0.50 of peak, train step 0.40, vs eager" in summary and "Exception ignored" not in summary
+    assert "vs torch - (compiled -, jax -)" in summary  # peers absent: "-", not "-x"
     cf = doc["cfebm"]
     assert cf["fraction_of_peak"] == pytest.approx(0.5) and cf["train_step_fraction_of_peak"] == pytest.approx(0.4)
     assert cf["sizes"] == [8, 16, 32, 64] and cf["stage"] == 3 and cf["torch"] == {"available": False}
