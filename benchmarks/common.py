@@ -247,7 +247,7 @@ def settled(bests: list[float], min_calls: int, patience: int = 3, settle: float
     return bests[-1 - patience] < bests[-1] * (1.0 + settle)
 
 
-def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None, max_repeats: int = 0,
+def time_calls(fn, repeats: int, warmup: int = 1, max_timed_s: float | None = None, max_repeats: int = 0,
                probe=None) -> dict:
     """Time `fn()` (which must block until its result exists).
 
@@ -256,7 +256,7 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None,
       max_repeats: when above `repeats`, `repeats` is the minimum and calls go on until the best
         settles (`settled`, the peak probes' rule) or max_repeats calls were timed, so that the
         figure is measured as carefully as the peak it is divided by.
-      budget_s: past the first `repeats` calls, also stop once the timed calls add up to this
+      max_timed_s: past the first `repeats` calls, also stop once the timed calls add up to this
         many seconds (None or 0: no limit), so a slow workload on a noisy machine cannot keep
         the settling rule going for minutes.
       probe: a zero-argument callable run right after each timed call, outside its time (a peak
@@ -281,7 +281,7 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None,
         bests.append(min(times))
         spent += times[-1]
         if len(times) >= repeats and (max_repeats <= repeats or settled(bests, repeats)
-                                      or (budget_s and spent >= budget_s)):
+                                      or (max_timed_s and spent >= max_timed_s)):
             break
     out = {"best_s": min(times), "median_s": statistics.median(times), "times_s": [round(t, 4) for t in times],
            "warmup_s": [round(t, 3) for t in warm]}
@@ -290,13 +290,14 @@ def time_calls(fn, repeats: int, warmup: int = 1, budget_s: float | None = None,
     return out
 
 
-def compiled_timing(fn, repeats: int, max_repeats: int = 0, budget_s: float | None = None) -> dict:
+def compiled_timing(fn, repeats: int, max_repeats: int = 0, max_timed_s: float | None = None) -> dict:
     """A compiled peer's timing: "compile_s" (the first call, which compiles) and `time_calls`
     (arguments as there) after one more warm-up call."""
     start = time.perf_counter()
     fn()
     compile_s = time.perf_counter() - start
-    return {"compile_s": compile_s, **time_calls(fn, repeats, warmup=1, max_repeats=max_repeats, budget_s=budget_s)}
+    return {"compile_s": compile_s, **time_calls(fn, repeats, warmup=1, max_repeats=max_repeats,
+                                                    max_timed_s=max_timed_s)}
 
 
 def median_quartiles(values) -> dict:

@@ -112,8 +112,8 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
     Args:
       grid, channels: the net's input [N, grid, grid, channels]. batch: N. steps: T.
       variant: "eager", "function" or "xla". policy: "float32" or "mixed".
-      repeats, max_repeats, probe, max_timed_s: timed calls (`common.time_calls`, max_timed_s its
-        budget_s; probe: `peak.probe_now`).
+      repeats, max_repeats, probe, max_timed_s: timed calls (`common.time_calls`; probe:
+        `peak.probe_now`).
 
     Returns:
       dict with first_call_s (trace + compile + run), best_s, image_steps_per_s, images_per_s
@@ -133,7 +133,8 @@ def bench_langevin(grid: int, channels: int, batch: int, steps: int, variant: st
         call()
         first = time.perf_counter() - start
         traces = sampler.trace_count
-        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe, budget_s=max_timed_s)
+        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe,
+                                   max_timed_s=max_timed_s)
         # A different batch size must not retrace either (the loop has a dynamic batch dimension).
         sampler.run(energy_fn, x0[:2], seed_t)[0].numpy()
         retraces = sampler.trace_count - traces if variant != "eager" else 0
@@ -173,7 +174,8 @@ def bench_train_step(grid: int, channels: int, batch: int, steps: int, variant: 
         first_metrics = call()
         first = time.perf_counter() - start
         traces = step_fn.experimental_get_tracing_count()
-        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe, budget_s=max_timed_s)
+        timing = common.time_calls(call, repeats, warmup=0, max_repeats=max_repeats, probe=probe,
+                                   max_timed_s=max_timed_s)
         retraces = step_fn.experimental_get_tracing_count() - traces if variant != "eager" else 0
     forwards = {g: common.forward_flops(g, channels, layer_specs(g))["total"] for g in grids if g > 1}
     flops = common.train_step_flops(forwards, batch, steps)

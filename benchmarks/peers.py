@@ -48,7 +48,7 @@ def command(python: str, peer: str, grid: int, channels: int, batch: int, steps:
             grids=None, repeats: int = 2, threads=None, max_repeats: int = 0, max_timed_s: float = 0) -> list[str]:
     """The worker's command line; specs {grid: [(kernel, stride, channels), ...]}, grids for the
     train step (None = the Langevin loop only), threads None = the worker's default; repeats,
-    max_repeats, max_timed_s as `common.time_calls`' repeats, max_repeats, budget_s."""
+    max_repeats, max_timed_s as `common.time_calls`'."""
     cmd = [python, "-m", WORKERS[peer], "--grid", str(grid), "--channels", str(channels), "--batch", str(batch),
            "--steps", str(steps), "--repeats", str(repeats), "--max-repeats", str(max_repeats),
            "--max-timed-s", str(max_timed_s),

@@ -354,7 +354,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
            "steps": steps}
     _set_threads(threads, lambda: langevin(net, x0, steps), out)
     timing = common.time_calls(lambda: langevin(net, x0, steps), repeats, warmup=1, max_repeats=max_repeats,
-                               budget_s=max_timed_s)
+                               max_timed_s=max_timed_s)
     flops = common.sampler_call_flops(forward, batch, steps)
     out["langevin"] = {**timing, "image_steps_per_s": batch * steps / timing["best_s"],
                        "images_per_s": batch / timing["best_s"], "gflops": flops / timing["best_s"] / 1e9}
@@ -365,7 +365,7 @@ def run(grid: int, channels: int, batch: int, steps: int, grids, specs: dict, re
         full = torch.rand(batch, channels, grid, grid)
         obs = {g: _layout(F.adaptive_avg_pool2d(full, g), channels_last) for g in grids}
         timing = common.time_calls(lambda: multigrid_step(nets, opts, obs, steps), repeats, warmup=1,
-                                   max_repeats=max_repeats, budget_s=max_timed_s)
+                                   max_repeats=max_repeats, max_timed_s=max_timed_s)
         out["train_step"] = peers.train_step_result(timing, batch, grids, channels, specs, steps)
     return out
 

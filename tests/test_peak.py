@@ -60,13 +60,13 @@ def test_time_calls_settles_the_workload_by_the_probes_rule(monkeypatch):
 def test_time_calls_budget_stops_a_slow_settling_workload_but_keeps_the_minimum(monkeypatch):
     improving = [10.0 / (k + 1) for k in range(30)]  # never settles: 10, 5, 3.33, 2.5, 2, ...
     _clock(monkeypatch, improving)
-    got = common.time_calls(lambda: None, 2, warmup=0, max_repeats=16, budget_s=20.0)
+    got = common.time_calls(lambda: None, 2, warmup=0, max_repeats=16, max_timed_s=20.0)
     assert got["times_s"] == pytest.approx(improving[:4], abs=1e-3)  # 10 + 5 + 3.33 + 2.5 >= 20 s
     _clock(monkeypatch, [30.0, 25.0, 1.0])  # over budget at once: still the minimum 2 calls
-    assert common.time_calls(lambda: None, 2, warmup=0, max_repeats=16, budget_s=20.0)["times_s"] == \
+    assert common.time_calls(lambda: None, 2, warmup=0, max_repeats=16, max_timed_s=20.0)["times_s"] == \
         pytest.approx([30.0, 25.0])
     _clock(monkeypatch, improving)  # 0: no limit, capped by max_repeats only
-    assert len(common.time_calls(lambda: None, 2, warmup=0, max_repeats=7, budget_s=0)["times_s"]) == 7
+    assert len(common.time_calls(lambda: None, 2, warmup=0, max_repeats=7, max_timed_s=0)["times_s"]) == 7
 
 
 def test_compiled_timing_reports_the_first_call_apart(monkeypatch):
