@@ -112,3 +112,12 @@ def test_stage_configs_isolate_caching():
     stage = Config.from_json(stage_config_json(changed, ("eval",)))
     assert stage.data == changed.data and stage.eval == changed.eval
     assert stage.train == Config().train
+
+
+def test_overrides_that_change_together_apply_in_any_order():
+    base = load_preset("mnist5k-multigrid")
+    for order in (["data.image_size=16", "pyramid.grids=1,4,16"], ["pyramid.grids=1,4,16", "data.image_size=16"]):
+        cfg = base.with_overrides(order)
+        assert cfg.data.image_size == 16 and list(cfg.pyramid.grids) == [1, 4, 16]
+    with pytest.raises(ConfigError, match="must end at the image size 16"):
+        base.with_overrides(["data.image_size=16"])

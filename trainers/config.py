@@ -60,8 +60,12 @@ class Config:
         return cls(name=name, **kwargs)
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> "Config":
-        """A copy with `section.key=value` strings applied (values parsed by field type)."""
-        cfg = self
+        """A copy with `section.key=value` strings applied (values parsed by field type).
+
+        The whole set is validated once, after every override is applied, so overrides that must
+        change together (`data.image_size=16` with `pyramid.grids=1,4,16`) work in any order.
+        """
+        changes: dict[str, dict] = {}
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like section.key=value")
@@ -75,10 +79,11 @@ class Config:
             if key not in fields:
                 raise ConfigError(f"unknown config key {section}.{key}; allowed: {sorted(fields)}")
             hint = typing.get_type_hints(cls)[key]
-            value = _parse(f"{section}.{key}", raw.strip(), hint)
-            new_section = dataclasses.replace(getattr(cfg, section), **{key: value})
-            cfg = dataclasses.replace(cfg, **{section: new_section})
-        return cfg
+            changes.setdefault(section, {})[key] = _parse(f"{section}.{key}", raw.strip(), hint)
+        if not changes:
+            return self
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)
+                                            for section, values in changes.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
