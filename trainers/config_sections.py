@@ -86,7 +86,9 @@ class ModelConfig:
 
     family: a registered family (`trainers.families.family_names()`): the multi-grid EBM
     (the default) or one of its baselines, ...; the family validates the fields it reads.
-    norm: normalization inside each energy net: `none` (default), `batch` or `spectral`.
+    norm: normalization inside each energy net: `none` (default), `batch`, `batch_stats` (the
+    multi-grid authors' BatchNorm: always the statistics of the batch at hand, in the chains too;
+    `trainers.networks`) or `spectral`.
     activation: nonlinearity after each conv.
     width: multiplier on every conv's channel count (1.0 = the reference code's widths).
     base_size: CF-EBM (`cfebm`): side of the first, coarsest stage; the stages double from it up

@@ -20,6 +20,14 @@ S > 16     log2(S) - 2 convs 5x5/2 with 64, 128, 256, 512, 512, ... (capped at 5
 So a 2-px grid uses the 4x4 net and an 8-px grid uses the 16x16 net. Grid 1 has no network (its
 samples are the observed or drawn 1x1 images).
 
+Norms (`norm`): "none"; "batch", Keras BatchNormalization (batch statistics in training,
+moving averages in the Langevin chains and at export); "batch_stats", the multi-grid authors'
+code's use of BatchNorm: every call normalises by the statistics of the batch it is given (their
+nets run with `training=True` in the chains too), with learned scale and offset, no moving
+averages, so a sample depends on the other chains of its batch. With either batch norm right
+after the first conv, the energy is unchanged by an affine map of the input pixels, so their
+[0, 255] pixels and step size delta equal [0, 1] pixels with step size delta / 255.
+
 Input: float32 [N, S, S, C] in [0, 1]. The net centres it as (x - 0.5) * 2 (range [-1, 1])
 before the first conv, so initial energies and their pixel gradients are well scaled for [0, 1]
 pixels. Under a mixed-precision policy the convs compute in float16/bfloat16 and the final dense
@@ -40,7 +48,7 @@ import tensorflow as tf
 
 from trainers.stem_conv import with_stem_gradient
 
-NORMS = ("none", "batch", "spectral")
+NORMS = ("none", "batch", "batch_stats", "spectral")
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")
 LEAKY_SLOPE = 0.2
 
@@ -70,6 +78,29 @@ def layer_specs(grid_size: int, width: float = 1.0) -> list[tuple[int, int, int]
         num = max(1, int(math.ceil(math.log2(grid_size))) - 2)
         base = [(5, 2, min(64 * 2 ** i, 512)) for i in range(num)]
     return [(k, s, max(1, int(round(c * width)))) for k, s, c in base]
+
+
+class BatchStatsNorm(keras.layers.Layer):
+    """Normalisation by the statistics of the batch it is called on, train and sample alike.
+
+    y = gamma * (x - mean) / sqrt(var + epsilon) + beta, mean and var over [N, H, W] per channel
+    of the input float [N, H, W, C]; gamma (ones) and beta (zeros) are learned [C]. No state
+    but those two: no moving averages, so `training` changes nothing.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, name: str | None = None):
+        super().__init__(name=name)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        self.gamma = self.add_weight(shape=(c,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(c,), initializer="zeros", name="beta")
+
+    def call(self, x):
+        mean, var = tf.nn.moments(x, axes=[0, 1, 2], keepdims=True)
+        return tf.nn.batch_normalization(x, mean, var, tf.cast(self.beta, x.dtype), tf.cast(self.gamma, x.dtype),
+                                         self.epsilon)
 
 
 def activation_fn(name: str):
@@ -103,6 +134,8 @@ class EnergyNet(keras.Model):
       grid_size, channels, norm, activation, width: the construction arguments.
       specs: the conv layer list from `layer_specs`.
       feature_dim: D, the length of `features(x)`.
+      batch_dependent: True for norm "batch_stats": an image's energy depends on its batch, so
+        the observed and synthesized images must go through the net in separate calls.
       STEM_GRADIENT: class default True: a stride-2 first conv computes by
         `trainers.stem_conv.stem_conv` (the same layer, with an exact input gradient about twice
         as fast on CPU); False leaves TF's own (the baseline of `benchmarks/levers.py`). Saved
@@ -125,6 +158,7 @@ class EnergyNet(keras.Model):
         self.norm = norm
         self.activation_name = activation
         self.width = width
+        self.batch_dependent = norm == "batch_stats"
         self.specs = layer_specs(grid_size, width)
         self.feature_dim = sum(c for _, _, c in self.specs)
         self.convs, self.norms, self.acts = [], [], []
@@ -135,7 +169,8 @@ class EnergyNet(keras.Model):
             if norm == "spectral":
                 conv = keras.layers.SpectralNormalization(conv, name=f"sn_conv{i + 1}")
             self.convs.append(conv)
-            self.norms.append(keras.layers.BatchNormalization(name=f"bn{i + 1}") if norm == "batch" else None)
+            self.norms.append(keras.layers.BatchNormalization(name=f"bn{i + 1}") if norm == "batch"
+                              else BatchStatsNorm(name=f"bsn{i + 1}") if norm == "batch_stats" else None)
             self.acts.append(_activation(activation))
         self.flatten = keras.layers.Flatten()
         dense = keras.layers.Dense(1, use_bias=False, dtype="float32", name="energy")
@@ -155,7 +190,9 @@ class EnergyNet(keras.Model):
         outs = []
         for conv, norm, act in zip(self.convs, self.norms, self.acts):
             h = conv(h, training=training) if self.norm == "spectral" else conv(h)
-            if norm is not None:
+            if isinstance(norm, BatchStatsNorm):
+                h = norm(h)
+            elif norm is not None:
                 h = norm(h, training=training)
             h = act(h)
             outs.append(h)
@@ -182,8 +219,8 @@ def build_energy_net(grid_size: int, channels: int, norm: str = "none", activati
     """An `EnergyNet` for one grid, with its variables created (built on a [1, S, S, C] input).
 
     Args:
-      grid_size: S >= 2. channels: 1 or 3. norm: "none" (default), "batch" or "spectral"
-      (keras.layers.SpectralNormalization). activation: "leaky_relu" (slope 0.2, default),
+      grid_size: S >= 2. channels: 1 or 3. norm: "none" (default), "batch", "batch_stats" (see
+      the module docstring) or "spectral" (keras.layers.SpectralNormalization). activation: "leaky_relu" (slope 0.2, default),
       "elu", "swish" or "relu". width: channel multiplier (> 0). name: the Keras name.
 
     Returns:

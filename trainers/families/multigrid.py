@@ -256,8 +256,11 @@ class MultiGridEBM(MultiGridInference, keras.Model):
         with tf.GradientTape() as tape:
             total, losses, energies = 0.0, {}, {}
             for g, net in zip(self.trained_grids, self.nets):
-                e = net(tf.concat([obs[g], tf.stop_gradient(synth[g])], axis=0), training=True)
-                e_obs, e_syn = e[:n], e[n:]
+                if net.batch_dependent:  # each batch normalised by its own statistics, as in the authors' code
+                    e_obs, e_syn = net(obs[g], training=True), net(tf.stop_gradient(synth[g]), training=True)
+                else:
+                    e = net(tf.concat([obs[g], tf.stop_gradient(synth[g])], axis=0), training=True)
+                    e_obs, e_syn = e[:n], e[n:]
                 losses[g] = tf.reduce_mean(e_syn) - tf.reduce_mean(e_obs)
                 energies[g] = (e_obs, e_syn)
                 opt = self._plain.optimizers[g]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from trainers.config_values import ConfigError
 from trainers.families import Family, register, require_metadata
 
-NORMS = ("none", "batch", "spectral")  # trainers.networks.NORMS (no TF import here)
+NORMS = ("none", "batch", "batch_stats", "spectral")  # trainers.networks.NORMS (no TF import here)
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
 NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES
 STEP_SIZE_SCHEDULES = ("constant", "linear")  # trainers.langevin.STEP_SIZE_SCHEDULES
