@@ -61,7 +61,7 @@ def test_energy_and_features_match_numpy_forward_pass():
 
 
 @pytest.mark.parametrize("grid", [2, 4, 8, 16, 32])
-@pytest.mark.parametrize("norm", ["none", "batch", "spectral"])
+@pytest.mark.parametrize("norm", ["none", "batch", "batch_stats", "spectral"])
 def test_shapes_dtypes_per_grid_and_norm(grid, norm):
     net = build_energy_net(grid, 3, norm=norm, width=0.1)
     x = tf.random.stateless_uniform([5, grid, grid, 3], [grid, 1])
@@ -85,6 +85,27 @@ def test_energy_gradient_finite_and_per_example(norm, activation):
     assert grad.shape == x.shape and np.isfinite(grad.numpy()).all() and np.abs(grad.numpy()).max() > 0
     # no coupling across the batch in inference mode: one example alone gives the same energy
     np.testing.assert_allclose(net(x[:1]).numpy(), net(x).numpy()[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_batch_stats_norm_matches_numpy_and_is_blind_to_the_pixel_scale():
+    net = build_energy_net(8, 3, norm="batch_stats", width=0.05)
+    x = np.random.default_rng(1).uniform(size=(6, 8, 8, 3)).astype(np.float32)
+    # numpy forward pass: pixels as they are, then conv, normalise by this batch's mean and
+    # variance over N, H, W, leaky ReLU
+    h = x.astype(np.float64)
+    for conv, (_, s, _) in zip(net.convs, net.specs):
+        kernel, bias = [v.numpy().astype(np.float64) for v in conv.weights]
+        h = _np_conv_same(h, kernel, bias, s)
+        h = (h - h.mean(axis=(0, 1, 2))) / np.sqrt(h.var(axis=(0, 1, 2)) + 1e-5)
+        h = np.where(h > 0, h, 0.2 * h)
+    (w,) = [v.numpy().astype(np.float64) for v in net.dense.weights]
+    for training in (False, True):  # no moving averages: the same in both modes
+        np.testing.assert_allclose(net(x, training=training).numpy(), h.reshape(6, -1) @ w[:, 0], rtol=1e-3,
+                                   atol=1e-4)
+    # the pixels' scale (the authors' [0, 255] against [0, 1]) leaves the energy unchanged
+    np.testing.assert_allclose(net(x / 4.0).numpy(), net(x).numpy(), rtol=1e-3, atol=1e-3)
+    # and an image's energy depends on its batch
+    assert not np.allclose(net(x[:2]).numpy(), net(x).numpy()[:2], rtol=1e-3)
 
 
 def test_spectral_norm_normalises_kernels_in_training_mode():

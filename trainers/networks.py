@@ -24,12 +24,13 @@ Norms (`norm`): "none"; "batch", Keras BatchNormalization (batch statistics in t
 moving averages in the Langevin chains and at export); "batch_stats", the multi-grid authors'
 code's use of BatchNorm: every call normalises by the statistics of the batch it is given (their
 nets run with `training=True` in the chains too), with learned scale and offset, no moving
-averages, so a sample depends on the other chains of its batch. With either batch norm right
-after the first conv, the energy is unchanged by an affine map of the input pixels, so their
-[0, 255] pixels and step size delta equal [0, 1] pixels with step size delta / 255.
+averages, so a sample depends on the other chains of its batch. Its nets take the pixels as
+they are (no centring, as theirs: the zero padding of the first conv is black), and the norm
+right after that conv makes the energy blind to the pixels' scale, so their [0, 255] pixels
+with step size delta are exactly [0, 1] pixels with step size delta / 255.
 
-Input: float32 [N, S, S, C] in [0, 1]. The net centres it as (x - 0.5) * 2 (range [-1, 1])
-before the first conv, so initial energies and their pixel gradients are well scaled for [0, 1]
+Input: float32 [N, S, S, C] in [0, 1]. The net (but with "batch_stats") centres it as
+(x - 0.5) * 2 (range [-1, 1]) before the first conv, so initial energies and their pixel gradients are well scaled for [0, 1]
 pixels. Under a mixed-precision policy the convs compute in float16/bfloat16 and the final dense
 layer and the energies are float32. The first conv (5x5, stride 2) computes by `trainers.stem_conv`:
 the same layer and variables, with an exact input gradient that runs about twice as fast on CPU.
@@ -186,7 +187,9 @@ class EnergyNet(keras.Model):
     def _trunk(self, x, training):
         x = tf.convert_to_tensor(x)
         self._check(x)
-        h = (tf.cast(x, tf.float32) - 0.5) * 2.0
+        h = tf.cast(x, tf.float32)
+        if not self.batch_dependent:
+            h = (h - 0.5) * 2.0
         outs = []
         for conv, norm, act in zip(self.convs, self.norms, self.acts):
             h = conv(h, training=training) if self.norm == "spectral" else conv(h)
