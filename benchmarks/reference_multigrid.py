@@ -266,7 +266,8 @@ def main(argv=None) -> int:
                 with open(os.path.join(args.workdir, "reference.json"), "w", encoding="utf-8") as handle:
                     json.dump(doc, handle, indent=2)
     rows = [[s["impl"], s["setting"], s["budget"], s["seeds"], f"{s['updates']:.0f}", f"{s['train_s']:.0f}"]
-            + [f"{s[f'{k}/{sp}']:.3g}+-{s[f'{k}/{sp}/std']:.2g}" for sp in SPACES for k in ("fid", "precision", "recall")]
+            + [f"{s[f'{k}/{sp}']:.3g}+-{s[f'{k}/{sp}/std']:.2g}"
+               for sp in SPACES for k in ("fid", "precision", "recall")]
             for s in doc["summary"]]
     common.emit(doc, rows, ["impl", "setting", "budget", "seeds", "updates", "train s", "FID dom", "P dom", "R dom",
                             "FID eff", "P eff", "R eff"])

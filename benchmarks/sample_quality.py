@@ -7,7 +7,8 @@
    data, grids and `eval.classifier_epochs`), once per WORKDIR;
 2. per variant (`NAME:section.key=value,...`, applied on top of the preset): train to each
    step count in `--steps` in turn (a fixed step budget, not minutes, so machine load cannot
-   change what is compared; later budgets resume the same run), then draw `eval.num_samples`
+   change what is compared; later budgets resume the same run), or with `--minutes 9,30,90` to
+   each wall-clock budget (quality against time, as a user gets it on this machine), then draw `eval.num_samples`
    images through the exported `sample` signature with the evaluator's seed and score them
    against the preset's `eval.num_real` held-out images in the `domain` and
    `efficientnet_lite0` spaces: FID, KID, precision, recall, with the real-vs-real floor the
@@ -85,26 +86,38 @@ def prepare(cfg, workdir: str):
     return pyramid_dir, spaces, real
 
 
-def run_variant(args, name: str, extra: list[str], steps: int, pyramid_dir: str, spaces, real) -> dict:
-    """Train (or resume) one variant to `steps`, sample, score, draw; a JSON-able dict."""
+def run_variant(args, name: str, extra: list[str], budget: float, pyramid_dir: str, spaces, real) -> dict:
+    """Train (or resume) one variant to `budget` (steps, or minutes with --minutes), sample, score,
+    draw; a JSON-able dict."""
     import keras  # pylint: disable=import-outside-toplevel
     from evaluators.model_client import ExportedModel  # pylint: disable=import-outside-toplevel
     from pipeline.presets import load_preset  # pylint: disable=import-outside-toplevel
     from trainers.train import train  # pylint: disable=import-outside-toplevel
     keras.backend.clear_session()
-    overrides = ["train.max_minutes=0", "train.epochs=100000", f"train.max_steps={steps}",
-                 f"train.seed={args.seed}", "train.image_log_every=100000"] + extra
+    run_dir = os.path.join(args.workdir, name)
+    clock_path = os.path.join(run_dir, "trained_minutes.json")
+    trained = json.load(open(clock_path)) if os.path.exists(clock_path) else {"minutes": 0.0}
+    if args.minutes:  # a wall-clock budget: train this leg for what is left of it
+        limits = ["train.max_steps=0", f"train.max_minutes={max(budget - trained['minutes'], 0.01):.4f}"]
+    else:
+        limits = ["train.max_minutes=0", f"train.max_steps={int(budget)}"]
+    overrides = limits + ["train.epochs=100000", f"train.seed={args.seed}", "train.image_log_every=100000"] + extra
     cfg = load_preset(args.preset, overrides)
     start = time.perf_counter()
-    result = train(cfg, pyramid_dir, os.path.join(args.workdir, name), resume=True)
+    result = train(cfg, pyramid_dir, run_dir, resume=True)
     train_s = time.perf_counter() - start
+    trained["minutes"] += train_s / 60.0
+    with open(clock_path, "w") as handle:
+        json.dump(trained, handle)
     model = ExportedModel(result.export_dir, batch_size=250)
     fake = model.sample(cfg.eval.num_samples, seed=args.seed)["images"]
-    picture = os.path.join(args.docs, f"sample_quality_{name}_{steps}.png")
+    label = f"{budget:g}min" if args.minutes else f"{int(budget)}"
+    picture = os.path.join(args.docs, f"sample_quality_{name}_{label}.png")
     write_png(picture, tile(fake[:64]))
-    return {"variant": name, "overrides": extra, "steps": result.steps, "train_s_this_leg": train_s,
-            "num_samples": int(len(fake)), "num_real": int(len(real)), "picture": picture,
-            "metrics": scores(real, fake, spaces, cfg.eval.kid_subsets, args.seed)}
+    return {"variant": name, "overrides": extra, "steps": result.steps, "minutes": trained["minutes"],
+            "budget": budget, "budget_kind": "minutes" if args.minutes else "steps",
+            "train_s_this_leg": train_s, "num_samples": int(len(fake)), "num_real": int(len(real)),
+            "picture": picture, "metrics": scores(real, fake, spaces, cfg.eval.kid_subsets, args.seed)}
 
 
 def plot_curves(runs: list[dict], path: str, seconds_per_step: float | None = None) -> None:
@@ -121,7 +134,8 @@ def plot_curves(runs: list[dict], path: str, seconds_per_step: float | None = No
         ax = fig.add_subplot(1, 3, i + 1)
         for name in variants:
             rows = sorted((r for r in runs if r["variant"] == name), key=lambda r: r["steps"])
-            steps = [r["steps"] for r in rows]
+            by_minutes = all(r.get("budget_kind") == "minutes" for r in rows)
+            steps = [r["minutes"] if by_minutes else r["steps"] for r in rows]
             ax.plot(steps, [r["metrics"][space][key] for r in rows], "o-", label=f"{name} {key}")
             if key == "precision":
                 ax.plot(steps, [r["metrics"][space]["recall"] for r in rows], "s--", label=f"{name} recall")
@@ -131,8 +145,9 @@ def plot_curves(runs: list[dict], path: str, seconds_per_step: float | None = No
         if key == "precision":
             ax.axhline(0.3, color="red", lw=0.8, ls=":", label="target 0.3")
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("training steps" + (f" (x {seconds_per_step / 60:.3f} = minutes)" if seconds_per_step else ""),
-                      fontsize=8)
+        minutes = all(r.get("budget_kind") == "minutes" for r in runs)
+        ax.set_xlabel("minutes of training" if minutes else "training steps" + (
+            f" (x {seconds_per_step / 60:.3f} = minutes)" if seconds_per_step else ""), fontsize=8)
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, format="png")
@@ -143,6 +158,9 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="mnist5k-multigrid")
     parser.add_argument("--variants", nargs="+", default=["preset:"], help="NAME:section.key=value,...")
     parser.add_argument("--steps", default="400", help="comma-separated increasing step budgets")
+    parser.add_argument("--minutes", help="comma-separated increasing budgets in minutes of training (by the "
+                        "wall clock, as train.max_minutes counts them; later budgets resume the run) instead of "
+                        "--steps: quality against time, which depends on the machine and its load")
     parser.add_argument("--workdir", default="/tmp/mgebm-sample-quality")
     parser.add_argument("--docs", default="/tmp/mgebm-sample-quality/pictures")
     parser.add_argument("--seed", type=int, default=0)
@@ -156,18 +174,19 @@ def main(argv=None) -> int:
         return 0
     from pipeline.presets import load_preset  # pylint: disable=import-outside-toplevel
     variants = [parse_variant(v) for v in args.variants]
-    budgets = sorted(int(s) for s in args.steps.split(",") if s)
+    budgets = sorted(float(s) if args.minutes else int(s) for s in (args.minutes or args.steps).split(",") if s)
     tf.io.gfile.makedirs(args.docs)
     out_path = os.path.join(args.workdir, "sample_quality.json")
     doc = {"machine": common.machine_info({"tensorflow": tf.__version__}), "args": vars(args), "runs": []}
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
         pyramid_dir, spaces, real = prepare(load_preset(args.preset), args.workdir)
-    for steps in budgets:
+    for budget in budgets:
         for name, extra in variants:
-            print(f"[sample_quality] {name} to {steps} steps", file=sys.stderr, flush=True)
+            unit = "minutes" if args.minutes else "steps"
+            print(f"[sample_quality] {name} to {budget} {unit}", file=sys.stderr, flush=True)
             with contextlib.redirect_stdout(sys.stderr):
-                row = run_variant(args, name, extra, steps, pyramid_dir, spaces, real)
+                row = run_variant(args, name, extra, budget, pyramid_dir, spaces, real)
             row["loadavg_after"] = common.load_average()
             doc["runs"].append(row)
             with tf.io.gfile.GFile(out_path, "w") as handle:
@@ -180,10 +199,10 @@ def main(argv=None) -> int:
     rows = []
     for r in doc["runs"]:
         m = r["metrics"]
-        rows.append([r["variant"], r["steps"]]
+        rows.append([r["variant"], r["steps"], f"{r.get('minutes', 0):.1f}"]
                     + [common.fmt(m[s][k]) for s in SPACES for k in ("fid", "precision", "recall")]
                     + [common.fmt(m[s]["floor"]["fid"]) for s in SPACES])
-    common.emit(doc, rows, ["variant", "steps", "FID dom", "P dom", "R dom", "FID eff", "P eff", "R eff",
+    common.emit(doc, rows, ["variant", "steps", "minutes", "FID dom", "P dom", "R dom", "FID eff", "P eff", "R eff",
                             "floor dom", "floor eff"])
     return 0
 
