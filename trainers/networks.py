@@ -32,8 +32,9 @@ with step size delta are exactly [0, 1] pixels with step size delta / 255.
 Input: float32 [N, S, S, C] in [0, 1]. The net (but with "batch_stats") centres it as
 (x - 0.5) * 2 (range [-1, 1]) before the first conv, so initial energies and their pixel
 gradients are well scaled for [0, 1] pixels. Under a mixed-precision policy the convs compute in
-float16/bfloat16 and the final dense layer and the energies are float32. The first conv (5x5, stride 2) computes by `trainers.stem_conv`:
-the same layer and variables, with an exact input gradient that runs about twice as fast on CPU.
+float16/bfloat16 and the final dense layer and the energies are float32. The first conv (5x5,
+stride 2) computes by `trainers.stem_conv`: the same layer and variables, with an exact input
+gradient that runs about twice as fast on CPU.
 
 `features(x)` is the concatenation of the global-average-pooled outputs (after the activation)
 of *every* conv layer: D_S = sum of the conv channel counts (480 for the 4x4 net, 992 for the
@@ -224,7 +225,8 @@ def build_energy_net(grid_size: int, channels: int, norm: str = "none", activati
     Args:
       grid_size: S >= 2. channels: 1 or 3. norm: "none" (default), "batch", "batch_stats" (see
       the module docstring) or "spectral" (keras.layers.SpectralNormalization).
-      activation: "leaky_relu" (slope 0.2, default), "elu", "swish" or "relu". width: channel multiplier (> 0). name: the Keras name.
+      activation: "leaky_relu" (slope 0.2, default), "elu", "swish" or "relu".
+      width: channel multiplier (> 0). name: the Keras name.
 
     Returns:
       The built net; call it inside a `tf.distribute` strategy scope to get mirrored variables.
