@@ -63,3 +63,15 @@ def test_quadratic_energy_reaches_its_mean_at_every_grid():
     after_2 = m + (0.1 - m) * 0.875 ** steps
     np.testing.assert_allclose(samples[2].numpy(), after_2, rtol=1e-5)
     np.testing.assert_allclose(samples[4].numpy(), m + (after_2 - m) * 0.875 ** steps, rtol=1e-5)
+
+
+def test_a_sampler_per_grid_runs_each_grid_with_its_own_steps_and_step_size():
+    # The same quadratic: grid 2 with 5 steps of 0.5 (contraction 0.875 per step), grid 4 with 12
+    # steps of 0.2 (contraction 1 - 0.02 per step).
+    m = 0.7
+    fns = {g: (lambda x: -0.5 * tf.reduce_sum(tf.square(x - m), axis=[1, 2, 3])) for g in (2, 4)}
+    samplers = {2: LangevinSampler(5, 0.5, clip=False), 4: LangevinSampler(12, 0.2, clip=False)}
+    samples, _ = coarse_to_fine(tf.fill([2, 1, 1, 1], 0.1), tf.constant([1, 2]), (2, 4), fns, samplers)
+    after_2 = m + (0.1 - m) * 0.875 ** 5
+    np.testing.assert_allclose(samples[2].numpy(), after_2, rtol=1e-5)
+    np.testing.assert_allclose(samples[4].numpy(), m + (after_2 - m) * 0.98 ** 12, rtol=1e-5)

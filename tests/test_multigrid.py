@@ -242,3 +242,24 @@ def test_weight_average_follows_the_warmed_up_ema_and_is_exported_on_request():
     assert any(np.abs(w - e).max() > 1e-6 for w, e in zip(live, expected))  # the average differs
     with pytest.raises(ValueError, match="ema_decay"):
         build(ema_decay=1.0)
+
+
+def test_steps_and_step_size_per_grid_reach_training_and_synthesis():
+    from trainers.chain import coarse_to_fine
+    model = build(grid_steps={4: 1}, grid_step_sizes={8: 0.1})
+    assert [(s.steps, s.step_size) for s in (model._plain.samplers[4], model._plain.samplers[8])] == [(1, 0.3),
+                                                                                                        (2, 0.1)]
+    batch = make_batch()
+    by_hand, _ = coarse_to_fine(tf.constant(batch["grid_1"]), tf.constant([0, 0], tf.int64), (4, 8),
+                                model._plain.energy_fns, {4: LangevinSampler(1, 0.3), 8: LangevinSampler(2, 0.1)})
+    for g, x in model.synthesize(batch["grid_1"], tf.constant([0, 0])).items():
+        if g > 1:
+            np.testing.assert_allclose(x.numpy(), by_hand[g].numpy(), atol=1e-6)
+    fit(model, batch, 1)  # the training chains run the same samplers (noise off: seed irrelevant)
+    for g in (4, 8):
+        np.testing.assert_allclose(model.last_samples[g].numpy(), by_hand[g].numpy(), atol=1e-5)
+    cfg = Config.build(data={"image_size": 8, "channels": 1}, pyramid={"grids": [1, 4, 8]}, model={"width": 0.1},
+                       sampler={"steps": 3, "grid_steps": ["4:2"], "grid_step_sizes": ["8:0.05"]})
+    meta = {"grids": [1, 4, 8], "image_size": 8, "channels": 1, "coarse_mean": [0.3], "coarse_std": [0.1]}
+    samplers = model_from_config(cfg, meta)._plain.samplers
+    assert (samplers[4].steps, samplers[4].step_size, samplers[8].steps, samplers[8].step_size) == (2, 0.3, 3, 0.05)

@@ -40,7 +40,8 @@ def coarse_to_fine(x, seed, grids, energy_fns: dict, sampler, start_fn=upsample_
       grids: increasing grid sizes to sample at, e.g. (4, 16, 32).
       energy_fns: dict grid size -> callable float32 [N, S, S, C] -> [N] (the same callable
         objects on every call, so the sampler reuses its traced loops).
-      sampler: a `LangevinSampler` (or anything with `run(energy_fn, x0, seed, mask=None)`).
+      sampler: a `LangevinSampler` (or anything with `run(energy_fn, x0, seed, mask=None)`), or
+        a dict grid size -> sampler (one per grid, e.g. other steps at each grid).
       start_fn: (x, S) -> (start float32 [N, S, S, C], mask float32 [N, S, S, 1] or None): how
         the previous result becomes grid S's start; default `upsample_start`.
 
@@ -51,6 +52,7 @@ def coarse_to_fine(x, seed, grids, energy_fns: dict, sampler, start_fn=upsample_
     samples, diagnostics = {}, {}
     for g in grids:
         start, mask = start_fn(x, g)
-        x, diagnostics[g] = sampler.run(energy_fns[g], start, fold_seed(seed, g), mask=mask)
+        run = (sampler[g] if isinstance(sampler, dict) else sampler).run
+        x, diagnostics[g] = run(energy_fns[g], start, fold_seed(seed, g), mask=mask)
         samples[g] = x
     return samples, diagnostics

@@ -140,6 +140,9 @@ class SamplerConfig:
     step_size_schedule: `constant` (delta at every step) or `linear` (delta * (T - i) / T at step i);
     see `trainers.langevin.step_factors`.
     clip: clip samples to [0, 1] after each step.
+    grid_steps, grid_step_sizes: the multi-grid family: `S:value` entries for the grids whose T or
+    delta differ from `steps` / `step_size`, e.g. `16:15` (the paper uses one T and delta for
+    every grid). Others ignore them.
     upsample_noise: CF-EBM (`cfebm`): std of the Gaussian noise added to a stage's samples after
     their nearest upsampling, before the next stage's chain (smooth MCMC). Others ignore it.
     coarse_steps: PatchGenCN (`patchgen`): Langevin steps at the coarsest scale (`steps` at the
@@ -158,6 +161,8 @@ class SamplerConfig:
     noise_schedule: str = "constant"
     step_size_schedule: str = "constant"
     clip: bool = True
+    grid_steps: tuple[str, ...] = ()
+    grid_step_sizes: tuple[str, ...] = ()
     upsample_noise: float = 0.05
     coarse_steps: int = 60
     sr_steps: int = 3

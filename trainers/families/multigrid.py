@@ -69,7 +69,8 @@ class MultiGridEBM(MultiGridInference, keras.Model):
     Args:
       energy_nets: dict grid size -> EnergyNet; its keys are the trained grids, either every
         grid > 1 or one grid (the finest) for the "observed" and "persistent" starts.
-      sampler: the Langevin sampler (its `steps` is T).
+      sampler: the Langevin sampler (its `steps` is T), or a dict trained grid size -> sampler
+        (other steps or step sizes per grid); `sampler` is then the finest grid's.
       grids: increasing sizes starting at 1, each dividing the next, e.g. (1, 4, 16, 32).
       start: where the training chains start: "coarse", "observed" or "persistent".
       train_steps: Langevin steps of the training chains; None = `sampler.steps`.
@@ -93,8 +94,11 @@ class MultiGridEBM(MultiGridInference, keras.Model):
             raise ValueError(f"grids={list(grids)} must start at 1 and increase, each dividing the next")
         if start not in STARTS:
             raise ValueError(f"start={start!r} is not allowed; allowed values: {list(STARTS)}")
-        if not isinstance(sampler, LangevinSampler):
-            raise ValueError(f"sampler must be a LangevinSampler, got {type(sampler).__name__}")
+        samplers = sampler if isinstance(sampler, dict) else {g: sampler for g in energy_nets}
+        if sorted(samplers) != sorted(energy_nets) or not all(isinstance(v, LangevinSampler)
+                                                             for v in samplers.values()):
+            raise ValueError(f"sampler must be a LangevinSampler or a dict grid -> LangevinSampler for the "
+                             f"grids {sorted(energy_nets)}, got {sampler!r}")
         if train_steps is not None and int(train_steps) < 1:
             raise ValueError(f"train_steps={train_steps!r} must be >= 1 (or None = sampler.steps)")
         self.grids = grids
@@ -123,11 +127,13 @@ class MultiGridEBM(MultiGridInference, keras.Model):
         self.coarse_mean, self.coarse_std = coarse_mean, coarse_std
         self.seed = int(seed)
         self.pcd_buffer_size = int(pcd_buffer_size)
-        self.sampler = sampler
-        self.train_sampler = sampler if train_steps is None else sampler.replace(steps=int(train_steps))
+        self.sampler = samplers[self.trained_grids[-1]]
         self.nets = [energy_nets[g] for g in self.trained_grids]
+        train_samplers = {g: s if train_steps is None else s.replace(steps=int(train_steps))
+                          for g, s in samplers.items()}
         self._plain = _Plain(energy_fns={g: (lambda x, n=energy_nets[g]: n(x, training=False))
-                                         for g in self.trained_grids}, optimizers={}, trackers={})
+                                         for g in self.trained_grids}, optimizers={}, trackers={},
+                             samplers=samplers, train_samplers=train_samplers)
         self.train_counter = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
                                              aggregation="only_first_replica", name="train_counter")
         self._previews = [self.add_weight(shape=(NUM_PREVIEW, g, g, c), initializer="zeros", trainable=False,
@@ -250,7 +256,7 @@ class MultiGridEBM(MultiGridInference, keras.Model):
         else:
             x0 = obs[1] if self.start == "coarse" else obs[self.trained_grids[0]]
         synth, diags = coarse_to_fine(x0, seed, self.trained_grids, self._plain.energy_fns,
-                                      self.train_sampler)
+                                      self._plain.train_samplers)
         # 3. Per-grid losses mean f(synth) - mean f(obs), scaled for the global batch.
         variables = [net.trainable_variables for net in self.nets]
         with tf.GradientTape() as tape:
@@ -377,13 +383,15 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
                 noise_scale: float = 1.0, noise_schedule: str = "constant",
                 step_size_schedule: str = "constant", coarse_mean=None,
                 coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0,
-                ema_decay: float = 0.0) -> MultiGridEBM:
+                ema_decay: float = 0.0, grid_steps: dict | None = None,
+                grid_step_sizes: dict | None = None) -> MultiGridEBM:
     """Build the energy nets (only the trained grids), the sampler and the model.
 
     Call inside a strategy scope for distributed training; seeds Keras' initialisers with
     `seed` so the same seed gives the same initial weights. `variant` is a key of
     `multigrid_spec.VARIANTS`; the other arguments as in `EnergyNet`, `LangevinSampler` and
-    `MultiGridEBM`.
+    `MultiGridEBM`. `grid_steps` / `grid_step_sizes`: dict grid size -> T / delta for the grids
+    that differ from `steps` / `step_size`.
     """
     from trainers.families.multigrid_spec import VARIANTS
 
@@ -398,6 +406,8 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
                               noise=noise, clip=clip, jit_compile=jit_compile,
                               noise_scale=noise_scale, noise_schedule=noise_schedule,
                               step_size_schedule=step_size_schedule)
-    return MultiGridEBM(nets, sampler, grids, start=start, train_steps=train_steps, coarse_mean=coarse_mean,
+    samplers = {g: sampler.replace(steps=int((grid_steps or {}).get(g, steps)),
+                                   step_size=float((grid_step_sizes or {}).get(g, step_size))) for g in trained}
+    return MultiGridEBM(nets, samplers, grids, start=start, train_steps=train_steps, coarse_mean=coarse_mean,
                         coarse_std=coarse_std, pcd_buffer_size=pcd_buffer_size, seed=seed,
                         ema_decay=ema_decay)

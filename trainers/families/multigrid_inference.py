@@ -1,8 +1,9 @@
 """Inference of `MultiGridEBM`: 1x1 starts, synthesis, energies, features and inpainting.
 
 A mixin of `trainers.families.multigrid.MultiGridEBM` (kept apart to keep modules short); it
-reads the model's `grids`, `image_size`, `channels`, `trained_grids`, `nets`, `sampler`,
-`coarse_mean`, `coarse_std` and `_plain.energy_fns`. Every chain is `trainers.chain.coarse_to_fine`.
+reads the model's `grids`, `image_size`, `channels`, `trained_grids`, `nets`, `coarse_mean`,
+`coarse_std`, `_plain.energy_fns` and `_plain.samplers` (one sampler per trained grid).
+Every chain is `trainers.chain.coarse_to_fine`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class MultiGridInference:
         if coarse.shape.rank != 4 or coarse.shape[1:] != (1, 1, self.channels):
             raise ValueError(f"coarse must be float32 [N, 1, 1, {self.channels}], got shape {coarse.shape}")
         samples, _ = coarse_to_fine(coarse, seed2(seed), self.trained_grids, self._plain.energy_fns,
-                                    self.sampler)
+                                    self._plain.samplers)
         if self.trained_grids == self.grids[1:]:
             return {1: coarse, **samples}
         x = samples[self.image_size]
@@ -104,5 +105,5 @@ class MultiGridInference:
             return pyramid_ops.box_downsample(filled, g), movable
 
         samples, _ = coarse_to_fine(x, seed2(seed), self.trained_grids, self._plain.energy_fns,
-                                    self.sampler, start_fn=clamped_start)
+                                    self._plain.samplers, start_fn=clamped_start)
         return tf.where(missing, samples[self.image_size], images)

@@ -8,7 +8,8 @@
 - `cd1`: only the finest net; chains start from the observed images, exactly 1 step.
 - `pcd`: only the finest net; persistent chains (`train.pcd_buffer_size` of them), T steps.
 
-Fields read: `model.norm`, `model.activation`, `model.width`, every `sampler.` field,
+Fields read: `model.norm`, `model.activation`, `model.width`, every `sampler.` field (with
+`sampler.grid_steps` / `grid_step_sizes` per grid),
 `train.pcd_buffer_size` (pcd), `train.ema_decay`, `train.jit_compile`, `train.seed`.
 """
 
@@ -44,6 +45,30 @@ def _one_of(name: str, value, allowed: tuple) -> None:
     _require(value in allowed, f"{name}={value!r} is not allowed; allowed values: {list(allowed)}")
 
 
+def grid_values(name: str, entries, grids, cast) -> dict:
+    """`S:value` entries (`sampler.grid_steps`, `sampler.grid_step_sizes`) -> {S: cast(value)}.
+
+    Raises ConfigError naming `name` for an entry that is not `S:value`, a grid S that is not
+    one of `grids`, a value that is not > 0, or a grid given twice."""
+    out = {}
+    for entry in entries:
+        size, sep, value = str(entry).partition(":")
+        try:
+            size, value = int(size), cast(value)
+        except ValueError:
+            size = value = None
+        _require(bool(sep) and size in grids and value is not None and value > 0 and size not in out,
+                 f"{name} entry {entry!r} must be S:value with S one of the trained grids {list(grids)} "
+                 "(each once) and value > 0, e.g. 16:15")
+        out[size] = value
+    return out
+
+
+def _trained_grids(config) -> list[int]:
+    grids = [int(g) for g in config.pyramid.grids if int(g) > 1]
+    return grids if VARIANTS[config.model.family][0] == "all" else grids[-1:]
+
+
 def validate(config) -> None:
     """Check the fields the multi-grid family reads; ConfigError names the first bad one."""
     m, s, t = config.model, config.sampler, config.train
@@ -56,6 +81,8 @@ def validate(config) -> None:
     _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
     _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
     _one_of("sampler.step_size_schedule", s.step_size_schedule, STEP_SIZE_SCHEDULES)
+    grid_values("sampler.grid_steps", s.grid_steps, _trained_grids(config), int)
+    grid_values("sampler.grid_step_sizes", s.grid_step_sizes, _trained_grids(config), float)
     if VARIANTS[m.family][1] == "persistent":
         _require(t.pcd_buffer_size >= t.batch_size,
                  f"train.pcd_buffer_size={t.pcd_buffer_size} must be >= train.batch_size={t.batch_size}")
@@ -82,7 +109,9 @@ def build(config, metadata: dict):
         step_size_schedule=s.step_size_schedule, clip=s.clip,
         jit_compile=t.jit_compile, ema_decay=t.ema_decay,
         coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
-        pcd_buffer_size=t.pcd_buffer_size, seed=t.seed)
+        pcd_buffer_size=t.pcd_buffer_size, seed=t.seed,
+        grid_steps=grid_values("sampler.grid_steps", s.grid_steps, _trained_grids(config), int),
+        grid_step_sizes=grid_values("sampler.grid_step_sizes", s.grid_step_sizes, _trained_grids(config), float))
 
 
 _DESCRIPTIONS = {
