@@ -98,6 +98,19 @@ def load_reference(checkout: str):
     return module.Multigrid, tf_shim
 
 
+class _Tee(io.StringIO):
+    """Keeps what is written (the authors' progress lines) and passes it on to `stream`."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text):
+        self.stream.write(text)
+        self.stream.flush()
+        return super().write(text)
+
+
 def _flags(args, workdir: str):
     for name in ("sample", "checkpoint"):  # its main() makes them, relative to the working folder
         os.makedirs(os.path.join(workdir, name), exist_ok=True)
@@ -174,7 +187,7 @@ def main(argv=None) -> int:
             model = Multigrid(sess, _flags(args, workdir), scale_list=grids)
             model.data = list(data)
             start = time.perf_counter()
-            log = io.StringIO()
+            log = _Tee(sys.stderr)
             with contextlib.redirect_stdout(log):
                 model.train(_flags(args, workdir))
             train_s = time.perf_counter() - start
