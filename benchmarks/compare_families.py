@@ -171,7 +171,7 @@ def evaluate_all(args, families, seeds, trained) -> dict:
 
 
 def pictures(args, family: str, export_dir: str, real, digits, seed: int) -> None:
-    """docs/compare_<family>_{samples,denoising,translation}.png from the first seed's export."""
+    """docs/pictures/compare_<family>_{samples,denoising,translation}.png from the first seed's export."""
     from benchmarks.quality import tile, write_png  # pylint: disable=import-outside-toplevel
     from evaluators.denoising import add_noise  # pylint: disable=import-outside-toplevel
     from evaluators.model_client import ExportedModel  # pylint: disable=import-outside-toplevel
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--classifier-epochs", type=int, default=3)
     parser.add_argument("--other", default="builtin:mnist5k", help="the other domain (OOD set, translation source)")
     parser.add_argument("--num-samples", type=int, default=1000, help="samples = real images per metric")
-    parser.add_argument("--docs", default="docs", help="folder for compare_<family>_*.png")
+    parser.add_argument("--docs", default="docs/pictures", help="folder for compare_<family>_*.png")
     parser.add_argument("--num-diversity", type=int, default=16,
                         help="samples from shared coarse starts (where the export has sample_from_coarse; 0 = skip)")
     args = parser.parse_args(argv)
