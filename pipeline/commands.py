@@ -96,7 +96,7 @@ def cmd_ingest(args) -> int:
     from components.ingest import run_ingest
 
     extra = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-    summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size,
+    summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size or 0,
                          channels=args.channels, eval_fraction=args.eval_fraction,
                          max_reject_fraction=args.max_reject_fraction, limit=args.limit,
                          num_shards=args.num_shards, span=args.span, max_side=args.max_side,
