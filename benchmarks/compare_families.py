@@ -39,7 +39,7 @@ from benchmarks import common
 
 FASHION = "idx:/usr/share/datasets/fashion-mnist/train"
 # family -> (preset, pyramid grids, overrides). Multigrid: the settings of the 15-minute
-# Fashion-MNIST run in docs/BENCHMARKS.md section 3 (quarter width, 15 steps per grid), with the
+# Fashion-MNIST run in docs/BENCHMARKS.md section 3.1 (quarter width, 15 steps per grid), with the
 # demo's decaying noise; CF-EBM: its preset at quarter width, with a fade schedule that reaches
 # the 32-px stage, fully faded in, after 16,000 images (about 6 of the 15 minutes here).
 FAMILY_RUNS = {
@@ -48,9 +48,9 @@ FAMILY_RUNS = {
                    "train.learning_rate=1e-4"]),
     "cfebm": ("fashion-mnist-cfebm", [1, 8, 16, 32],
               ["model.width=0.25", "train.fade_images=4000", "train.stable_images=4000"]),
-    # The GAN baselines (issue 12) at half width: LAPGAN 8 -> 16 -> 32, DCGAN at 32, and the
+    # The GAN baselines at half width: LAPGAN 8 -> 16 -> 32, DCGAN at 32, and the
     # class-conditional LAPGAN (per-class FID and the domain classifier's label accuracy), with
-    # the one-hot discriminators section 10's table was measured with (the preset now projects).
+    # the one-hot discriminators of docs/BENCHMARKS.md section 3.4's table (the preset projects).
     "lapgan": ("fashion-mnist-lapgan", [1, 8, 16, 32], ["model.width=0.5"]),
     "dcgan": ("fashion-mnist-dcgan", [1, 8, 16, 32], ["model.width=0.5"]),
     "lapgan_cond": ("fashion-mnist-lapgan-cond", [1, 8, 16, 32],
