@@ -135,7 +135,7 @@ def evaluate_all(args, families, seeds, trained) -> dict:
     """`evaluate_model` on every trained export; {run: flat metrics} (metrics.json reused)."""
     from components.sources import load_images  # pylint: disable=import-outside-toplevel
     from evaluators.blessing import flatten_metrics  # pylint: disable=import-outside-toplevel
-    from evaluators.evaluate import evaluate_model  # pylint: disable=import-outside-toplevel
+    from evaluators.evaluate import EvalData, EvalOptions, evaluate_model  # pylint: disable=import-outside-toplevel
     from evaluators.features import get_feature_space  # pylint: disable=import-outside-toplevel
     from evaluators.model_client import ExportedModel  # pylint: disable=import-outside-toplevel
     real, real_labels = load_images(f"ingested:{os.path.join(args.workdir, 'ingest')}:eval", 32, 1)
@@ -154,14 +154,13 @@ def evaluate_all(args, families, seeds, trained) -> dict:
                 start = time.perf_counter()
                 # Labels only for class-conditional exports (per-class FID, label accuracy).
                 labels = real_labels if ExportedModel(trained[name]["export"]).conditional else None
-                evaluate_model(
-                    trained[name]["export"], real, labels, out, spaces, num_samples=args.num_samples,
-                    num_real=args.num_samples, kid_subsets=10, masks=(), num_inpaint=0,
-                    num_diversity=args.num_diversity,
-                    num_ood=500, ood_sets={"mnist_digits": digits}, num_denoise=100,
-                    translate_images=digits, translate_name=f"MNIST digits ({args.other})",
-                    log_dir=trained[name]["logs"], seed=seed, train_images=train_images,
-                    num_memorization=500, memorization_spaces=("domain",))
+                data = EvalData(real, labels, ood_sets={"mnist_digits": digits}, translate_images=digits,
+                                translate_name=f"MNIST digits ({args.other})", train_images=train_images)
+                evaluate_model(trained[name]["export"], data, out, spaces, EvalOptions(
+                    num_samples=args.num_samples, num_real=args.num_samples, kid_subsets=10, masks=(),
+                    num_inpaint=0, num_diversity=args.num_diversity, num_ood=500, num_denoise=100,
+                    num_memorization=500, memorization_spaces=("domain",), seed=seed,
+                    log_dir=trained[name]["logs"]))
                 print(f"[compare] evaluated {name} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             with open(path) as handle:
                 flat[name] = flatten_metrics(json.load(handle))
