@@ -39,7 +39,7 @@ from benchmarks import common
 
 FASHION = "idx:/usr/share/datasets/fashion-mnist/train"
 # family -> (preset, pyramid grids, overrides). Multigrid: the settings of the 15-minute
-# Fashion-MNIST run in docs/BENCHMARKS.md section 3 (quarter width, 15 steps per grid), with the
+# Fashion-MNIST run in docs/BENCHMARKS.md section 3.1 (quarter width, 15 steps per grid), with the
 # demo's decaying noise; CF-EBM: its preset at quarter width, with a fade schedule that reaches
 # the 32-px stage, fully faded in, after 16,000 images (about 6 of the 15 minutes here).
 FAMILY_RUNS = {
@@ -48,9 +48,9 @@ FAMILY_RUNS = {
                    "train.learning_rate=1e-4"]),
     "cfebm": ("fashion-mnist-cfebm", [1, 8, 16, 32],
               ["model.width=0.25", "train.fade_images=4000", "train.stable_images=4000"]),
-    # The GAN baselines (issue 12) at half width: LAPGAN 8 -> 16 -> 32, DCGAN at 32, and the
+    # The GAN baselines at half width: LAPGAN 8 -> 16 -> 32, DCGAN at 32, and the
     # class-conditional LAPGAN (per-class FID and the domain classifier's label accuracy), with
-    # the one-hot discriminators section 10's table was measured with (the preset now projects).
+    # the one-hot discriminators of docs/BENCHMARKS.md section 3.4's table (the preset projects).
     "lapgan": ("fashion-mnist-lapgan", [1, 8, 16, 32], ["model.width=0.5"]),
     "dcgan": ("fashion-mnist-dcgan", [1, 8, 16, 32], ["model.width=0.5"]),
     "lapgan_cond": ("fashion-mnist-lapgan-cond", [1, 8, 16, 32],
@@ -135,7 +135,7 @@ def evaluate_all(args, families, seeds, trained) -> dict:
     """`evaluate_model` on every trained export; {run: flat metrics} (metrics.json reused)."""
     from components.sources import load_images  # pylint: disable=import-outside-toplevel
     from evaluators.blessing import flatten_metrics  # pylint: disable=import-outside-toplevel
-    from evaluators.evaluate import evaluate_model  # pylint: disable=import-outside-toplevel
+    from evaluators.evaluate import EvalData, EvalOptions, evaluate_model  # pylint: disable=import-outside-toplevel
     from evaluators.features import get_feature_space  # pylint: disable=import-outside-toplevel
     from evaluators.model_client import ExportedModel  # pylint: disable=import-outside-toplevel
     real, real_labels = load_images(f"ingested:{os.path.join(args.workdir, 'ingest')}:eval", 32, 1)
@@ -154,14 +154,13 @@ def evaluate_all(args, families, seeds, trained) -> dict:
                 start = time.perf_counter()
                 # Labels only for class-conditional exports (per-class FID, label accuracy).
                 labels = real_labels if ExportedModel(trained[name]["export"]).conditional else None
-                evaluate_model(
-                    trained[name]["export"], real, labels, out, spaces, num_samples=args.num_samples,
-                    num_real=args.num_samples, kid_subsets=10, masks=(), num_inpaint=0,
-                    num_diversity=args.num_diversity,
-                    num_ood=500, ood_sets={"mnist_digits": digits}, num_denoise=100,
-                    translate_images=digits, translate_name=f"MNIST digits ({args.other})",
-                    log_dir=trained[name]["logs"], seed=seed, train_images=train_images,
-                    num_memorization=500, memorization_spaces=("domain",))
+                data = EvalData(real, labels, ood_sets={"mnist_digits": digits}, translate_images=digits,
+                                translate_name=f"MNIST digits ({args.other})", train_images=train_images)
+                evaluate_model(trained[name]["export"], data, out, spaces, EvalOptions(
+                    num_samples=args.num_samples, num_real=args.num_samples, kid_subsets=10, masks=(),
+                    num_inpaint=0, num_diversity=args.num_diversity, num_ood=500, num_denoise=100,
+                    num_memorization=500, memorization_spaces=("domain",), seed=seed,
+                    log_dir=trained[name]["logs"]))
                 print(f"[compare] evaluated {name} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             with open(path) as handle:
                 flat[name] = flatten_metrics(json.load(handle))
@@ -171,7 +170,7 @@ def evaluate_all(args, families, seeds, trained) -> dict:
 
 
 def pictures(args, family: str, export_dir: str, real, digits, seed: int) -> None:
-    """docs/compare_<family>_{samples,denoising,translation}.png from the first seed's export."""
+    """docs/pictures/compare_<family>_{samples,denoising,translation}.png from the first seed's export."""
     from benchmarks.quality import tile, write_png  # pylint: disable=import-outside-toplevel
     from evaluators.denoising import add_noise  # pylint: disable=import-outside-toplevel
     from evaluators.model_client import ExportedModel  # pylint: disable=import-outside-toplevel
@@ -217,7 +216,7 @@ def main(argv=None) -> int:
     parser.add_argument("--classifier-epochs", type=int, default=3)
     parser.add_argument("--other", default="builtin:mnist5k", help="the other domain (OOD set, translation source)")
     parser.add_argument("--num-samples", type=int, default=1000, help="samples = real images per metric")
-    parser.add_argument("--docs", default="docs", help="folder for compare_<family>_*.png")
+    parser.add_argument("--docs", default="docs/pictures", help="folder for compare_<family>_*.png")
     parser.add_argument("--num-diversity", type=int, default=16,
                         help="samples from shared coarse starts (where the export has sample_from_coarse; 0 = skip)")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """How the cost of the multi-grid EBM grows with image size, number of grids and steps per grid.
 
-    python -m benchmarks.cost_growth --quick [--plot docs/cost_growth.png] > cost_growth.json
+    python -m benchmarks.cost_growth --quick [--plot docs/pictures/cost_growth.png] > cost_growth.json
     python -m benchmarks.cost_growth [--plot PATH] > cost_growth.json          # the fuller default
     python -m benchmarks.cost_growth [--quick] --estimate                     # the plan, runs nothing
 

@@ -371,7 +371,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cfebm-eager", action="store_true", help="--quick also times the eager CF-EBM sampler")
     parser.add_argument("--no-cfebm", action="store_true", help="leave the CF-EBM section out")
     args = parser.parse_args(argv)
-    # Best-of-2 swung the quick fraction of peak by 0.14 on a quiet machine (docs/BENCHMARKS.md).
+    # Best-of-2 swung the quick fraction of peak by 0.14 between runs on a quiet machine.
     args.repeats = args.repeats or (2 if args.full else 4)
     args.max_repeats = (0 if args.full else 16) if args.max_repeats < 0 else args.max_repeats
     args.max_timed_s = (0 if args.full else 20.0) if args.max_timed_s < 0 else args.max_timed_s

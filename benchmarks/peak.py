@@ -125,7 +125,7 @@ def paired_fraction(flops: float, times_s, probe_gflops, probe: str) -> dict:
     """A workload's fraction of peak call by call: each call's GFLOP/s (flops / its time) over the
     GFLOP/s that the peak's probe reached right after it (`probe_now`). Drift over minutes hits
     both sides of each ratio alike; a slow spell shorter than a call does not (docs/BENCHMARKS.md,
-    "The fraction of peak call by call"), so, like `adjacent_fraction`, it is a diagnostic.
+    section 1), so, like `adjacent_fraction`, it is a diagnostic.
 
     Returns:
       {"median", "q1", "q3"} over the calls (`common.median_quartiles`), "calls", "probe", and

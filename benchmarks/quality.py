@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget per family")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--workdir", default="/tmp/mgebm-quality")
-    parser.add_argument("--docs", default="docs", help="folder for quality_<family>.png")
+    parser.add_argument("--docs", default="docs/pictures", help="folder for quality_<family>.png")
     parser.add_argument("--limit", type=int, default=20000, help="Fashion-MNIST training images ingested")
     parser.add_argument("--num-samples", type=int, default=1000, help="generated = real images per metric")
     parser.add_argument("--kid-subsets", type=int, default=10)

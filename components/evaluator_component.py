@@ -10,7 +10,7 @@ from components import artifacts
 from components.records import ingested_dataset
 from components.sources import load_images
 from evaluators.blessing import summary
-from evaluators.evaluate import evaluate_model
+from evaluators.evaluate import EvalData, EvalOptions, evaluate_model
 from evaluators.push import served_model_dir
 from evaluators.features import get_feature_space
 from evaluators.single_image import SIFID_SPACES
@@ -58,18 +58,20 @@ def Evaluate(config_json: Parameter[str], model: InputArtifact[artifacts.Model],
     translate_images = (load_images(ev.translate_source, size, channels, ev.num_translate)[0]
                         if ev.translate_source else None)
     random_dir = os.path.join(model_run.uri, "random_init_model")
-    metrics = evaluate_model(
-        model.uri, train_x, train_y, evaluation.uri, spaces, num_real=ev.num_real,
-        num_samples=ev.num_samples, kid_subsets=ev.kid_subsets,
-        label_counts=list(ev.svm_label_counts), masks=list(ev.inpaint_masks),
-        num_inpaint=ev.num_inpaint, num_diversity=ev.num_diversity,
-        thresholds=list(ev.thresholds), log_dir=os.path.join(model_run.uri, "logs"),
-        random_model_dir=random_dir if tf.io.gfile.exists(random_dir) else None,
-        seed=config.train.seed, test_images=eval_x, test_labels=eval_y, num_ood=ev.num_ood,
-        ood_sets=ood_sets, num_denoise=ev.num_denoise, denoise_levels=tuple(ev.denoise_levels),
-        translate_images=translate_images, translate_name=ev.translate_source, train_images=train_x,
+    data = EvalData(train_x, train_y, test_images=eval_x, test_labels=eval_y, ood_sets=ood_sets,
+                    translate_images=translate_images, translate_name=ev.translate_source,
+                    train_images=train_x)
+    options = EvalOptions(
+        num_samples=ev.num_samples, kid_subsets=ev.kid_subsets, num_real=ev.num_real,
+        label_counts=tuple(ev.svm_label_counts), masks=tuple(ev.inpaint_masks),
+        num_inpaint=ev.num_inpaint, num_diversity=ev.num_diversity, num_ood=ev.num_ood,
+        num_denoise=ev.num_denoise, denoise_levels=tuple(ev.denoise_levels),
         num_memorization=ev.num_memorization, memorization_spaces=tuple(ev.memorization_spaces),
+        thresholds=tuple(ev.thresholds), seed=config.train.seed,
+        log_dir=os.path.join(model_run.uri, "logs"),
+        random_model_dir=random_dir if tf.io.gfile.exists(random_dir) else None,
         served_model_dir=served)
+    metrics = evaluate_model(model.uri, data, evaluation.uri, spaces, options)
     _record(metrics, evaluation, blessing)
 
 

@@ -100,7 +100,8 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
       source: `builtin:mnist5k`, `idx:PREFIX`, `folder:PATH` or `tfds:NAME[:SPLIT]`; local paths
         are checked before the output folder is touched.
       output_dir: output folder (gfile path); created; an earlier ingest output there is replaced.
-      image_size: side of the stored square images. channels: 1 or 3.
+      image_size: side of the stored square images (not used for a `file:` source, which keeps
+        its own size: 0 there). channels: 1 or 3.
       eval_fraction: share of keys held out for eval, in [0, 1).
       max_reject_fraction: fail when rejected / inputs is above this, in [0, 1].
       limit: stop after this many usable images (0 = all).
@@ -124,10 +125,12 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
         raise IngestError(f"eval_fraction={eval_fraction} must be in [0, 1)")
     if not 0.0 <= max_reject_fraction <= 1.0:
         raise IngestError(f"max_reject_fraction={max_reject_fraction} must be in [0, 1]")
-    if num_shards < 1 or limit < 0 or image_size < 1 or channels not in (1, 3) or max_pixels < 1 \
-            or max_side < 0 or min_side < 0:
+    single = str(source).partition(":")[0] == "file"
+    if num_shards < 1 or limit < 0 or (image_size < 1 and not single) or channels not in (1, 3) \
+            or max_pixels < 1 or max_side < 0 or min_side < 0:
         raise IngestError(f"bad ingest arguments: num_shards={num_shards} (>= 1), limit={limit} "
-                          f"(>= 0), image_size={image_size} (>= 1), channels={channels} (1 or 3), "
+                          f"(>= 0), image_size={image_size} (>= 1 but for a file: source), "
+                          f"channels={channels} (1 or 3), "
                           f"max_pixels={max_pixels} (>= 1), max_side={max_side} (>= 0), "
                           f"min_side={min_side} (>= 0)")
     try:
@@ -137,7 +140,6 @@ def run_ingest(source: str, output_dir: str, image_size: int, channels: int,
     except sources.SourceError as err:
         raise IngestError(str(err)) from None
     start = time.time()
-    single = sources.parse_source(source)[0] == "file"
     _log(f"ingest: {source}{f' span {spans}' if spans else ''} -> {output_dir} "
          + (f"(one image, longer side <= {max_side or 'as decoded'}, x{channels})" if single
             else f"({image_size}x{image_size}x{channels})"))

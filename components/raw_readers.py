@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
+import socket
+import urllib.parse
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -149,18 +151,62 @@ def raw_folder(root: str, max_pixels: int) -> Iterator[SourceItem]:
 # ---------------------------------------------------------------------------------------------
 # tfds.
 
+# Where `tfds.load` fetches prepared data and dataset info before it downloads from the source.
+TFDS_HOST = ("storage.googleapis.com", 443)
+
+
+def network_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to TFDS's host opens within `timeout_s` seconds; through the proxy
+    of `HTTPS_PROXY` / `https_proxy` when one is set, as TFDS's downloads would go."""
+    host, port = TFDS_HOST
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    if proxy:
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parts.hostname or host, parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def raw_tfds(arg: str, limit: int) -> Iterator[SourceItem]:
-    """`tfds:NAME[:SPLIT]`: the `image` feature (and `label`, else -1) of at most `limit` examples (0 = all)."""
+    """`tfds:NAME[:SPLIT]`: the `image` feature (and `label`, else -1) of at most `limit` examples
+    (0 = all), from the data prepared under `TFDS_DATA_DIR` (read at call time; TFDS's default
+    folder when unset), downloaded first when it is not there and the network is reachable.
+
+    Raises:
+      SourceError: an unknown name or split, no image feature, or data neither prepared nor
+        downloadable; within seconds when the network is unreachable (no download is tried).
+    """
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
     name, _, split = arg.partition(":")
     split = split or "train"
+    data_dir = os.environ.get("TFDS_DATA_DIR") or None
     try:
-        dataset = tfds.load(name, split=split, shuffle_files=False)
-    except Exception as err:  # tfds raises many types (DatasetNotFoundError, ValueError, ...)
-        raise SourceError(f"tfds:{arg}: tfds.load({name!r}, split={split!r}) failed: "
-                          f"{_short(err)}; check the name/split or prepare the data offline "
-                          "(tfds build / TFDS_DATA_DIR)") from None
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as err:  # an unknown name: DatasetNotFoundError
+        raise SourceError(f"tfds:{arg}: no TensorFlow Datasets set {name!r}: {_short(err)}") from None
+    try:
+        dataset = builder.as_dataset(split=split, shuffle_files=False)
+    except Exception as err:  # not prepared (AssertionError), or a bad split (ValueError, ...)
+        if builder.is_prepared():
+            raise SourceError(f"tfds:{arg}: reading split {split!r} failed: {_short(err)}; check the "
+                              "split") from None
+        if not network_reachable():
+            raise SourceError(f"tfds:{arg}: {name} is not prepared under TFDS_DATA_DIR="
+                              f"{data_dir or tfds.core.constants.DATA_DIR} and the network is "
+                              f"unreachable: run `tfds build {name}` where the network is reachable "
+                              "and copy its data folder here, or set TFDS_DATA_DIR to a folder that "
+                              "holds it") from None
+        try:
+            builder.download_and_prepare()
+            dataset = builder.as_dataset(split=split, shuffle_files=False)
+        except Exception as err2:  # tfds raises many types
+            raise SourceError(f"tfds:{arg}: downloading and preparing {name} failed: {_short(err2)}; "
+                              "check the name/split or prepare the data offline (tfds build / "
+                              "TFDS_DATA_DIR)") from None
     if isinstance(dataset.element_spec, dict) and "image" not in dataset.element_spec:
         raise SourceError(f"tfds:{arg} has no 'image' feature (features: "
                           f"{sorted(dataset.element_spec)}); choose an image dataset")

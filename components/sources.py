@@ -172,7 +172,7 @@ def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
       source: a source string (see the module docstring); with `{SPAN}`, the spans `span` names
         are read (`components.source_spec`; a range prefixes keys with `SPAN/`).
       span: `latest`, `N` or `A-B` (data.span; only for sources with `{SPAN}`).
-      image_size: output side in pixels. channels: 1 or 3.
+      image_size: output side in pixels (not used by a `file:` source). channels: 1 or 3.
       limit: stop after this many usable images (0 = all); rejects met on the way are yielded too.
       max_pixels: refuse an image file whose header says width * height > this ("too large"),
         before decoding it (>= 1; `folder:` and `file:` sources; the others hold small arrays).
@@ -194,7 +194,7 @@ def iter_source(source: str, image_size: int, channels: int, limit: int = 0,
     kind, arg = parse_source(source)
     if channels not in (1, 3):
         raise SourceError(f"channels={channels} must be 1 (grayscale) or 3 (RGB)")
-    if int(image_size) < 1:
+    if int(image_size) < 1 and kind != "file":
         raise SourceError(f"image_size={image_size} must be >= 1")
     if int(max_pixels) < 1:
         raise SourceError(f"max_pixels={max_pixels} must be >= 1 (pixels per input image)")

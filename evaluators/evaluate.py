@@ -35,8 +35,10 @@ terminal, a plain line every 15 s and at the end in logs).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -87,77 +89,148 @@ def trained_classes_only(model: ExportedModel, real, real_labels, test_images, t
     return real, real_labels, test_images, test_labels
 
 
-def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, feature_spaces: dict,
-                   num_samples: int = 1000, kid_subsets: int = 10,
-                   label_counts=(1000, 2000, 4000), masks=inpainting_lib.MASK_KINDS,
-                   num_inpaint: int = 100, num_diversity: int = 16, thresholds=(),
-                   log_dir: str | None = None, random_model_dir: str | None = None, seed: int = 0,
-                   test_images=None, test_labels=None, num_real: int | None = None,
-                   num_ood: int = 500, ood_sets: dict | None = None, num_denoise: int = 100,
-                   denoise_levels=denoising_lib.NOISE_LEVELS, translate_images=None,
-                   translate_name: str = "", train_images=None, num_memorization: int = 500,
-                   memorization_spaces=("domain",), served_model_dir: str | None = None) -> dict:
+@dataclasses.dataclass(frozen=True)
+class EvalData:
+    """The images an evaluation compares the model with: uint8 [N, H, W, C] arrays at the model's
+    size and channels.
+
+    Attributes:
+      real_images: real images (the feature-space metrics; the pool of downstream classification).
+      real_labels: int [N] labels (None, or any -1 = unlabelled: no downstream table).
+      test_images, test_labels: a held-out labelled split for downstream and inpainting, given
+        together (None = a seeded random 20% of the real images is held out).
+      ood_sets: {name: images} other data sets to tell apart by energy (e.g. MNIST digits against
+        a Fashion-MNIST model), besides the synthetic ones.
+      translate_images: source-domain images to translate into the model's domain (None = no
+        translation experiment); translate_name: their source, for the report.
+      train_images: the images the model was trained on (None = no memorization check).
+    """
+
+    real_images: Any
+    real_labels: Any = None
+    test_images: Any = None
+    test_labels: Any = None
+    ood_sets: dict = dataclasses.field(default_factory=dict)
+    translate_images: Any = None
+    translate_name: str = ""
+    train_images: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """How much of each experiment to run, the blessing rules and where extra inputs live.
+
+    Attributes:
+      num_samples: generated images for the feature-space metrics.
+      kid_subsets: KID subsets (>= 4).
+      num_real: real images for the feature-space metrics: a seeded random subset of this size
+        (None = all); downstream classification still draws on all real images.
+      label_counts: downstream labelled-set sizes.
+      masks: inpainting masks; num_inpaint: images damaged per mask (0 = skip inpainting).
+      num_diversity: samples for the diversity figure (K starts x M samples, K <= 4, M >= 2;
+        0 = skip).
+      num_ood: held-out images (and images per synthetic set) for out-of-distribution detection
+        (0 = skip).
+      num_denoise: held-out images per noise level (0 = skip); denoise_levels: noise standard
+        deviations in (0, 1] (pixels in [0, 1]).
+      num_memorization: samples (and held-out images) compared with the training images (0 =
+        skip); memorization_spaces: feature spaces used besides raw pixels (those in the
+        evaluation's feature spaces; every training image is extracted once, so cheap spaces
+        such as `domain` suit it).
+      thresholds: blessing rules such as `fid/domain<=150` or `fid/domain<=baseline*1.05`.
+      seed: seeds sampling, masks and chains.
+      log_dir: TensorBoard logs for the training curves, or None.
+      random_model_dir: an untrained export of the same architecture (random-weight baseline).
+      served_model_dir: the SavedModel being served (None = none yet): its experiment-1 metrics
+        go to `baseline_model`, for the report and for rules against `baseline`.
+    """
+
+    num_samples: int = 1000
+    kid_subsets: int = 10
+    num_real: int | None = None
+    label_counts: tuple = (1000, 2000, 4000)
+    masks: tuple = inpainting_lib.MASK_KINDS
+    num_inpaint: int = 100
+    num_diversity: int = 16
+    num_ood: int = 500
+    num_denoise: int = 100
+    denoise_levels: tuple = denoising_lib.NOISE_LEVELS
+    num_memorization: int = 500
+    memorization_spaces: tuple = ("domain",)
+    thresholds: tuple = ()
+    seed: int = 0
+    log_dir: str | None = None
+    random_model_dir: str | None = None
+    served_model_dir: str | None = None
+
+
+def _checked_data(model: ExportedModel, data: EvalData, options: EvalOptions, has_spaces: bool,
+                  skipped: dict, notes: list) -> EvalData:
+    """`data` restricted to the model's trained classes, after checking it fits the model."""
+    real, real_labels, test_images, test_labels = trained_classes_only(
+        model, np.asarray(data.real_images), data.real_labels, data.test_images, data.test_labels, notes)
+    want = (model.image_size, model.image_size, model.channels)
+    if real.ndim != 4 or real.shape[1:] != want or real.dtype != np.uint8:
+        raise ValueError(f"real_images must be uint8 [N, {want[0]}, {want[1]}, {want[2]}] to match "
+                         f"the model in {model.export_dir}, got {real.dtype} {real.shape}")
+    if len(real) < 4:
+        raise ValueError(f"real_images needs at least 4 images, got {len(real)}")
+    if has_spaces and "feature_spaces" not in skipped \
+            and min(len(real), int(options.num_samples)) < 2 * int(options.kid_subsets):
+        raise ValueError(f"KID with kid_subsets={options.kid_subsets} needs at least "
+                         f"{2 * options.kid_subsets} real images and samples; got {len(real)} real and "
+                         f"num_samples={options.num_samples}: raise them or lower kid_subsets (>= 4)")
+    if (test_images is None) != (test_labels is None):
+        raise ValueError("test_images and test_labels must be given together (or neither: a "
+                         "random 20% of the real images is then held out)")
+    return dataclasses.replace(data, real_images=real, real_labels=real_labels,
+                               test_images=test_images, test_labels=test_labels)
+
+
+class _Recorder:
+    """The metrics dict, pictures and timings of one evaluation, filled experiment by experiment."""
+
+    def __init__(self, metrics: dict, skipped: dict, timings: dict):
+        self.metrics, self.skipped, self.timings, self.images = metrics, skipped, timings, {}
+
+    def run(self, name: str, experiment) -> None:
+        """Run experiment() -> (table, pictures) unless skipped; record table, pictures, time."""
+        t = time.time()
+        self.metrics[name] = None
+        if name not in self.skipped:
+            try:
+                self.metrics[name], pictures = experiment()
+                self.images.update(pictures)
+            except experiments.Skipped as reason:
+                self.skipped[name] = str(reason)
+        self.timings[name] = time.time() - t
+
+
+def evaluate_model(model_dir: str, data: EvalData, output_dir: str, feature_spaces: dict,
+                   options: EvalOptions = EvalOptions()) -> dict:
     """Evaluate the SavedModel in model_dir; write metrics.json and report.html to output_dir.
 
     Args:
       model_dir: the export folder (saved_model.pb, assets/config.json).
-      real_images: uint8 [N,H,W,C] real images at the model's size and channels.
-      real_labels: int [N] labels (-1 or None = unlabelled: no downstream table).
+      data: the real (and held-out, out-of-distribution, source-domain, training) images.
       output_dir: where metrics.json and report.html go (created).
       feature_spaces: {name: FeatureSpace} (`extract(images) -> (features, logits)`, `info`).
-      num_samples: generated images for the feature-space metrics.
-      kid_subsets: KID subsets (>= 4). label_counts: downstream labelled-set sizes.
-      masks: inpainting masks; num_inpaint: images damaged per mask (0 = skip inpainting).
-      num_diversity: samples for the diversity figure (K starts x M samples, K <= 4, M >= 2;
-        0 = skip).
-      thresholds: blessing rules such as `fid/domain<=150`.
-      log_dir: TensorBoard logs for the training curves, or None.
-      random_model_dir: an untrained export of the same architecture (random-weight baseline).
-      seed: seeds sampling, masks and chains.
-      test_images, test_labels: held-out labelled split for downstream and inpainting
-        (default: a seeded random 20% of the real images).
-      num_real: real images for the feature-space metrics: a seeded random subset of this size
-        (None = all); downstream classification still draws on all real images.
-      num_ood: held-out images (and images per synthetic set) for out-of-distribution detection
-        (0 = skip).
-      ood_sets: {name: uint8 [M,H,W,C]} other data sets to tell apart by energy (e.g. MNIST
-        digits against a Fashion-MNIST model), besides the synthetic ones.
-      num_denoise: held-out images per noise level for denoising (0 = skip);
-        denoise_levels: noise standard deviations in (0, 1] (pixels in [0, 1]).
-      translate_images: uint8 [M,H,W,C] source-domain images to translate into the model's
-        domain (None = no translation experiment); translate_name: their source, for the report.
-      train_images: uint8 [T,H,W,C] the images the model was trained on (None = no memorization
-        check); num_memorization: samples (and held-out images: `test_images`, else
-        `real_images`) compared with them (0 = skip); memorization_spaces: the feature spaces
-        used besides raw pixels (each must be in feature_spaces; every training image is
-        extracted once, so cheap spaces such as `domain` suit it).
-      served_model_dir: the SavedModel being served (None = none yet): its experiment-1 metrics
-        go to `baseline_model`, for the report and for rules such as `fid/domain<=baseline*1.05`.
+      options: experiment sizes, blessing rules, seed and extra model folders.
 
     Returns:
       The metrics dict exactly as written to metrics.json (schema in `evaluators.report`);
       `skipped` maps each experiment that did not run to the reason.
+
+    Raises:
+      ValueError: images that do not fit the model, too few for KID, or a test split without labels.
     """
     t_start = time.time()
+    o = options
     timings, notes = {}, []
     model = ExportedModel(model_dir)
     skipped = missing_signatures(model)
-    real = np.asarray(real_images)
-    real, real_labels, test_images, test_labels = trained_classes_only(
-        model, real, real_labels, test_images, test_labels, notes)
-    want = (model.image_size, model.image_size, model.channels)
-    if real.ndim != 4 or real.shape[1:] != want or real.dtype != np.uint8:
-        raise ValueError(f"real_images must be uint8 [N, {want[0]}, {want[1]}, {want[2]}] to match "
-                         f"the model in {model_dir}, got {real.dtype} {real.shape}")
-    if len(real) < 4:
-        raise ValueError(f"real_images needs at least 4 images, got {len(real)}")
-    if feature_spaces and "feature_spaces" not in skipped and min(len(real), int(num_samples)) < 2 * int(kid_subsets):
-        raise ValueError(f"KID with kid_subsets={kid_subsets} needs at least {2 * kid_subsets} real "
-                         f"images and samples; got {len(real)} real and num_samples={num_samples}: "
-                         "raise them or lower kid_subsets (>= 4)")
-    if (test_images is None) != (test_labels is None):
-        raise ValueError("test_images and test_labels must be given together (or neither: a "
-                         "random 20% of the real images is then held out)")
+    data = _checked_data(model, data, o, bool(feature_spaces), skipped, notes)
+    real = data.real_images
     metrics: dict = {
         "schema_version": report_lib.SCHEMA_VERSION,
         "model": {"dir": model_dir, "family": model.family, "grids": model.grids,
@@ -167,91 +240,69 @@ def evaluate_model(model_dir: str, real_images, real_labels, output_dir: str, fe
         "data": {"num_real": int(len(real))}, "notes": notes, "timings_s": timings,
         "skipped": skipped,
     }
-    images: dict = {}
-
+    rec = _Recorder(metrics, skipped, timings)
     real_for_metrics = real
-    if num_real is not None and num_real < len(real):
-        pick = np.sort(np.random.default_rng(seed).permutation(len(real))[:int(num_real)])
+    if o.num_real is not None and o.num_real < len(real):
+        pick = np.sort(np.random.default_rng(o.seed).permutation(len(real))[:int(o.num_real)])
         real_for_metrics = real[pick]
     metrics["data"]["num_real_for_metrics"] = int(len(real_for_metrics))
 
-    def run(name: str, experiment) -> None:
-        """Run experiment() -> (table, pictures) unless skipped; record table, pictures, time."""
-        t = time.time()
-        metrics[name] = None
-        if name not in skipped:
-            try:
-                metrics[name], pictures = experiment()
-                images.update(pictures)
-            except experiments.Skipped as reason:
-                skipped[name] = str(reason)
-        timings[name] = time.time() - t
-
-    # 1. Samples and feature-space metrics.
+    # 1. Samples and feature-space metrics (and the served model's, on the same images and seeds).
     metrics["feature_spaces"], fake = {}, None
     if "feature_spaces" not in skipped:
         t = time.time()
         fake, metrics["feature_spaces"], pictures = feature_metrics.samples_and_spaces(
-            model, real, real_for_metrics, feature_spaces, num_samples, kid_subsets, notes, seed)
-        images.update(pictures)
+            model, real, real_for_metrics, feature_spaces, o.num_samples, o.kid_subsets, notes, o.seed)
+        rec.images.update(pictures)
         timings["feature_spaces"] = time.time() - t
-        if served_model_dir:
+        if o.served_model_dir:
             t = time.time()
             metrics["baseline_model"], pictures = feature_metrics.served_model_metrics(
-                served_model_dir, model, real, real_for_metrics, feature_spaces, num_samples,
-                kid_subsets, notes, seed)
-            images.update(pictures)
+                o.served_model_dir, model, real, real_for_metrics, feature_spaces, o.num_samples,
+                o.kid_subsets, notes, o.seed)
+            rec.images.update(pictures)
             timings["baseline_model"] = time.time() - t
 
     # 2. Downstream classification (its held-out split is the held-out set of 3-6).
-    labels = None if real_labels is None else np.asarray(real_labels)
-    held = None if test_images is None else np.asarray(test_images)
+    labels = None if data.real_labels is None else np.asarray(data.real_labels)
+    held = None if data.test_images is None else np.asarray(data.test_images)
     if "downstream" not in skipped and (labels is None or (labels < 0).any()):
         notes.append("downstream: skipped (real images are unlabelled)")
         skipped["downstream"] = "the real images are unlabelled"
     if "downstream" not in skipped:
-        pool_x, pool_y, held, held_y = experiments.split_labelled(real, labels, held, test_labels,
-                                                                   seed, notes)
+        pool_x, pool_y, held, held_y = experiments.split_labelled(real, labels, held, data.test_labels,
+                                                                   o.seed, notes)
         metrics["data"]["num_test"] = int(len(held))
-    run("downstream", lambda: experiments.downstream(model, pool_x, pool_y, held, held_y,
-                                                     label_counts, random_model_dir, seed, notes))
+    rec.run("downstream", lambda: experiments.downstream(
+        model, pool_x, pool_y, held, held_y, o.label_counts, o.random_model_dir, o.seed, notes))
     held = held if held is not None else real
 
-    # 3-8. The applications.
-    run("inpainting", lambda: experiments.inpainting(model, held, masks, num_inpaint, seed))
-    run("diversity", lambda: experiments.diversity(model, real, num_diversity, seed, notes))
-    run("ood", lambda: experiments.ood(model, held, num_ood, ood_sets, seed))
-    run("denoising", lambda: experiments.denoising(model, held, num_denoise, denoise_levels, seed))
-    run("translation", lambda: experiments.translation(
-        model, translate_images, translate_name, real_for_metrics, feature_spaces, kid_subsets, seed))
-    memorization_held = np.asarray(test_images) if test_images is not None else real
-    spaces = {n: feature_spaces[n] for n in memorization_spaces if n in feature_spaces}
-    run("memorization", lambda: experiments.memorization(
-        model, fake, memorization_held, train_images, num_memorization, spaces, seed))
-
-    run("conditional", lambda: experiments.conditional(model, real, labels, feature_spaces, num_samples, seed,
-                                                       test_images, test_labels))
-
+    # 3-8. The applications, one experiment function each.
+    rec.run("inpainting", lambda: experiments.inpainting(model, held, o.masks, o.num_inpaint, o.seed))
+    rec.run("diversity", lambda: experiments.diversity(model, real, o.num_diversity, o.seed, notes))
+    rec.run("ood", lambda: experiments.ood(model, held, o.num_ood, data.ood_sets, o.seed))
+    rec.run("denoising", lambda: experiments.denoising(model, held, o.num_denoise, o.denoise_levels, o.seed))
+    rec.run("translation", lambda: experiments.translation(
+        model, data.translate_images, data.translate_name, real_for_metrics, feature_spaces,
+        o.kid_subsets, o.seed))
+    memorization_held = np.asarray(data.test_images) if data.test_images is not None else real
+    spaces = {n: feature_spaces[n] for n in o.memorization_spaces if n in feature_spaces}
+    rec.run("memorization", lambda: experiments.memorization(
+        model, fake, memorization_held, data.train_images, o.num_memorization, spaces, o.seed))
+    rec.run("conditional", lambda: experiments.conditional(
+        model, real, labels, feature_spaces, o.num_samples, o.seed, data.test_images, data.test_labels))
     for name, reason in skipped.items():
         print(f"[evaluate] skipped {name}: {reason}", flush=True)
 
     # 9. Blessing, files.
-    metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(thresholds), metrics)
+    metrics["blessing"] = blessing_lib.evaluate_thresholds(tuple(o.thresholds), metrics)
     print(f"[evaluate] {blessing_lib.summary(metrics['blessing'])}", flush=True)
     timings["total"] = time.time() - t_start
     clean = report_lib.write_metrics_json(os.path.join(output_dir, "metrics.json"), metrics)
-    config = {"model_config": model.config.get("config"),
-              "evaluation": {"model_dir": model_dir, "feature_spaces": sorted(feature_spaces),
-                             "num_samples": num_samples, "kid_subsets": kid_subsets,
-                             "label_counts": list(label_counts), "masks": list(masks),
-                             "num_inpaint": num_inpaint, "num_diversity": num_diversity,
-                             "num_ood": num_ood, "ood_sets": sorted(ood_sets or {}),
-                             "num_denoise": num_denoise, "denoise_levels": list(denoise_levels),
-                             "translate_source": translate_name,
-                             "num_memorization": num_memorization,
-                             "memorization_spaces": list(memorization_spaces),
-                             "thresholds": list(thresholds), "random_model_dir": random_model_dir,
-                             "served_model_dir": served_model_dir,
-                             "seed": seed, "log_dir": log_dir}}
-    report_lib.write_report(output_dir, clean, images, config, log_dir)
+    evaluation = {**{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(o).items()},
+                  "model_dir": model_dir, "feature_spaces": sorted(feature_spaces),
+                  "ood_sets": sorted(data.ood_sets or {}), "translate_source": data.translate_name}
+    report_lib.write_report(output_dir, clean, rec.images,
+                            {"model_config": model.config.get("config"), "evaluation": evaluation},
+                            o.log_dir)
     return clean

@@ -90,14 +90,31 @@ def resize_uint8(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return _bicubic(image[None], height, width, antialias=True)[0]
 
 
-def super_resolution(client: _Client, image: np.ndarray, seed: int, low: int, notes: list):
-    """{"xF": {"model": {"psnr", "ssim", ...}, "bicubic": {...}}} and pictures."""
+def side_range(info: dict) -> tuple[int, int]:
+    """(smallest, largest) height or width the export's signatures accept: its config.json's
+    `side_range`.
+
+    Raises:
+      ValueError: config.json lacks it (an export written before it was recorded).
+    """
+    if "side_range" not in info:
+        raise ValueError("the export's config.json has no side_range (the sizes its signatures "
+                         "accept): export it again (`mgebm train --resume` on its work folder)")
+    low, high = info["side_range"]
+    return int(low), int(high)
+
+
+def super_resolution(client: _Client, image: np.ndarray, seed: int, sides: tuple[int, int],
+                     notes: list):
+    """{"xF": {"model": {"psnr", "ssim", ...}, "bicubic": {...}}} and pictures; `sides` =
+    `side_range(info)`."""
     table, pictures = {}, {}
+    low, high = sides
     for factor in SR_FACTORS:
         truth, small = _downsample(image, factor)
-        if min(small.shape[:2]) < low or max(truth.shape[:2]) > 4 * max(image.shape[:2]):
-            notes.append(f"super_resolution x{factor}: skipped (input {small.shape[:2]} is below "
-                         f"the model's smallest side {low})")
+        if min(small.shape[:2]) < low or max(truth.shape[:2]) > high:
+            notes.append(f"super_resolution x{factor}: skipped (input {small.shape[:2]} or output "
+                         f"{truth.shape[:2]} outside the model's sides [{low}, {high}])")
             continue
         model = client.call("super_resolve", images=small[None], seed=seed, scale=factor)
         bicubic = _bicubic(small[None], *truth.shape[:2])
@@ -180,14 +197,13 @@ def evaluate_single_image(model_dir: str, image, output_dir: str, spaces=("effic
                          f"{image.dtype} {list(image.shape)}")
     if num_samples < 2:
         raise ValueError(f"num_samples={num_samples} must be >= 2 (diversity needs two samples)")
-    from trainers.families.patchgen_signatures import SIDE_FACTOR  # pylint: disable=import-outside-toplevel
     num_scales = len(info["scales"])
-    low = int(np.ceil(3.0 / float(info["scale_factor"]) ** (num_scales - 1) - 1e-9))
+    sides = side_range(info)
     notes, timings, pictures = [], {}, {}
     h, w, _ = want
     t = time.time()
     samples = client.sample(num_samples, seed, h, w)
-    wide_width = min(2 * w, SIDE_FACTOR * max(h, w))
+    wide_width = min(2 * w, sides[1])
     wide = client.sample(4, seed + 10_000, h, wide_width)
     timings["sample"] = time.time() - t
     pictures["samples: the training image, then samples at its size"] = parts.tile_images(
@@ -199,7 +215,7 @@ def evaluate_single_image(model_dir: str, image, output_dir: str, spaces=("effic
                                               inception_weights=inception_weights, seed=seed)
     timings["single_image_metrics"] = time.time() - t
     t = time.time()
-    sr, sr_pictures = super_resolution(client, image, seed, low, notes)
+    sr, sr_pictures = super_resolution(client, image, seed, sides, notes)
     pictures.update(sr_pictures)
     pictures.update(manipulations(client, image, seed, num_scales))
     timings["applications"] = time.time() - t

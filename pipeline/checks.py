@@ -143,6 +143,9 @@ def check_args(args) -> None:
         _at_least("--image-size", args.image_size, 1)
         _at_least("--limit", args.limit, 0)
     if command == "ingest":
+        if args.image_size is None and str(args.data).partition(":")[0] != "file":
+            raise UsageError(f"--image-size is required for --data {args.data}: the side of the stored "
+                             "square images, e.g. --image-size 32 (only a file: source keeps its own size)")
         if not 0.0 <= args.eval_fraction < 1.0:
             raise UsageError(f"--eval-fraction={args.eval_fraction} must be in [0, 1)")
         if not 0.0 <= args.max_reject_fraction <= 1.0:

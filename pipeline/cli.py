@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True,
                    help="builtin:mnist5k | idx:PREFIX | folder:PATH | tfds:NAME[:SPLIT] | file:PATH (one image)")
     p.add_argument("--span", default="latest", help="for a source with {SPAN}: latest, N or A-B")
-    p.add_argument("--image-size", type=int, required=True)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="side of the stored square images (required but for a file: source, which "
+                   "keeps its own size: see --max-side)")
     p.add_argument("--channels", type=int, choices=[1, 3], default=1)
     p.add_argument("--eval-fraction", type=float, default=0.1)
     p.add_argument("--max-reject-fraction", type=float, default=0.05)

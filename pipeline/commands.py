@@ -96,7 +96,7 @@ def cmd_ingest(args) -> int:
     from components.ingest import run_ingest
 
     extra = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
-    summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size,
+    summary = run_ingest(source=args.data, output_dir=args.output, image_size=args.image_size or 0,
                          channels=args.channels, eval_fraction=args.eval_fraction,
                          max_reject_fraction=args.max_reject_fraction, limit=args.limit,
                          num_shards=args.num_shards, span=args.span, max_side=args.max_side,
@@ -232,7 +232,7 @@ def _feature_spaces(names: list[str], classifier_dir: str | None, images=None, l
 
 def cmd_evaluate(args) -> int:
     from components.sources import load_images
-    from evaluators.evaluate import evaluate_model
+    from evaluators.evaluate import EvalData, EvalOptions, evaluate_model
     from evaluators.model_client import ExportedModel
 
     model = ExportedModel(args.model)
@@ -251,24 +251,25 @@ def cmd_evaluate(args) -> int:
     translate_name = args.translate_data or (ev.translate_source if ev else "")
     translate_images = load_images(translate_name, info["image_size"], info["channels"],
                                    ev.num_translate if ev else 500)[0] if translate_name else None
-    metrics = evaluate_model(
-        args.model, images, labels, args.output, spaces,
+    data = EvalData(images, labels, ood_sets=ood_sets, translate_images=translate_images,
+                    translate_name=translate_name,
+                    train_images=load_images(args.train_data, info["image_size"], info["channels"])[0]
+                    if args.train_data else None)
+    options = EvalOptions(
         num_samples=args.num_samples or (ev.num_samples if ev else 500),
         num_real=ev.num_real if ev else None,
         kid_subsets=ev.kid_subsets if ev else 10,
-        label_counts=list(ev.svm_label_counts) if ev else [1000],
-        masks=list(ev.inpaint_masks) if ev else ["square", "doodle", "pepper"],
+        label_counts=tuple(ev.svm_label_counts) if ev else (1000,),
+        masks=tuple(ev.inpaint_masks) if ev else ("square", "doodle", "pepper"),
         num_inpaint=ev.num_inpaint if ev else 64,
         num_diversity=ev.num_diversity if ev else 16,
-        thresholds=list(ev.thresholds) if ev else [],
-        log_dir=args.logs, random_model_dir=args.random_model,
-        num_ood=num_ood, ood_sets=ood_sets, num_denoise=ev.num_denoise if ev else 100,
+        num_ood=num_ood, num_denoise=ev.num_denoise if ev else 100,
         denoise_levels=tuple(ev.denoise_levels) if ev else (0.1, 0.2),
-        translate_images=translate_images, translate_name=translate_name,
-        train_images=load_images(args.train_data, info["image_size"], info["channels"])[0] if args.train_data else None,
         num_memorization=ev.num_memorization if ev else 500,
         memorization_spaces=tuple(ev.memorization_spaces) if ev else ("domain",),
-        served_model_dir=args.served_model)
+        thresholds=tuple(ev.thresholds) if ev else (),
+        log_dir=args.logs, random_model_dir=args.random_model, served_model_dir=args.served_model)
+    metrics = evaluate_model(args.model, data, args.output, spaces, options)
     print(json.dumps(metrics.get("blessing", {}), indent=2))
     print(f"report:  {os.path.join(args.output, 'report.html')}")
     print(f"metrics: {os.path.join(args.output, 'metrics.json')}")

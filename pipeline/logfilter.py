@@ -69,7 +69,7 @@ NOISE: tuple[tuple[str, str], ...] = (
      r" exist for missing node",
      "Grappler's remapper tries to fuse Conv2D+BiasAdd+LeakyRelu, but the Langevin input "
      "gradient needs the unfused pre-activation; the optimizer skips that fusion and the graph "
-     "runs unfused and correct (docs/BENCHMARKS.md, findings 2)."),
+     "runs unfused and correct (docs/BENCHMARKS.md, section 1)."),
     (r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
      "absl C++ logging (TF >= 2.17) announcing where early log lines go; no event."),
     (_CPP + r"TF-TRT Warning: Could not find TensorRT$",

@@ -23,7 +23,7 @@ PRESETS: dict[str, dict] = {
         pyramid=dict(grids=[1, 4, 16, 32]),
         model=dict(width=0.5),
         # Noise decaying to 0 over every chain: no sensor-noise grain on the samples
-        # (docs/BENCHMARKS.md section 6: FID 18.1 -> 17.3 domain, 213 -> 192 EfficientNet).
+        # (docs/BENCHMARKS.md section 3.1: FID 18.1 -> 17.3 domain, 213 -> 192 EfficientNet).
         sampler=dict(noise=True, noise_scale=0.05, noise_schedule="linear"),
         train=dict(batch_size=64, epochs=100, max_minutes=9.0, learning_rate=1e-4,
                    checkpoint_every=50),
@@ -108,13 +108,13 @@ PRESETS.update({
     ),
 })
 
-# The GAN baselines (issue 12): LAPGAN (Denton et al. 2015) with levels 8 -> 16 -> 32 and DCGAN
+# The GAN baselines: LAPGAN (Denton et al. 2015) with levels 8 -> 16 -> 32 and DCGAN
 # (one level at 32), on the same pyramids and evaluation as the EBMs. Adam 2e-4, beta1 0.5 (the
 # DCGAN paper's), non-saturating loss, spectral norm in the discriminator; `-cond` variants are
 # class-conditional over the 10 classes (one-hot to the generators, a projection discriminator,
 # three updates of the 8-px level per step: on the digits 0.959 +- 0.010 label accuracy (3 seeds),
 # against 0.85 without the extra updates and 0.80 with one-hot planes, docs/BENCHMARKS.md
-# section 10). Not tuned otherwise.
+# section 3.4). Not tuned otherwise.
 _GAN_TRAIN = dict(batch_size=64, learning_rate=2e-4, beta_1=0.5, checkpoint_every=100, log_every=20,
                   image_log_every=200)
 _GAN_EVAL = dict(features=["domain", "efficientnet_lite0"])

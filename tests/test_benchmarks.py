@@ -470,23 +470,3 @@ def test_torch_patchgen_reference_matches_keras_net():
     res = reference_torch.run_patchgen(spec, batches=(1, 2), repeats=1, threads=1)
     assert set(res["synthesize"]) == {"1", "2"} and _finite_positive(res["synthesize"]["2"]["gflops"])
     json.dumps(res)
-
-
-def test_xla_cpu_probe_times_the_three_passes_and_reports_unknown_flags(capsys, monkeypatch):
-    """benchmarks.xla_cpu end to end on a tiny conv: every pass timed with and without XLA, both
-    computing the same numbers; an XLA flag this TensorFlow does not know is an `error` entry."""
-    from benchmarks import xla_cpu
-
-    monkeypatch.setitem(xla_cpu.SETTINGS, "bogus", "--xla_no_such_flag_for_the_test=true")
-    assert xla_cpu.main(["--batch", "2", "--size", "8", "--cin", "3", "--cout", "4", "--repeats", "1",
-                         "--loop-batch", "0", "--settings", "default,bogus"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    got = doc["settings"]["default"]
-    for name in xla_cpu.PASSES:
-        assert got[name]["tf_s"] > 0 and got[name]["xla_s"] > 0
-        assert got[name]["xla_slowdown"] == pytest.approx(got[name]["xla_s"] / got[name]["tf_s"])
-        assert got[name]["max_rel_diff"] < 1e-4
-    assert got["langevin"] is None  # --loop-batch 0
-    assert "error" in doc["settings"]["bogus"]
-    with pytest.raises(SystemExit):
-        xla_cpu.main(["--settings", "nope"])

@@ -238,10 +238,12 @@ def test_evaluator_runs_denoising_and_translation_on_the_export(export_dir, tmp_
     space = FeatureSpace("projection", lambda x: ((x.reshape(len(x), -1) / 255.0) @ weights,) * 2,
                          {"kind": "random projection for tests"})
     metrics = evaluate.evaluate_model(
-        export_dir, digits[:120], None, str(tmp_path / "eval"), {"projection": space}, num_samples=16,
-        kid_subsets=4, masks=("square",), num_inpaint=2, num_diversity=0, num_ood=8, num_denoise=5,
-        denoise_levels=(0.1, 0.3), translate_images=255 - digits[200:232], translate_name="inverted digits",
-        thresholds=("denoising/0.1/model/psnr>=0", "translation/projection/translated/fid>=0"))
+        export_dir, evaluate.EvalData(digits[:120], translate_images=255 - digits[200:232],
+                                      translate_name="inverted digits"),
+        str(tmp_path / "eval"), {"projection": space}, evaluate.EvalOptions(
+            num_samples=16, kid_subsets=4, masks=("square",), num_inpaint=2, num_diversity=0, num_ood=8,
+            num_denoise=5, denoise_levels=(0.1, 0.3),
+            thresholds=("denoising/0.1/model/psnr>=0", "translation/projection/translated/fid>=0")))
     den = metrics["denoising"]
     assert list(den["levels"]) == ["0.1", "0.3"] and den["ssim_window"] == "7x7 uniform"
     for level in den["levels"].values():
@@ -259,9 +261,9 @@ def test_evaluator_runs_denoising_and_translation_on_the_export(export_dir, tmp_
     assert "inverted digits -&gt; this model (source | translated)" in report
     err = capsys.readouterr().err
     assert "[evaluate] denoising: 6/6 runs, done in " in err
-    without = evaluate.evaluate_model(export_dir, digits[:40], None, str(tmp_path / "eval2"), {},
-                                      num_samples=8, masks=(), num_inpaint=0, num_diversity=0,
-                                      num_ood=0, num_denoise=0)
+    without = evaluate.evaluate_model(export_dir, evaluate.EvalData(digits[:40]), str(tmp_path / "eval2"), {},
+                                      evaluate.EvalOptions(num_samples=8, masks=(), num_inpaint=0,
+                                                           num_diversity=0, num_ood=0, num_denoise=0))
     assert without["skipped"]["translation"].startswith("no source domain given")
     assert without["skipped"]["denoising"] == "eval.num_denoise=0 or no eval.denoise_levels"
 

@@ -57,6 +57,7 @@ def test_runtime_failure_exits_1_without_traceback(tmp_path):
 _FAST_USAGE_ERRORS = [
     (["ingest", "--data", "foo:bar", "--image-size", "8", "--output", "o"], "--data"),
     (["ingest", "--data", "builtin:mnist5k", "--image-size", "0", "--output", "o"], "--image-size=0"),
+    (["ingest", "--data", "builtin:mnist5k", "--output", "o"], "--image-size is required for --data builtin:mnist5k"),
     (["ingest", "--data", "folder:{tmp}/missing", "--image-size", "8", "--output", "o"], "missing"),
     (["ingest", "--data", "idx:{tmp}/nothing", "--image-size", "8", "--output", "o"], "idx3-ubyte"),
     (["ingest", "--data", "builtin:mnist5k", "--image-size", "8", "--eval-fraction", "1.5",

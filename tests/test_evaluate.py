@@ -106,11 +106,12 @@ def test_evaluate_model_end_to_end(exports, digits, tmp_path, capsys, monkeypatc
             tf.summary.scalar("loss/8", 1.0 / (step + 1), step=step)
     out_dir = tmp_path / "eval"
     metrics = evaluate.evaluate_model(
-        exports[0], images, labels, str(out_dir), {"projection": _projection_space()},
-        num_samples=40, kid_subsets=4, label_counts=(20, 200), masks=("square", "pepper"),
-        num_inpaint=6, num_diversity=6, log_dir=str(log_dir), random_model_dir=exports[1],
-        thresholds=("fid/projection<=1e9", "inpainting/square/model/error<=1"), seed=0,
-        train_images=_train_digits(), num_memorization=30, memorization_spaces=("projection", "absent"))
+        exports[0], evaluate.EvalData(images, labels, train_images=_train_digits()), str(out_dir),
+        {"projection": _projection_space()}, evaluate.EvalOptions(
+            num_samples=40, kid_subsets=4, label_counts=(20, 200), masks=("square", "pepper"),
+            num_inpaint=6, num_diversity=6, log_dir=str(log_dir), random_model_dir=exports[1],
+            thresholds=("fid/projection<=1e9", "inpainting/square/model/error<=1"), seed=0,
+            num_memorization=30, memorization_spaces=("projection", "absent")))
 
     on_disk = json.loads((out_dir / "metrics.json").read_text())
     assert on_disk == metrics
@@ -150,8 +151,8 @@ def test_evaluate_model_end_to_end(exports, digits, tmp_path, capsys, monkeypatc
 
     # A failing threshold: not blessed, and the caller pushes nothing.
     failing = evaluate.evaluate_model(
-        exports[0], images[:40], None, str(tmp_path / "eval2"), {}, num_samples=8,
-        masks=(), num_inpaint=0, num_diversity=0, thresholds=("fid/projection<=1",))
+        exports[0], evaluate.EvalData(images[:40]), str(tmp_path / "eval2"), {}, evaluate.EvalOptions(
+            num_samples=8, masks=(), num_inpaint=0, num_diversity=0, thresholds=("fid/projection<=1",)))
     assert failing["blessing"]["blessed"] is False and failing["downstream"] is None
     assert "not computed" in failing["blessing"]["checks"][0]["reason"]
     serving = tmp_path / "serving"
@@ -167,9 +168,9 @@ def test_served_model_is_reevaluated_on_the_same_images_and_seeds(exports, digit
     cheap = dict(num_samples=40, kid_subsets=4, masks=(), num_inpaint=0, num_diversity=0, num_ood=0,
                  num_denoise=0, seed=3)
     same = evaluate.evaluate_model(
-        exports[0], images, None, str(tmp_path / "same"), {"projection": _projection_space()},
-        thresholds=("fid/projection<=baseline", "precision/projection>=baseline"),
-        served_model_dir=served, **cheap)
+        exports[0], evaluate.EvalData(images), str(tmp_path / "same"), {"projection": _projection_space()},
+        evaluate.EvalOptions(thresholds=("fid/projection<=baseline", "precision/projection>=baseline"),
+                             served_model_dir=served, **cheap))
     base = same["baseline_model"]  # the served copy of the same model: the very same figures
     assert base["version"] == 1 and base["dir"] == served
     for key in ("fid", "kid", "precision", "recall"):
@@ -180,8 +181,8 @@ def test_served_model_is_reevaluated_on_the_same_images_and_seeds(exports, digit
     assert "projection (served model, version 1)" in html and "samples/served model (version 1)" in html
 
     other = evaluate.evaluate_model(  # served: another (differently initialised) model
-        exports[0], images, None, str(tmp_path / "other"), {"projection": _projection_space()},
-        thresholds=("fid/projection<=baseline-1e6",), served_model_dir=exports[1], **cheap)
+        exports[0], evaluate.EvalData(images), str(tmp_path / "other"), {"projection": _projection_space()},
+        evaluate.EvalOptions(thresholds=("fid/projection<=baseline-1e6",), served_model_dir=exports[1], **cheap))
     assert other["baseline_model"]["version"] is None  # not a version folder
     assert other["baseline_model"]["feature_spaces"]["projection"]["fid"] != \
         other["feature_spaces"]["projection"]["fid"]
@@ -192,11 +193,12 @@ def test_served_model_is_reevaluated_on_the_same_images_and_seeds(exports, digit
 
 def test_evaluate_rejects_mismatched_images(exports, tmp_path):
     with pytest.raises(ValueError, match=r"uint8 \[N, 8, 8, 1\]"):
-        evaluate.evaluate_model(exports[0], np.zeros((10, 16, 16, 1), np.uint8), None,
-                                str(tmp_path), {}, num_samples=4)
+        evaluate.evaluate_model(exports[0], evaluate.EvalData(np.zeros((10, 16, 16, 1), np.uint8)),
+                                str(tmp_path), {}, evaluate.EvalOptions(num_samples=4))
     images = np.zeros((10, 8, 8, 1), np.uint8)
     with pytest.raises(ValueError, match="kid_subsets"):
-        evaluate.evaluate_model(exports[0], images, None, str(tmp_path),
-                                {"projection": _projection_space()}, num_samples=6, kid_subsets=4)
+        evaluate.evaluate_model(exports[0], evaluate.EvalData(images), str(tmp_path),
+                                {"projection": _projection_space()},
+                                evaluate.EvalOptions(num_samples=6, kid_subsets=4))
     with pytest.raises(ValueError, match="together"):
-        evaluate.evaluate_model(exports[0], images, None, str(tmp_path), {}, test_images=images)
+        evaluate.evaluate_model(exports[0], evaluate.EvalData(images, test_images=images), str(tmp_path), {})

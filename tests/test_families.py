@@ -167,8 +167,8 @@ def test_toy_family_trains_exports_and_is_evaluated_with_skips(toy_family, tmp_p
     real = np.round(images * 255).astype(np.uint8)
     labels = np.arange(len(real)) % 3
     metrics = evaluate.evaluate_model(
-        result.export_dir, real, labels, str(tmp_path / "eval"), {}, num_samples=8,
-        masks=("square",), num_inpaint=2, num_diversity=4, seed=0)
+        result.export_dir, evaluate.EvalData(real, labels), str(tmp_path / "eval"), {},
+        evaluate.EvalOptions(num_samples=8, masks=("square",), num_inpaint=2, num_diversity=4, seed=0))
     assert metrics["model"]["family"] == TOY and metrics["signatures"] == ["sample", "energy"]
     assert metrics["skipped"] == {
         "downstream": "the model has no 'features' signature",

@@ -1,4 +1,4 @@
-"""Faults (issue 13 item 5): a full disk during push or export, a rerun after a kill.
+"""Faults: a full disk during push or export, a rerun after a kill.
 
 The disk-full tests use a real small file system (a tmpfs mounted on the test's folder) where
 mount rights allow (root here) and are skipped otherwise; the injected-ENOSPC tests run

@@ -289,11 +289,11 @@ def test_client_passes_labels_and_evaluator_skips_what_a_gan_lacks(export_dir, d
                                                (x.reshape(len(x), -1) / 255.0) @ weights[:, :3]),
                           {"kind": "random projection standing in for the domain classifier"})
     for model_dir, name in [(dcgan_export, "dcgan"), (export_dir, "lapgan")]:
-        metrics = evaluate.evaluate_model(model_dir, real, np.arange(40) % 3, str(tmp_path / name),
-                                          {"domain": domain}, num_samples=8, kid_subsets=4, masks=("square",),
-                                          num_inpaint=2, num_diversity=4,
-                                          num_ood=8, num_denoise=2, train_images=real[:20], num_memorization=8,
-                                          memorization_spaces=())
+        metrics = evaluate.evaluate_model(
+            model_dir, evaluate.EvalData(real, np.arange(40) % 3, train_images=real[:20]), str(tmp_path / name),
+            {"domain": domain}, evaluate.EvalOptions(num_samples=8, kid_subsets=4, masks=("square",), num_inpaint=2,
+                                                     num_diversity=4, num_ood=8, num_denoise=2, num_memorization=8,
+                                                     memorization_spaces=()))
         assert metrics["model"]["family"] == name
         skipped = metrics["skipped"]
         for experiment in ("downstream", "inpainting", "ood", "denoising"):

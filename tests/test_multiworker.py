@@ -1,4 +1,4 @@
-"""Multi-worker training (issue 13, item 4): two `mgebm train` processes started with the standard
+"""Multi-worker training: two `mgebm train` processes started with the standard
 TF_CONFIG on localhost, the same --workdir, a pyramid written by the real Beam stage with its
 default settings (one file per split).
 

@@ -116,6 +116,12 @@ def test_train_steps_move_only_the_current_scale_and_a_new_scale_starts_from_the
     assert model.export_info()["trained_scales"] == 1
 
 
+def test_export_info_records_the_sides_the_signatures_accept():
+    """config.json's side_range: the coarsest of 3 scales at 0.75 keeps >= 3 px from a side of
+    ceil(3 / 0.75**2) = 6; the largest is 4x the training image's longer side (28)."""
+    assert tiny_model().export_info()["side_range"] == [6, 112]
+
+
 def test_without_init_from_previous_the_new_scale_keeps_its_own_weights():
     model = tiny_model(learning_rate=1e-9, init_from_previous=False, recovery_weight=0.0)
     step = tf.function(model.train_step)

@@ -151,6 +151,22 @@ def test_single_image_evaluation_writes_metrics_report_and_blesses_against_the_s
         evaluate_single_image(export_dir, photo_array()[:20], str(tmp_path / "bad"))
 
 
+def test_single_image_evaluation_reads_the_side_range_from_the_exports_config_json(export_dir, tmp_path):
+    """The evaluator knows the sizes the signatures accept only from config.json: [6, 160] here
+    (the coarsest of 3 scales at 0.75 must keep 3 px: ceil(3 / 0.75**2); 4x the longer side 40)."""
+    import shutil
+
+    with open(os.path.join(export_dir, "assets", "config.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    assert info["side_range"] == [6, 160]
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    del info["side_range"]
+    (copy / "assets" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="config.json has no side_range.*mgebm train --resume"):
+        evaluate_single_image(str(copy), photo_array(), str(tmp_path / "eval"))
+
+
 def test_cli_applications_write_pngs_and_bad_flags_exit_2(export_dir, photo, tmp_path, capsys):
     mask = np.zeros((30, 40), np.uint8)
     mask[10:20, 10:30] = 255

@@ -176,7 +176,7 @@ def _raw_records(pyramid_dir, split):
 
 @pytest.mark.slow
 def test_several_worker_processes_write_byte_identical_records(stages, tmp_path):
-    """Issue 13: the pyramid stage on DirectRunner with 2 worker processes gives the same set of
+    """The pyramid stage on DirectRunner with 2 worker processes gives the same set of
     records as the single-process run, byte for byte."""
     _, ingest_dir, _, _, _ = stages
     single, multi = str(tmp_path / "single"), str(tmp_path / "multi")

@@ -233,6 +233,28 @@ def test_tfds_unknown_dataset():
         list(sources.iter_source("tfds:no_such_dataset_xyz", 8, 1))
 
 
+def test_tfds_without_data_or_network_fails_at_once_and_downloads_nothing(tmp_path, monkeypatch):
+    """No prepared data under TFDS_DATA_DIR and no network (HTTPS_PROXY pointing at a closed local
+    port, the route TFDS's downloads would take): one SourceError within seconds, naming
+    TFDS_DATA_DIR and `tfds build`, and nothing written into the data folder."""
+    from components import raw_readers
+
+    data_dir = tmp_path / "tfds"
+    data_dir.mkdir()
+    monkeypatch.setenv("TFDS_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("https_proxy", raising=False)
+    assert not raw_readers.network_reachable(timeout_s=1.0)
+    start = time.monotonic()
+    with pytest.raises(SourceError) as err:
+        list(sources.iter_source("tfds:cifar10", 8, 3))
+    assert time.monotonic() - start < 30
+    message = str(err.value)
+    assert f"TFDS_DATA_DIR={data_dir}" in message and "`tfds build cifar10`" in message
+    assert "network is unreachable" in message
+    assert [p for p in data_dir.rglob("*") if p.is_file()] == []
+
+
 # ---------------------------------------------------------------------------------------------
 # folder: symbolic links (loops, duplicates) are never followed twice.
 

@@ -140,7 +140,7 @@ class EnergyNet(keras.Model):
         the observed and synthesized images must go through the net in separate calls.
       STEM_GRADIENT: class default True: a stride-2 first conv computes by
         `trainers.stem_conv.stem_conv` (the same layer, with an exact input gradient about twice
-        as fast on CPU); False leaves TF's own (the baseline of `benchmarks/levers.py`). Saved
+        as fast on CPU); False leaves TF's own (the slower baseline, for comparisons). Saved
         weights load either way.
     """
 

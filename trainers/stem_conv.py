@@ -4,7 +4,7 @@ Every Langevin step needs dE/dx, so the first layer's input gradient runs once p
 own kernel for it (`Conv2DBackpropInput`, oneDNN on CPU) writes 1 or 3 output channels, which
 fill only a sliver of the SIMD lanes: on the benchmark's 64-px RGB net at batch 64 it ran at
 about 32 GFLOP/s against 190-230 for the other layers' input gradients, one eighth of the loop's
-time for 3% of its FLOPs (docs/BENCHMARKS.md, section 1, "Two levers that change the loop").
+time for 3% of its FLOPs (docs/BENCHMARKS.md, section 1, "Where the time goes").
 
 The same gradient as one stride-1 conv: a stride-2 conv with a k x k kernel equals a stride-1
 VALID conv on the space-to-depth (block 2) rearrangement of the padded input, with the kernel

@@ -39,6 +39,7 @@ from trainers import pyramid_ops
 from trainers.chain import coarse_to_fine, fold_seed
 from trainers.families import multigrid_signatures
 from trainers.families.multigrid_inference import MultiGridInference
+from trainers.families.multigrid_variants import VARIANTS
 from trainers.langevin import RNG_ALG, LangevinSampler
 from trainers.networks import EnergyNet, build_energy_net
 
@@ -389,12 +390,10 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
 
     Call inside a strategy scope for distributed training; seeds Keras' initialisers with
     `seed` so the same seed gives the same initial weights. `variant` is a key of
-    `multigrid_spec.VARIANTS`; the other arguments as in `EnergyNet`, `LangevinSampler` and
+    `multigrid_variants.VARIANTS`; the other arguments as in `EnergyNet`, `LangevinSampler` and
     `MultiGridEBM`. `grid_steps` / `grid_step_sizes`: dict grid size -> T / delta for the grids
     that differ from `steps` / `step_size`.
     """
-    from trainers.families.multigrid_spec import VARIANTS
-
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r} is not allowed; allowed values: {list(VARIANTS)}")
     trained, start, train_steps = VARIANTS[variant]

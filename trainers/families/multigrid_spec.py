@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from trainers.config_values import ConfigError
 from trainers.families import Family, register, require_metadata
+from trainers.families.multigrid_variants import VARIANTS
 
 NORMS = ("none", "batch", "batch_stats", "spectral")  # trainers.networks.NORMS (no TF import here)
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
@@ -24,15 +25,6 @@ NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES
 STEP_SIZE_SCHEDULES = ("constant", "linear")  # trainers.langevin.STEP_SIZE_SCHEDULES
 SIGNATURES = ("sample", "sample_from_coarse", "energy", "inpaint", "features")
 
-# Variant name -> (trained grids: "all" grids > 1 or only the "finest", chain start, train steps).
-# Chain starts: "coarse" = upsampled observed 1x1 images, "observed" = the observed images,
-# "persistent" = a buffer of persistent chains. Train steps None = sampler.steps.
-VARIANTS = {
-    "multigrid": ("all", "coarse", None),
-    "single_grid": ("finest", "coarse", None),
-    "cd1": ("finest", "observed", 1),
-    "pcd": ("finest", "persistent", None),
-}
 METADATA_KEYS = ("grids", "image_size", "channels", "coarse_mean", "coarse_std")
 
 

@@ -265,8 +265,10 @@ class PatchGenCN(PatchGenInference, keras.Model):
 
     def export_info(self) -> dict:
         """Facts for config.json: `single_image`, the scales, the training image's height and
-        width, `image_size` (its longer side), channels, the scale factor, the schedule state."""
+        width, `image_size` (its longer side), channels, the scale factor, `side_range` (the
+        smallest and largest height or width the signatures accept), the schedule state."""
         return {"single_image": True, "grids": [], "image_size": int(self.image_size),
+                "side_range": [int(side) for side in patchgen_signatures.limits(self)],
                 "height": int(self.height), "width": int(self.width), "channels": int(self.channels),
                 "scales": [list(s) for s in self.scales], "scale_factor": self.factor,
                 "coarse_steps": self.coarse_steps, "steps": int(self.sampler.steps),
