@@ -37,6 +37,7 @@ the mean and standard deviation over seeds; sample sheets go to `--docs`.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import statistics
@@ -261,7 +262,10 @@ def main(argv=None) -> int:
     for setting in args.settings.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             for impl in args.impls.split(","):
-                doc["runs"].append(one_run(args, paths, spaces, impl, setting, seed, held_out))
+                one_run(args, paths, spaces, impl, setting, seed, held_out)
+                # every cell of WORKDIR, so that cells run by separate invocations add up
+                doc["runs"] = [json.load(open(path, encoding="utf-8")) for path in sorted(
+                    glob.glob(os.path.join(args.workdir, "runs", "*", "result.json")))]
                 doc["summary"] = summarize(doc["runs"])
                 with open(os.path.join(args.workdir, "reference.json"), "w", encoding="utf-8") as handle:
                     json.dump(doc, handle, indent=2)
