@@ -25,8 +25,10 @@ PRESETS: dict[str, dict] = {
         # Noise decaying to 0 over every chain: no sensor-noise grain on the samples
         # (docs/BENCHMARKS.md section 3.1: FID 18.1 -> 17.3 domain, 213 -> 192 EfficientNet).
         sampler=dict(noise=True, noise_scale=0.05, noise_schedule="linear"),
+        # bfloat16 where the CPU computes it natively (1.49x the steps in 9 minutes, the same FID;
+        # docs/BENCHMARKS.md section 1), float32 elsewhere.
         train=dict(batch_size=64, epochs=100, max_minutes=9.0, learning_rate=1e-4,
-                   checkpoint_every=50),
+                   checkpoint_every=50, mixed_precision="auto"),
         eval=dict(features=["domain", "efficientnet_lite0"], num_samples=500, num_real=500,
                   svm_label_counts=[1000, 2000], num_inpaint=64, classifier_epochs=3,
                   thresholds=["fid/domain<=150"]),

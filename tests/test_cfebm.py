@@ -95,10 +95,13 @@ def test_config_fields_are_validated_by_name():
              ("train.stable_images=0", "train.stable_images=0 must be >= 1"),
              ("train.fade_images=-1", "train.fade_images=-1 must be >= 0"),
              ("sampler.upsample_noise=-0.1", "sampler.upsample_noise=-0.1 must be >= 0"),
-             ("train.ema_decay=0.9", "train.ema_decay=0.9 is not supported")]
+             ("train.ema_decay=0.9", "train.ema_decay=0.9 is not supported"),
+             ("train.mixed_precision=on", "train.mixed_precision=on is not supported")]
     for override, message in cases:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             cfg.with_overrides([override])
+    assert cfg.with_overrides(["train.mixed_precision=auto"]).train.mixed_precision == "auto"  # trained as off
+    assert not families.get_family("cfebm").mixed_precision and families.get_family("multigrid").mixed_precision
 
 
 def test_smooth_mcmc_goes_through_every_stage_and_is_seeded():

@@ -121,3 +121,23 @@ def test_overrides_that_change_together_apply_in_any_order():
         assert cfg.data.image_size == 16 and list(cfg.pyramid.grids) == [1, 4, 16]
     with pytest.raises(ConfigError, match="must end at the image size 16"):
         base.with_overrides(["data.image_size=16"])
+
+
+def test_mixed_precision_is_off_on_or_auto_and_auto_picks_bfloat16_only_on_bf16_hardware(tmp_path):
+    import tensorflow as tf
+    from trainers import scale
+    base = load_preset("mnist5k-multigrid")
+    for mode in ("off", "on", "auto"):
+        assert base.with_overrides([f"train.mixed_precision={mode}"]).train.mixed_precision == mode
+    with pytest.raises(ConfigError, match=r"train.mixed_precision='true' is not allowed; allowed values: \['off'"):
+        base.with_overrides(["train.mixed_precision=true"])
+    cpu = tf.distribute.get_strategy()  # the CPU-only test machine
+    assert scale.precision_policy("off", cpu, {"avx512_bf16"}) == "float32"
+    assert scale.precision_policy("on", cpu, set()) == "mixed_bfloat16"
+    assert scale.precision_policy("auto", cpu, {"avx2", "fma"}) == "float32"
+    assert scale.precision_policy("auto", cpu, {"avx2", "avx512_bf16"}) == "mixed_bfloat16"
+    assert scale.precision_policy("auto", cpu, {"amx_bf16"}) == "mixed_bfloat16"
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert scale.cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
+    assert scale.cpu_flags(str(tmp_path / "missing")) == set()

@@ -20,9 +20,9 @@ import json
 import typing
 from typing import Any
 
-from trainers.config_sections import (BEAM_RUNNERS, FEATURE_SPACES, MASKS, SECTIONS, STRATEGIES, DataConfig,
-                                      EvalConfig, ExportConfig, ModelConfig, PyramidConfig, SamplerConfig,
-                                      TrainConfig)
+from trainers.config_sections import (BEAM_RUNNERS, FEATURE_SPACES, MASKS, PRECISIONS, SECTIONS, STRATEGIES,
+                                      DataConfig, EvalConfig, ExportConfig, ModelConfig, PyramidConfig,
+                                      SamplerConfig, TrainConfig)
 from trainers.config_values import ConfigError
 from trainers.config_values import coerce as _coerce
 from trainers.config_values import parse as _parse
@@ -190,6 +190,7 @@ def validate(cfg: Config) -> None:
     _require(0 < t.retry_lr_factor < 1, f"train.retry_lr_factor={t.retry_lr_factor} must be in (0, 1)")
     _require(t.max_sample_abs > 1, f"train.max_sample_abs={t.max_sample_abs} must be > 1")
     _one_of("train.strategy", t.strategy, STRATEGIES)
+    _one_of("train.mixed_precision", t.mixed_precision, PRECISIONS)
     _require(t.shuffle_buffer >= 1, f"train.shuffle_buffer={t.shuffle_buffer} must be >= 1")
     _require(0.0 <= t.ema_decay < 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1) (0 = off)")
     _require(t.cluster_timeout_s >= 0,

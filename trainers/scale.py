@@ -142,14 +142,44 @@ def cpu_only(strategy) -> bool:
             and not tf.config.list_logical_devices("GPU"))
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # bfloat16 dot products in hardware
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The feature flags of the first CPU listed in `cpuinfo` (empty where it cannot be read)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def precision_policy(mode: str, strategy, flags: set[str] | None = None) -> str:
+    """The Keras dtype policy for `train.mixed_precision` = `mode` ("off", "on" or "auto").
+
+    "on": mixed_float16 on GPU, mixed_bfloat16 on CPU and TPU. "auto": mixed_bfloat16 on a TPU or
+    on a CPU-only machine whose CPU has one of BF16_CPU_FLAGS (`flags`, default this machine's);
+    float32 otherwise. "off": float32.
+    """
+    if mode not in ("off", "on", "auto"):
+        raise ConfigError(f"train.mixed_precision={mode!r} is not allowed; allowed values: ['off', 'on', 'auto']")
+    tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    on_gpu = bool(tf.config.list_logical_devices("GPU")) and not tpu
+    if mode == "on":
+        return "mixed_float16" if on_gpu else "mixed_bfloat16"
+    if mode == "auto" and (tpu or (not on_gpu and set(BF16_CPU_FLAGS) & (cpu_flags() if flags is None else flags))):
+        return "mixed_bfloat16"
+    return "float32"
+
+
 @contextlib.contextmanager
-def set_precision(mixed: bool, strategy):
-    """Set the Keras dtype policy for the block: mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU."""
+def set_precision(mode: str, strategy):
+    """Set the Keras dtype policy of `precision_policy(mode, strategy)` for the block."""
     previous = keras.mixed_precision.global_policy()
-    if mixed:
-        on_gpu = bool(tf.config.list_logical_devices("GPU")) and not isinstance(
-            strategy, tf.distribute.TPUStrategy)
-        keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
+    keras.mixed_precision.set_global_policy(precision_policy(mode, strategy))
     try:
         yield
     finally:

@@ -192,7 +192,10 @@ def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, 
         print("[train] warning: train.jit_compile=true (XLA) on a CPU-only machine: 10-20x slower "
               "than plain tf.function here (docs/BENCHMARKS.md); use it on GPU/TPU", flush=True)
     chief = scale.is_chief(strategy)
-    with scale.set_precision(t.mixed_precision, strategy), \
+    precision = t.mixed_precision if families.get_family(config.model.family).mixed_precision else "off"
+    print(f"[train] dtype policy {scale.precision_policy(precision, strategy)} "
+          f"(train.mixed_precision={t.mixed_precision})", flush=True)
+    with scale.set_precision(precision, strategy), \
             scale.worker_workdir(workdir, strategy) as own_dir:
         # Multi-worker: every worker saves and exports (collectives), into own_dir; only the
         # chief's own_dir is WORKDIR, the others' are temporary. All resume from the chief's.

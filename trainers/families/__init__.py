@@ -59,6 +59,8 @@ class Family:
       validate: (config) -> None, raising ConfigError naming a bad field; None = nothing to check.
       variant_of: the family this one is a variant of (e.g. `cd1` of `multigrid`), or "".
       description: one line for `--help` and docs.
+      mixed_precision: its model trains under a mixed-precision policy (`train.mixed_precision`
+        `on` / `auto`); False: `auto` trains in float32 and `on` is refused by `validate`.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Family:
     validate: Callable[[Any], None] | None = None
     variant_of: str = ""
     description: str = ""
+    mixed_precision: bool = False
 
     def __post_init__(self):
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -136,12 +139,12 @@ def get_family(name: str) -> Family:
 
 def require_plain_precision(train, family: str) -> None:
     """ConfigError for the train. options a family's model does not support: weight averages
-    (`train.ema_decay`) and mixed precision."""
+    (`train.ema_decay`) and mixed precision (`auto` is allowed: such a family trains it as `off`)."""
     if train.ema_decay != 0:
         raise ConfigError(f"train.ema_decay={train.ema_decay} is not supported by model.family={family}; "
                           "set it to 0")
-    if train.mixed_precision:
-        raise ConfigError(f"train.mixed_precision is not supported by model.family={family}")
+    if train.mixed_precision == "on":
+        raise ConfigError(f"train.mixed_precision=on is not supported by model.family={family}; use off")
 
 
 def require_noisy_langevin(sampler) -> None:

@@ -28,7 +28,7 @@ The generators use batch norm. The model lives in `trainers.families.lapgan`, im
 Fields read: `model.base_size` (lapgan), `model.width`, `model.norm` (none | spectral),
 `model.gan_loss`, `model.conditional`, `model.num_classes`, `model.noise_dim`,
 `model.gp_weight`, `model.class_conditioning`, `model.coarse_updates` (lapgan), `data.classes`,
-`train.seed`; `train.ema_decay` must be 0 and `train.mixed_precision` false; the `sampler.`
+`train.seed`; `train.ema_decay` must be 0 and `train.mixed_precision` off or auto (taken as off); the `sampler.`
 section is not read (no Langevin chains).
 """
 

@@ -116,4 +116,4 @@ _DESCRIPTIONS = {
 for _name in VARIANTS:
     register(Family(name=_name, signatures=SIGNATURES, build=build, validate=validate,
                     variant_of="" if _name == "multigrid" else "multigrid",
-                    description=_DESCRIPTIONS[_name]))
+                    description=_DESCRIPTIONS[_name], mixed_precision=True))

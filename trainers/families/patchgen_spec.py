@@ -19,7 +19,7 @@ coarsest), `sampler.coarse_steps` (at the coarsest), `sampler.sr_steps` (super-r
 `sampler.step_size`, `sampler.noise_scale`,
 `sampler.noise_schedule`, `sampler.step_size_schedule`, `sampler.clip`, `train.steps_per_scale`,
 `train.recovery_weight`, `train.init_from_previous`, `train.seed`; `pyramid.scale_factor` must be
-> 0; `train.ema_decay` must be 0, `train.mixed_precision` off and `train.strategy` default.
+> 0; `train.ema_decay` must be 0, `train.mixed_precision` off or auto (taken as off) and `train.strategy` default.
 """
 
 from __future__ import annotations
