@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainers.langevin import LangevinSampler, noise_factors, step_factors
+from trainers.langevin import LangevinSampler, binomial_blur, noise_factors, step_factors
 
 MU, S = 0.3, 0.5
 
@@ -240,6 +240,7 @@ def test_runs_inside_an_outer_tf_function():
     (dict(steps=0, step_size=0.1), "steps"),
     (dict(steps=2, step_size=0.0), "step_size"),
     (dict(steps=2, step_size=0.1, reference_sigma=-1.0), "reference_sigma"),
+    (dict(steps=2, step_size=0.1, precondition="gauss"), "precondition"),
 ])
 def test_bad_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -256,3 +257,44 @@ def test_bad_run_arguments_raise():
         sampler.run(quadratic, tf.zeros([1, 4, 4, 1]), tf.constant([0.0, 1.0]))
     with pytest.raises(ValueError, match="mask"):
         sampler.run(quadratic, tf.zeros([1, 4, 4, 1]), [0, 0], mask=tf.ones([1, 2, 2, 1]))
+
+
+def _np_blur(x):
+    """The 3x3 binomial blur [1, 2, 1] x [1, 2, 1] / 16 of [N, H, W, C], zero padding, in numpy."""
+    taps = np.array([0.25, 0.5, 0.25])
+    pad = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    h, w = x.shape[1:3]
+    return sum(taps[i] * taps[j] * pad[:, i:i + h, j:j + w] for i in range(3) for j in range(3))
+
+
+def test_binomial_blur_matches_numpy_and_removes_the_checkerboard():
+    x = np.random.default_rng(0).normal(size=(2, 6, 7, 3)).astype(np.float32)
+    np.testing.assert_allclose(binomial_blur(tf.constant(x)).numpy(), _np_blur(x), atol=1e-6)
+    checker = np.fromfunction(lambda i, j: (-1.0) ** (i + j), (8, 8))[None, :, :, None].astype(np.float32)
+    assert np.abs(binomial_blur(tf.constant(checker)).numpy()[:, 1:-1, 1:-1]).max() < 1e-6  # interior: exactly 0
+
+
+def test_preconditioned_step_is_the_blurred_drift():
+    x0 = tf.constant(np.random.default_rng(1).uniform(size=(3, 8, 8, 2)).astype(np.float32))
+    delta = 0.4
+    x1, _ = LangevinSampler(1, delta, clip=False, precondition="binomial").run(quadratic, x0, [0, 0])
+    grad = -(x0.numpy() - MU) / S ** 2
+    np.testing.assert_allclose(x1.numpy(), x0.numpy() + delta ** 2 / 2 * _np_blur(_np_blur(grad)), atol=1e-5)
+
+
+def test_preconditioned_langevin_keeps_the_gaussian_target():
+    # Started from the target N(MU, S^2) per pixel, the chain with drift B B grad f and noise B z
+    # keeps it (stationary covariance S^2 (I - delta^2 B B / (4 S^2))^-1, within 1% of S^2 here).
+    delta = 0.1
+    start = MU + S * tf.random.stateless_normal([400, 8, 8, 1], [3, 4])
+    x, _ = LangevinSampler(300, delta, noise=True, clip=False, precondition="binomial").run(quadratic, start, [5, 6])
+    samples = x.numpy()
+    assert abs(samples.mean() - MU) < 4 * S / np.sqrt(400)  # pixels of one image are correlated by B
+    assert samples.var() == pytest.approx(S ** 2, rel=0.04)
+    moved = np.abs(samples - start.numpy()).mean()
+    assert moved > 0.05  # the chains did move
+    # The check can fail: a smoothed drift with unsmoothed noise (plain Langevin on f(MU + B B (y -
+    # MU)), whose drift is -B^4 (y - MU) / S^2) inflates the variance of every mode that moves.
+    wrong, _ = LangevinSampler(300, delta, noise=True, clip=False).run(
+        lambda y: quadratic(MU + binomial_blur(binomial_blur(y - MU))), start, [5, 6])
+    assert wrong.numpy().var() > 1.1 * S ** 2

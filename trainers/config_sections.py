@@ -141,6 +141,9 @@ class SamplerConfig:
     step_size_schedule: `constant` (delta at every step) or `linear` (delta * (T - i) / T at step i);
     see `trainers.langevin.step_factors`.
     clip: clip samples to [0, 1] after each step.
+    precondition: the multi-grid family: `none` or `binomial`, Langevin with its drift and noise
+    smoothed by a 3x3 binomial blur (the same target for small steps; removes the checkerboard that
+    stride-2 convs put in the energy's pixel gradient; `trainers.langevin`). Not in the paper.
     grid_steps, grid_step_sizes: the multi-grid family: `S:value` entries for the grids whose T or
     delta differ from `steps` / `step_size`, e.g. `16:15` (the paper uses one T and delta for
     every grid). Others ignore them.
@@ -162,6 +165,7 @@ class SamplerConfig:
     noise_schedule: str = "constant"
     step_size_schedule: str = "constant"
     clip: bool = True
+    precondition: str = "none"
     grid_steps: tuple[str, ...] = ()
     grid_step_sizes: tuple[str, ...] = ()
     upsample_noise: float = 0.05

@@ -382,7 +382,7 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
                 step_size: float = 0.3, reference_sigma: float = 1.0, use_reference: bool = False,
                 noise: bool = False, clip: bool = True, jit_compile: bool = False,
                 noise_scale: float = 1.0, noise_schedule: str = "constant",
-                step_size_schedule: str = "constant", coarse_mean=None,
+                step_size_schedule: str = "constant", precondition: str = "none", coarse_mean=None,
                 coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0,
                 ema_decay: float = 0.0, grid_steps: dict | None = None,
                 grid_step_sizes: dict | None = None) -> MultiGridEBM:
@@ -404,7 +404,7 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
     sampler = LangevinSampler(steps, step_size, reference_sigma=reference_sigma, use_reference=use_reference,
                               noise=noise, clip=clip, jit_compile=jit_compile,
                               noise_scale=noise_scale, noise_schedule=noise_schedule,
-                              step_size_schedule=step_size_schedule)
+                              step_size_schedule=step_size_schedule, precondition=precondition)
     samplers = {g: sampler.replace(steps=int((grid_steps or {}).get(g, steps)),
                                    step_size=float((grid_step_sizes or {}).get(g, step_size))) for g in trained}
     return MultiGridEBM(nets, samplers, grids, start=start, train_steps=train_steps, coarse_mean=coarse_mean,

@@ -23,6 +23,7 @@ NORMS = ("none", "batch", "batch_stats", "spectral")  # trainers.networks.NORMS 
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
 NOISE_SCHEDULES = ("constant", "linear")  # trainers.langevin.NOISE_SCHEDULES
 STEP_SIZE_SCHEDULES = ("constant", "linear")  # trainers.langevin.STEP_SIZE_SCHEDULES
+PRECONDITIONS = ("none", "binomial")  # trainers.langevin.PRECONDITIONS
 SIGNATURES = ("sample", "sample_from_coarse", "energy", "inpaint", "features")
 
 METADATA_KEYS = ("grids", "image_size", "channels", "coarse_mean", "coarse_std")
@@ -73,6 +74,7 @@ def validate(config) -> None:
     _require(s.noise_scale > 0, f"sampler.noise_scale={s.noise_scale} must be > 0")
     _one_of("sampler.noise_schedule", s.noise_schedule, NOISE_SCHEDULES)
     _one_of("sampler.step_size_schedule", s.step_size_schedule, STEP_SIZE_SCHEDULES)
+    _one_of("sampler.precondition", s.precondition, PRECONDITIONS)
     grid_values("sampler.grid_steps", s.grid_steps, _trained_grids(config), int)
     grid_values("sampler.grid_step_sizes", s.grid_step_sizes, _trained_grids(config), float)
     if VARIANTS[m.family][1] == "persistent":
@@ -98,7 +100,7 @@ def build(config, metadata: dict):
         activation=m.activation, width=m.width, steps=s.steps, step_size=s.step_size,
         reference_sigma=s.reference_sigma, use_reference=s.use_reference, noise=s.noise,
         noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
-        step_size_schedule=s.step_size_schedule, clip=s.clip,
+        step_size_schedule=s.step_size_schedule, precondition=s.precondition, clip=s.clip,
         jit_compile=t.jit_compile, ema_decay=t.ema_decay,
         coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
         pcd_buffer_size=t.pcd_buffer_size, seed=t.seed,
