@@ -182,6 +182,10 @@ class TrainConfig:
     a new stage's fade weight beta ramps from 0 to 1, and images of the stabilisation phase that
     follows each fade (and the first stage); the last stage trains until the budget ends.
     Other families ignore them.
+    runaway_factor: CF-EBM (`cfebm`): the runaway watch (`trainers.families.cfebm_watch`) flags a
+    step whose energy magnitude or Langevin gradient norm is more than this factor above its
+    running average (or whose samples go flat); the divergence guard then restores the last
+    checkpoint and lowers the learning rate. 0 = no watch. Other families ignore it.
     warm_start: start a fresh run from an exported model's weights (`trainers.warm_start`):
     `latest_blessed` (the model being served; the pipeline resolves it) or an export folder;
     empty = random initial weights.
@@ -217,6 +221,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     fade_images: int = 50_000
     stable_images: int = 50_000
+    runaway_factor: float = 10.0
     warm_start: str = ""
     steps_per_scale: int = 500
     recovery_weight: float = 0.1

@@ -19,7 +19,8 @@ with F = `train.fade_images` (F = 0: beta = 1 at once) and S = `train.stable_ima
 Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activation`,
 `model.width`, `sampler.steps` (Langevin steps per stage), `sampler.step_size`,
 `sampler.noise_scale`, `sampler.noise_schedule`, `sampler.upsample_noise`, `sampler.clip`,
-`train.fade_images`, `train.stable_images`, `train.seed`; `train.ema_decay` must be 0.
+`train.fade_images`, `train.stable_images`, `train.runaway_factor`, `train.seed`;
+`train.ema_decay` must be 0.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def validate(config) -> None:
     _require(s.upsample_noise >= 0, f"sampler.upsample_noise={s.upsample_noise} must be >= 0")
     _require(t.fade_images >= 0, f"train.fade_images={t.fade_images} must be >= 0 (0 = no fade)")
     _require(t.stable_images >= 1, f"train.stable_images={t.stable_images} must be >= 1")
+    _require(t.runaway_factor == 0 or t.runaway_factor > 1,
+             f"train.runaway_factor={t.runaway_factor} must be > 1 (or 0: no runaway watch)")
     require_plain_precision(t, NAME)
 
 
@@ -118,7 +121,7 @@ def build(config, metadata: dict):
         noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
         step_size_schedule=s.step_size_schedule, clip=s.clip,
         upsample_noise=s.upsample_noise, fade_images=t.fade_images,
-        stable_images=t.stable_images, seed=t.seed)
+        stable_images=t.stable_images, seed=t.seed, runaway_factor=t.runaway_factor)
 
 
 register(Family(name=NAME, signatures=SIGNATURES, build=build, validate=validate,
