@@ -23,7 +23,8 @@ Every phase skips work already in WORKDIR (runs are resumable); runs are interle
 theirs s0, ours s1, ...) so drifts in machine load hit both alike. Output: WORKDIR/result.json
 and one JSON document on stdout (machine, settings, the reference commit, every run's training
 facts and metrics, and per budget and side the mean and sample standard deviation over seeds),
-with a table on stderr; `--docs DIR` gets `reference_cfebm_<side>_<budget>_s<seed>.png` (64
+with a table on stderr (`--label L` names ours `ours-L`, for runs of ours with other `--set`
+values in the same WORKDIR); `--docs DIR` gets `reference_cfebm_<side>_<budget>_s<seed>.png` (64
 samples) for the first seed.
 """
 
@@ -135,9 +136,13 @@ def _last_json(text: str) -> dict:
     return json.loads(text[start + 1:] if start >= 0 else text)
 
 
+def side_name(args, side: str) -> str:
+    return f"ours-{args.label}" if side == "ours" and args.label else side
+
+
 def train_run(args, paths, side: str, seed: int, kind: str, value) -> dict:
     """One training run (skipped when WORKDIR has its result); returns its facts."""
-    name = f"{side}-{budget_name(kind, value)}-s{seed}"
+    name = f"{side_name(args, side)}-{budget_name(kind, value)}-s{seed}"
     folder = os.path.join(args.workdir, "runs", name)
     marker = os.path.join(folder, "train_result.json")
     if os.path.exists(marker):
@@ -156,8 +161,9 @@ def train_run(args, paths, side: str, seed: int, kind: str, value) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"training {name} failed (exit {proc.returncode}); see {folder}/train.log")
     result = _last_json(proc.stdout)
-    result.update(side=side, seed=seed, budget=budget_name(kind, value), wall_s=time.perf_counter() - start,
-                  command=" ".join(cmd), loadavg_before=load_before, loadavg_after=common.load_average())
+    result.update(side=side_name(args, side), seed=seed, budget=budget_name(kind, value),
+                  wall_s=time.perf_counter() - start, command=" ".join(cmd), loadavg_before=load_before,
+                  loadavg_after=common.load_average())
     if side == "ours":
         result["samples"] = _our_samples(result["export"], args.num_samples, seed, samples)
         result.update(_our_schedule(result["export"]))
@@ -238,6 +244,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=None, help=f"default {FASHION} where installed, else {DIGITS}")
     parser.add_argument("--preset", default=None, help="ours: default fashion-mnist-cfebm (mnist5k-cfebm on digits)")
     parser.add_argument("--set", action="append", default=[], help="an override of ours, section.key=value")
+    parser.add_argument("--label", default="", help="names ours as ours-LABEL (runs with other --set values)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--budgets", default="updates:300,minutes:5")
     parser.add_argument("--batch", type=int, default=32)
@@ -280,7 +287,7 @@ def main(argv=None) -> int:
         for seed in seeds:
             for side in sides:
                 run = train_run(args, paths, side, seed, kind, value)
-                runs[f"{side}-{run['budget']}-s{seed}"] = run
+                runs[f"{run['side']}-{run['budget']}-s{seed}"] = run
     metrics = evaluate(args, paths, runs)
     if args.docs:
         pictures(args, runs, seeds[0])
