@@ -106,6 +106,10 @@ class ModelConfig:
     is the cheapest and decides each image's class and layout. Other families ignore it.
     patch_layers: PatchGenCN (`patchgen`): valid 3x3 convs in each scale's patch energy net (the
     receptive field is 2 * patch_layers + 1 pixels). Other families ignore it.
+    residual: CF-EBM (`cfebm`): the residual block, `scaled` (the reference code's: plain
+    He-initialised from-RGB and skip 1x1 convs, (skip + main) / sqrt 2) or `plain` (spectral norm
+    on every conv, an activation after from-RGB and after the sum; its pixel gradient shrinks
+    about 17x per stage at initialisation). Other families ignore it.
     """
 
     family: str = "multigrid"
@@ -121,6 +125,7 @@ class ModelConfig:
     class_conditioning: str = "concat"
     coarse_updates: int = 1
     patch_layers: int = 5
+    residual: str = "scaled"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -279,7 +279,7 @@ class CFEBM(CFEBMInference, keras.Model):
 
 
 def build_model(sizes, channels: int, width: int = 128, activation: str = "swish",
-                spectral: bool = True, steps: int = 15, step_size: float = 0.3,
+                spectral: bool = True, residual: str = "scaled", steps: int = 15, step_size: float = 0.3,
                 noise_scale: float = 1.0, noise_schedule: str = "linear",
                 step_size_schedule: str = "constant", clip: bool = True,
                 upsample_noise: float = 0.05, fade_images: int = 50_000,
@@ -287,7 +287,8 @@ def build_model(sizes, channels: int, width: int = 128, activation: str = "swish
     """Build the net (seeded by `seed`), the noisy Langevin sampler and the model; the arguments
     as in `ExpandingEnergyNet`, `LangevinSampler` and `CFEBM`."""
     keras.utils.set_random_seed(seed)
-    net = ExpandingEnergyNet(sizes, channels, width=width, activation=activation, spectral=spectral)
+    net = ExpandingEnergyNet(sizes, channels, width=width, activation=activation, spectral=spectral,
+                             residual=residual)
     net.build_all()
     sampler = LangevinSampler(steps, step_size, noise=True, clip=clip, noise_scale=noise_scale,
                               noise_schedule=noise_schedule, step_size_schedule=step_size_schedule)

@@ -17,6 +17,7 @@ resumed run continues exactly where it stopped, in the middle of a fade too:
 with F = `train.fade_images` (F = 0: beta = 1 at once) and S = `train.stable_images`.
 
 Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activation`,
+`model.residual` (scaled | plain),
 `model.width`, `sampler.steps` (Langevin steps per stage), `sampler.step_size`,
 `sampler.noise_scale`, `sampler.noise_schedule`, `sampler.upsample_noise`, `sampler.clip`,
 `train.fade_images`, `train.stable_images`, `train.runaway_factor`, `train.seed`;
@@ -32,6 +33,7 @@ from trainers.families import (Family, register, require_metadata, require_noisy
 NAME = "cfebm"
 NORMS = ("none", "spectral")
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
+RESIDUALS = ("scaled", "plain")  # trainers.families.cfebm_net.RESIDUALS
 SIGNATURES = ("sample", "energy", "inpaint", "denoise", "translate")
 METADATA_KEYS = ("grids", "image_size", "channels")
 BASE_CHANNELS = 128  # channels of every block at model.width = 1.0
@@ -94,6 +96,7 @@ def validate(config) -> None:
     stage_sizes(m.base_size, config.data.image_size)
     _one_of("model.norm", m.norm, NORMS)
     _one_of("model.activation", m.activation, ACTIVATIONS)
+    _one_of("model.residual", m.residual, RESIDUALS)
     _require(m.width > 0, f"model.width={m.width} must be > 0")
     require_noisy_langevin(s)
     _require(s.upsample_noise >= 0, f"sampler.upsample_noise={s.upsample_noise} must be >= 0")
@@ -117,7 +120,7 @@ def build(config, metadata: dict):
     return cfebm.build_model(
         stage_sizes(m.base_size, int(metadata["image_size"])), int(metadata["channels"]),
         width=max(1, int(round(BASE_CHANNELS * m.width))), activation=m.activation,
-        spectral=m.norm == "spectral", steps=s.steps, step_size=s.step_size,
+        spectral=m.norm == "spectral", residual=m.residual, steps=s.steps, step_size=s.step_size,
         noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
         step_size_schedule=s.step_size_schedule, clip=s.clip,
         upsample_noise=s.upsample_noise, fade_images=t.fade_images,
