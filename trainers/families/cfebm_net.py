@@ -5,12 +5,13 @@ from-RGB 1x1 convolution turns [N, s_k, s_k, C] pixels into features; the input 
 k >= 1 is a residual block that halves the size (3x3 conv, activation, 3x3 conv, 2x2 average
 pool, activation, plus a 1x1 conv skip that is average pooled; the sum divided by sqrt(2)), so
 its output is at s_{k-1} and feeds the blocks of the coarser stages; stage 0's block (the head)
-halves s_0 too, then the features are summed over space and a dense layer gives the scalar
-energy. The 3x3 convs are wrapped in `keras.layers.SpectralNormalization` when `spectral`; the
-from-RGB and skip 1x1 convs are plain and He-initialised, as in the reference code (ProEBM), so
-the pixel gradient of the energy does not shrink stage by stage (`residual="plain"`: the
-earlier block, see `ExpandingEnergyNet`). The dense output layer has no spectral norm, so the
-energy's scale can grow.
+halves s_0 too, then the features are averaged over space and a dense layer gives the scalar
+energy (the reference code's head, a spectrally normalised 4x4 valid conv, is a weighted
+average too; `residual="plain"` sums them). The 3x3 convs are wrapped in
+`keras.layers.SpectralNormalization` when `spectral`; the from-RGB and skip 1x1 convs are plain
+and He-initialised, as in the reference code (ProEBM), so the pixel gradient of the energy does
+not shrink stage by stage (`residual="plain"`: the earlier block, see `ExpandingEnergyNet`).
+The dense output layer has no spectral norm, so the energy's scale can grow.
 
 The energy of stage k with fade weight beta (the expand block):
 
@@ -88,9 +89,11 @@ class ExpandingEnergyNet(keras.Model):
       activation: "swish" (the paper), "leaky_relu", "elu" or "relu".
       spectral: spectral normalisation on the 3x3 convs (and with `residual="plain"` on every conv).
       residual: "scaled" (the reference code's block and from-RGB: plain He-initialised 1x1 convs,
-        no activation after from-RGB, (skip + main) / sqrt(2)) or "plain" (see `ResidualDown`;
-        an activation after from-RGB). At initialisation the scaled block keeps the energy's pixel
-        gradient about as large at 32 px as at 8 px; the plain one shrinks it about 17x per stage.
+        no activation after from-RGB, (skip + main) / sqrt(2); the head averages over space) or
+        "plain" (see `ResidualDown`; an activation after from-RGB; the head sums over space). At
+        initialisation one Langevin step moves a pixel about as far as the reference code's at
+        every stage with the scaled net, and 4x (8 px) to 60x (32 px) less with the plain one
+        (`benchmarks.cfebm_gradients`).
     """
 
     def __init__(self, sizes, channels: int, width: int = 128, activation: str = "swish",
@@ -156,7 +159,8 @@ class ExpandingEnergyNet(keras.Model):
             h, first = self.expand(x, stage, beta, training), stage - 1
         for k in range(first, -1, -1):  # the coarser stages' blocks; block 0 is the head
             h = self.blocks[k](h, training=training)
-        return tf.reshape(self.dense(tf.reduce_sum(h, axis=[1, 2])), [-1])
+        pool = tf.reduce_mean if self.residual == "scaled" else tf.reduce_sum
+        return tf.reshape(self.dense(pool(h, axis=[1, 2])), [-1])
 
     def call(self, x, training=False):
         """Energy at the last stage without fade: float32 [N] for [N, s_K, s_K, C] pixels."""
