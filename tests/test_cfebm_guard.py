@@ -53,6 +53,22 @@ def test_a_runaway_is_flagged_and_kept_out_of_the_averages(change, figure):
     assert _step(state)["runaway"] == 0.0  # and the next steady step passes
 
 
+def test_a_steady_growth_is_seen_coming_by_the_trend():
+    state = _state()
+    for _ in range(30):
+        assert _step(state)["runaway"] == 0.0
+    energy, flagged = 2.0, None
+    for step in range(200):  # 15% a step: never a 10x jump, but the average runs off
+        energy *= 1.15
+        out = _step(state, e_obs=energy)
+        assert out["watch/energy_jump"] < 10
+        if out["runaway"]:
+            flagged = step
+            break
+    assert flagged is not None and out["watch/energy_trend"] > 5
+    assert energy < 1e4  # seen long before the energy limit (1e6) or the authors' blow-up
+
+
 def test_warmup_and_a_new_stage_start_the_averages_afresh():
     state = _state()
     assert _step(state, e_syn=-500.0)["runaway"] == 0.0  # the first step sets the scale

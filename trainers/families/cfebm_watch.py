@@ -12,8 +12,11 @@ compares each step's value with its running average (an exponential moving avera
   runaway drives the chains to flat, saturated images).
 
 A step is a runaway when, after `WARMUP` steps of the current stage, either jump exceeds
-`factor`, or the sample standard deviation falls below `MIN_STD_RATIO` of the data's; or, at any
-time, the energy magnitude exceeds `ENERGY_LIMIT`. The watch then reports `runaway` = 1, and the
+`factor`, or the sample standard deviation falls below `MIN_STD_RATIO` of the data's, or the
+energy's running average has run off its slow running average (decay `SLOW_DECAY`) by more than
+`factor / 2` (the trend: an energy growing steadily by about 10% a step or more, which never jumps
+10x in one step, reaches it within some tens of steps); or, at any time, the energy magnitude
+exceeds `ENERGY_LIMIT`. The watch then reports `runaway` = 1, and the
 training loop's divergence guard (`trainers.train`) restores the last checkpoint (the watch's
 averages with it) and lowers the learning rate by `train.retry_lr_factor`, as it does for
 non-finite values. A runaway step does not enter the averages. A new stage (a different
@@ -25,17 +28,20 @@ from __future__ import annotations
 import tensorflow as tf
 
 DECAY = 0.9
+SLOW_DECAY = 0.99
 WARMUP = 5
 ENERGY_FLOOR = 1.0
 GRAD_FLOOR = 0.1
 MIN_STD_RATIO = 0.05
 ENERGY_LIMIT = 1e6
-METRICS = ("runaway", "watch/energy_jump", "watch/grad_jump", "watch/sample_std_ratio")
+METRICS = ("runaway", "watch/energy_jump", "watch/grad_jump", "watch/energy_trend",
+           "watch/sample_std_ratio")
 
 
 def make_state(add_weight) -> dict:
     """The watch's variables, made with the model's `add_weight(name, dtype, value)`."""
     return {"energy": add_weight("watch_energy", "float32", 0.0),
+            "energy_slow": add_weight("watch_energy_slow", "float32", 0.0),
             "grad": add_weight("watch_grad", "float32", 0.0),
             "count": add_weight("watch_count", "int32", 0),
             "stage": add_weight("watch_stage", "int32", -1)}
@@ -54,14 +60,15 @@ def check(state: dict, stage, energy_obs, energy_synth, grad_norm, synth_std, ob
 
     Returns:
       {"runaway": float32 [] 0 or 1, "watch/energy_jump", "watch/grad_jump",
-       "watch/sample_std_ratio": float32 []}.
+       "watch/energy_trend", "watch/sample_std_ratio": float32 []}.
     """
     scale = tf.maximum(tf.abs(energy_obs), tf.abs(energy_synth))
     energy_jump = scale / (state["energy"] + ENERGY_FLOOR)
     grad_jump = grad_norm / (state["grad"] + GRAD_FLOOR)
+    trend = (state["energy"] + ENERGY_FLOOR) / (state["energy_slow"] + ENERGY_FLOOR)
     std_ratio = synth_std / (obs_std + 1e-6)
     fresh = tf.logical_or(tf.not_equal(state["stage"], stage), state["count"] < WARMUP)
-    jumped = tf.logical_or(energy_jump > factor, grad_jump > factor)
+    jumped = tf.logical_or(tf.logical_or(energy_jump > factor, grad_jump > factor), trend > factor / 2)
     bad = tf.logical_or(tf.logical_and(tf.logical_not(fresh),
                                        tf.logical_or(jumped, std_ratio < MIN_STD_RATIO)),
                         scale > ENERGY_LIMIT)
@@ -69,13 +76,16 @@ def check(state: dict, stage, energy_obs, energy_synth, grad_norm, synth_std, ob
         bad = tf.constant(False)
     new_stage = tf.not_equal(state["stage"], stage)
 
-    def blend(old, new):
-        return tf.where(new_stage, new, DECAY * old + (1.0 - DECAY) * new)
+    def blend(old, new, decay=DECAY):
+        return tf.where(new_stage, new, decay * old + (1.0 - decay) * new)
 
     good = tf.logical_not(bad)
     state["energy"].assign(tf.where(good, blend(state["energy"], scale), state["energy"]))
+    state["energy_slow"].assign(tf.where(good, blend(state["energy_slow"], scale, SLOW_DECAY),
+                                         state["energy_slow"]))
     state["grad"].assign(tf.where(good, blend(state["grad"], grad_norm), state["grad"]))
     state["count"].assign(tf.where(good, tf.where(new_stage, 1, state["count"] + 1), state["count"]))
     state["stage"].assign(tf.where(good, stage, state["stage"]))
     return {"runaway": tf.cast(bad, tf.float32), "watch/energy_jump": energy_jump,
-            "watch/grad_jump": grad_jump, "watch/sample_std_ratio": std_ratio}
+            "watch/grad_jump": grad_jump, "watch/energy_trend": trend,
+            "watch/sample_std_ratio": std_ratio}
