@@ -189,21 +189,28 @@ def _our_schedule(export: str) -> dict:
 def evaluate(args, paths, runs: dict) -> dict:
     """{run: {space: {fid, kid, precision, recall}, collapse: {...}}} on the same held-out images."""
     from components.sources import load_images  # pylint: disable=import-outside-toplevel
-    from evaluators.collapse import collapse_rule  # pylint: disable=import-outside-toplevel
-    from evaluators.feature_metrics import space_metrics  # pylint: disable=import-outside-toplevel
     from evaluators.features import get_feature_space  # pylint: disable=import-outside-toplevel
     real, _ = load_images(f"ingested:{paths['ingest']}:eval", 32, 1)
     real = real[np.sort(np.random.default_rng(0).permutation(len(real))[:args.num_samples])]
     spaces = {"domain": get_feature_space("domain", classifier_dir=paths["classifier"]),
               "efficientnet_lite0": get_feature_space("efficientnet_lite0")}
+    return evaluate_runs(runs, real, spaces, os.path.join(args.workdir, "runs"))
+
+
+def evaluate_runs(runs: dict, real: np.ndarray, spaces: dict, folder: str) -> dict:
+    """The metrics of every run's samples (its npz `samples`) against `real` in each feature
+    space, and the collapse rule; each run's `folder/RUN/metrics.json` is reused when present."""
+    from evaluators.collapse import collapse_rule  # pylint: disable=import-outside-toplevel
+    from evaluators.feature_metrics import space_metrics  # pylint: disable=import-outside-toplevel
     out = {}
     for name, run in runs.items():
-        path = os.path.join(args.workdir, "runs", name, "metrics.json")
+        path = os.path.join(folder, name, "metrics.json")
         if not os.path.exists(path):
             fake = np.load(run["samples"])["samples"]
             metrics = {s: {k: v for k, v in space_metrics(s, space, real, fake, 10, [], seed=0).items()
                            if k in KEYS} for s, space in spaces.items()}
             metrics["collapse"] = collapse_rule(fake, real)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w") as handle:
                 json.dump(metrics, handle, indent=2)
         with open(path) as handle:
@@ -223,7 +230,7 @@ def summarize(runs: dict, metrics: dict) -> dict:
     """{budget: {side: {metric: {mean, std, values}}}} (std: sample standard deviation)."""
     table = {}
     for name, run in runs.items():
-        flat = {f"{k}/{s}": metrics[name][s][k] for s in SPACES for k in KEYS}
+        flat = {f"{k}/{s}": metrics[name][s][k] for s in metrics[name] if s != "collapse" for k in KEYS}
         flat["collapsed"] = float(metrics[name]["collapse"]["collapsed"])
         for key in ("updates", "steps", "train_s", "wall_s"):
             if run.get(key) is not None:

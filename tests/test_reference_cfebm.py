@@ -86,3 +86,41 @@ def test_their_code_trains_through_every_stage_and_samples(tmp_path):
     assert result["stage_size"] == 32 and result["alpha"] == 1.0 and result["final_stage_reached"]
     samples = np.load(out)["samples"]
     assert samples.shape == (5, 32, 32, 1) and samples.dtype == np.uint8
+
+
+def test_runs_are_evaluated_alike_and_summarised_over_seeds(tmp_path):
+    from evaluators.features import FeatureSpace
+
+    rng = np.random.default_rng(0)
+    w_feat, w_logit = rng.normal(size=(64, 8)), rng.normal(size=(64, 4))
+
+    def batch_fn(images):
+        x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+        return (x @ w_feat).astype(np.float32), (x @ w_logit).astype(np.float32)
+
+    space = FeatureSpace("projection", batch_fn, {"kind": "random projection for tests"})
+    real = rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
+    runs = {}
+    for side in ("ours", "theirs"):
+        for seed in (0, 1):
+            samples = real if side == "ours" else np.full_like(real, 7 * seed + 30)  # theirs: flat
+            path = tmp_path / f"{side}-{seed}.npz"
+            np.savez(path, samples=samples)
+            runs[f"{side}-updates5-s{seed}"] = {"side": side, "seed": seed, "budget": "updates5",
+                                                "samples": str(path), "steps": 5, "final_stage_reached": True}
+    metrics = reference_cfebm.evaluate_runs(runs, real, {"projection": space}, str(tmp_path / "runs"))
+    assert metrics["ours-updates5-s0"]["projection"]["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert metrics["theirs-updates5-s1"]["projection"]["fid"] > 1.0
+    assert not metrics["ours-updates5-s0"]["collapse"]["collapsed"]
+    assert metrics["theirs-updates5-s0"]["collapse"]["collapsed"]  # flat images
+    assert os.path.exists(tmp_path / "runs" / "theirs-updates5-s1" / "metrics.json")
+    summary = reference_cfebm.summarize(runs, metrics)["updates5"]
+    assert summary["theirs"]["collapsed"]["values"] == [1.0, 1.0]
+    assert summary["ours"]["collapsed"]["mean"] == 0.0 and summary["ours"]["steps"]["std"] == 0.0
+    assert summary["ours"]["fid/projection"]["values"][0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_the_last_json_document_of_a_log_is_read():
+    text = "tensorboard --logdir x\n[train] step 6/6\n{\n  \"steps\": 6,\n  \"export\": \"e\"\n}\n"
+    assert reference_cfebm._last_json(text) == {"steps": 6, "export": "e"}
+    assert reference_cfebm._last_json('{"updates": 3}') == {"updates": 3}
