@@ -72,8 +72,9 @@ def train_overrides(args, family: str, seed: int) -> list[str]:
         "train.image_log_every=100000"]
 
 
-def prepare(args) -> dict:
-    """Ingest, the pyramids and the domain classifier (each reused when already in WORKDIR)."""
+def prepare(args, families=None) -> dict:
+    """Ingest, the pyramids of `families` (default all) and the domain classifier (each reused
+    when already in WORKDIR)."""
     from components.ingest import run_ingest  # pylint: disable=import-outside-toplevel
     from components.pyramid_beam import run_pyramid  # pylint: disable=import-outside-toplevel
     from components.sources import load_images  # pylint: disable=import-outside-toplevel
@@ -82,6 +83,8 @@ def prepare(args) -> dict:
     if not os.path.exists(os.path.join(ingest_dir, "summary.json")):
         run_ingest(args.data, ingest_dir, 32, 1, eval_fraction=0.1, limit=args.limit, progress_every=0)
     for family, (_, grids, _) in FAMILY_RUNS.items():
+        if families is not None and family not in families:
+            continue
         pyramid = os.path.join(args.workdir, f"pyramid_{family}")
         if not os.path.exists(os.path.join(pyramid, "metadata.json")):
             run_pyramid(ingest_dir, pyramid, grids)
@@ -226,7 +229,7 @@ def main(argv=None) -> int:
     if bad or not seeds or args.minutes <= 0:
         parser.error(f"--families from {list(FAMILY_RUNS)} (got {bad}), --seeds non-empty, --minutes > 0")
     os.makedirs(args.workdir, exist_ok=True)
-    prepare(args)
+    prepare(args, families)
     trained = train_all(args, families, seeds) if args.phase in ("train", "all") else {}
     if args.phase == "train":
         return 0

@@ -7,7 +7,9 @@ Rules are strings `METRIC<=VALUE` or `METRIC>=VALUE` (config `eval.thresholds`, 
   `precision/SPACE`, `recall/SPACE` from `metrics["feature_spaces"][SPACE]`;
 - every other number by its path with `/`, e.g. `downstream/rows/svm/model_finest_grid/1000` is
   shortened to `downstream/svm/model_finest_grid/1000`, `inpainting/masks/square/model/error` to
-  `inpainting/square/model/error`, `diversity/within_start_mean`.
+  `inpainting/square/model/error`, `diversity/within_start_mean`;
+- `collapse/collapsed`: 1 when the collapse rule fired, else 0 (`collapse/collapsed<=0` refuses
+  a collapsed model), beside the rule's ratios such as `collapse/fine_detail_ratio`.
 A metric that is missing or not a finite number fails its rule (with the reason). No rules at
 all means blessed (nothing to violate); the result says so.
 
@@ -45,6 +47,9 @@ def flatten_metrics(metrics: dict) -> dict[str, float | None]:
             continue
         else:
             _walk(value, key, flat)
+    collapsed = (metrics.get("collapse") or {}).get("collapsed") if isinstance(metrics.get("collapse"), dict) else None
+    if isinstance(collapsed, bool):
+        flat["collapse/collapsed"] = float(collapsed)
     for long, short in _SHORTEN.items():
         for name in [n for n in flat if n.startswith(long)]:
             flat[short + name[len(long):]] = flat.pop(name)

@@ -7,7 +7,8 @@ name it with the reason (e.g. `"inpainting": "the model has no 'inpaint' signatu
 1. samples (`sample`), and per feature space FID / KID / precision / recall
    (`evaluators.fid.compare_activations`, one feature extraction per image set) and the
    Inception score of the samples' logits, with a
-   baseline row of the same numbers for real vs real (two halves of the real images);
+   baseline row of the same numbers for real vs real (two halves of the real images); then the
+   collapse rule (`evaluators.collapse`) on the same samples against the same real images;
 2. downstream classification (`features`; experiment 2), when labels are given;
 3. inpainting (`inpaint`; experiment 3) against mean-fill and interpolation;
 4. diversity from shared coarse starts (`sample_from_coarse`; figure 5; box averages of real images
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from evaluators import blessing as blessing_lib
+from evaluators import collapse as collapse_lib
 from evaluators import denoising as denoising_lib
 from evaluators import experiments
 from evaluators import feature_metrics
@@ -53,6 +55,7 @@ from evaluators.model_client import ExportedModel
 # Experiment (its key in metrics.json) -> the signatures it needs.
 EXPERIMENTS = {
     "feature_spaces": ("sample",),
+    "collapse": ("sample",),
     "downstream": ("features",),
     "inpainting": ("inpaint",),
     "diversity": ("sample_from_coarse",),
@@ -262,6 +265,15 @@ def evaluate_model(model_dir: str, data: EvalData, output_dir: str, feature_spac
                 o.kid_subsets, notes, o.seed)
             rec.images.update(pictures)
             timings["baseline_model"] = time.time() - t
+
+    # 1b. The collapse rule on the same samples and real images.
+    def collapse():
+        result = collapse_lib.collapse_rule(fake, real_for_metrics)
+        print(f"[evaluate] {collapse_lib.summary(result)}", flush=True)
+        return result, {}
+    if fake is None and "collapse" not in skipped:
+        skipped["collapse"] = "no samples (the feature-space experiment did not run)"
+    run("collapse", collapse)
 
     # 2. Downstream classification (its held-out split is the held-out set of 3-6).
     labels = None if data.real_labels is None else np.asarray(data.real_labels)

@@ -13,6 +13,10 @@
                                 "inception_score_std", "precision", "recall", "num_real",
                                 "num_fake", "info": {...space info, e.g. held-out accuracy...},
                                 "reference": {same metrics for real vs real (two halves)} | null}},
+      "collapse": {"collapsed": bool, "reasons": [str], "pixel_std_ratio", "fine_detail_ratio",
+                   "coarse_diversity_ratio", "bounds": {RATIO: bound}, "coarse_size": [h, w],
+                   "samples" | "real": {"pixel_std", "fine_detail", "coarse_diversity",
+                   "num_images", "coarse_size"}} | null  (`evaluators.collapse`),
       "downstream": {"columns": [label counts], "rows": {METHOD: {"N": error rate}},
                      "label_counts_used": {"N": n}, "num_test", "methods": {METHOD: text},
                      "notes": [...]} | null,
@@ -64,7 +68,7 @@ import os
 
 import numpy as np
 
-from evaluators.report_parts import (conditional_section, data_uri, denoising_section, fmt, img,
+from evaluators.report_parts import (collapse_section, conditional_section, data_uri, denoising_section, fmt, img,
                                      memorization_section, none, png_bytes, table, tile_images,
                                      translation_section)
 
@@ -73,7 +77,7 @@ __all__ = ["SCHEMA_VERSION", "png_bytes", "sanitize_for_json", "tile_images", "w
 
 SCHEMA_VERSION = 1
 SECTION_TITLES = ("Samples", "Inpainting examples", "Diversity", "Feature-space metrics",
-                  "Downstream classification", "Inpainting metrics", "Diversity metrics",
+                  "Collapse rule", "Downstream classification", "Inpainting metrics", "Diversity metrics",
                   "Out-of-distribution detection", "Denoising", "Translation", "Memorization",
                   "Class-conditional samples", "Blessing",
                   "Training curves", "Configuration")
@@ -234,6 +238,7 @@ def _sections(metrics: dict, images: dict, config: dict, log_dir: str | None) ->
     out["Feature-space metrics"] = (table(["feature space"] + list(_SPACE_COLUMNS) + ["info"],
                                            _space_rows(spaces, metrics.get("baseline_model")))
                                      if spaces else none("not computed"))
+    out["Collapse rule"] = collapse_section(metrics)
     down = metrics.get("downstream")
     if down and down.get("rows"):
         cols = [str(c) for c in down["columns"]]

@@ -4,7 +4,7 @@ Pictures: `tile_images` (a batch -> one grid), `png_bytes`, `data_uri`. Cells an
 (a number or text for a table cell), `table`, `img` (an embedded PNG with its caption), `none`
 (a "not computed" line). Sections: `denoising_section`, `translation_section`,
 `memorization_section`, `conditional_section` (each renders its metrics.json entry and the figures whose keys start
-with its prefix).
+with its prefix), `collapse_section` (the collapse rule's verdict and figures).
 """
 
 from __future__ import annotations
@@ -144,3 +144,22 @@ def conditional_section(metrics: dict, images: dict) -> str:
             + table(["feature space", "class", "FID to that class's real images"], rows)
             + (table(["class", "label accuracy"], list(acc.items())) if acc else "")
             + _figures(images, "conditional/"))
+
+
+def collapse_section(metrics: dict) -> str:
+    """The collapse rule's verdict, its ratios against their bounds and the figures behind them."""
+    col = metrics.get("collapse")
+    if not col:
+        return none("not computed (no samples)")
+    verdict = "COLLAPSED" if col.get("collapsed") else "not collapsed"
+    bounds = col.get("bounds") or {}
+    mine, real = col.get("samples") or {}, col.get("real") or {}
+    rows = [[ratio, col.get(ratio), bound, mine.get(ratio[:-len("_ratio")]), real.get(ratio[:-len("_ratio")])]
+            for ratio, bound in bounds.items()]
+    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in col.get("reasons") or [])
+    return (f"<p><b>{verdict}</b>. Samples against real images: per-image pixel standard deviation, "
+            f"detail between the coarse level ({html.escape(str(col.get('coarse_size')))} px, 4 x 4 "
+            "blocks) and half size, and the mean distance between images at the coarse level; a "
+            "ratio below its bound means collapse.</p>"
+            + (f"<ul>{reasons}</ul>" if reasons else "")
+            + table(["ratio (samples / real)", "value", "collapsed below", "samples", "real"], rows))

@@ -9,6 +9,7 @@
    feature space (`sifid/<space>`), diversity (`diversity/single_image`), the nearest-patch
    distance to the training image (`nearest_patch/mean`), next to the same numbers for random
    patch shuffling and image quilting (`baseline/patch_shuffle/...`, `baseline/quilting/...`);
+   and the collapse rule (`evaluators.collapse`; `collapse`) of the samples against the image;
 3. `super_resolve` x2 and x4 with a ground truth: the training image cropped to a multiple of
    the factor and area-downsampled by it, super-resolved, compared (PSNR / SSIM,
    `evaluators.denoising.denoising_metrics`) with the original next to bicubic upsampling
@@ -33,6 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from evaluators import blessing as blessing_lib
+from evaluators.collapse import collapse_rule
+from evaluators.collapse import summary as collapse_summary
 from evaluators import report as report_lib
 from evaluators import report_parts as parts
 from evaluators import single_image as metrics_lib
@@ -228,6 +231,8 @@ def evaluate_single_image(model_dir: str, image, output_dir: str, spaces=("effic
         "data": {"num_samples": int(num_samples)}, "super_resolution": sr,
     }
     metrics.update(single)
+    metrics["collapse"] = collapse_rule(samples, image[None])
+    print(f"[evaluate] {collapse_summary(metrics['collapse'])}", flush=True)
     if served_model_dir:
         metrics["baseline_model"] = served_metrics(served_model_dir, image, num_samples, spaces,
                                                    inception_weights, seed, notes)
@@ -297,6 +302,7 @@ def write_report(output_dir: str, metrics: dict, pictures: dict, info: dict, log
             "<p>SIFID: lower = closer patch statistics; diversity: per-pixel std over samples / the "
             "image's std; nearest patch: RMS distance of each sample patch to its nearest image "
             "patch (0 = copied).</p>" + parts.table(header, body_rows)),
+        "Collapse rule": parts.collapse_section(metrics),
         "Super-resolution": (
             (parts.table(["factor", "method", "PSNR (dB)", "SSIM"], sr_rows) if sr_rows
              else parts.none("not computed (see notes)")) + figures("super_resolution")),

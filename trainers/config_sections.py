@@ -109,6 +109,10 @@ class ModelConfig:
     is the cheapest and decides each image's class and layout. Other families ignore it.
     patch_layers: PatchGenCN (`patchgen`): valid 3x3 convs in each scale's patch energy net (the
     receptive field is 2 * patch_layers + 1 pixels). Other families ignore it.
+    residual: CF-EBM (`cfebm`): the residual block, `scaled` (the reference code's: plain
+    He-initialised from-RGB and skip 1x1 convs, (skip + main) / sqrt 2) or `plain` (spectral norm
+    on every conv, an activation after from-RGB and after the sum; its pixel gradient shrinks
+    about 17x per stage at initialisation). Other families ignore it.
     """
 
     family: str = "multigrid"
@@ -124,6 +128,7 @@ class ModelConfig:
     class_conditioning: str = "concat"
     coarse_updates: int = 1
     patch_layers: int = 5
+    residual: str = "scaled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +204,10 @@ class TrainConfig:
     a new stage's fade weight beta ramps from 0 to 1, and images of the stabilisation phase that
     follows each fade (and the first stage); the last stage trains until the budget ends.
     Other families ignore them.
+    runaway_factor: CF-EBM (`cfebm`): the runaway watch (`trainers.families.cfebm_watch`) flags a
+    step whose energy magnitude or Langevin gradient norm is more than this factor above its
+    running average (or whose samples go flat); the divergence guard then restores the last
+    checkpoint and lowers the learning rate. 0 = no watch. Other families ignore it.
     warm_start: start a fresh run from an exported model's weights (`trainers.warm_start`):
     `latest_blessed` (the model being served; the pipeline resolves it) or an export folder;
     empty = random initial weights.
@@ -234,6 +243,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     fade_images: int = 50_000
     stable_images: int = 50_000
+    runaway_factor: float = 10.0
     warm_start: str = ""
     steps_per_scale: int = 500
     recovery_weight: float = 0.1

@@ -24,8 +24,10 @@ always pass `resume=True`). A run that already reached its budget only (re-)expo
 
 Divergence guard. After every step the non-finite values among the metrics and the metrics named
 `sample_abs_max[/...]` (the largest |synthesized pixel|; > `train.max_sample_abs` counts as
-exploding) and `collapse[/...]` (a model's own collapse signal; >= 1 counts as trouble) are
-checked. On trouble the last
+exploding), `runaway[/...]` (a model's own runaway watch, e.g. CF-EBM's energy magnitude and
+gradient norm against their running averages; > 0 counts as trouble, so one replica's flag in
+the replicas' mean is enough) and `collapse[/...]` (a
+model's own collapse signal; >= 1 counts as trouble) are checked. On trouble the last
 checkpoint is restored (including its step counter, so the budget is unchanged), every optimizer's
 learning rate is multiplied by `train.retry_lr_factor` (cumulatively: lr * factor^k after k
 restarts; the reduced rate is saved in later checkpoints) and training continues with the next
@@ -145,6 +147,10 @@ def _is_bad(host: dict, limit: float) -> str | None:
     for key, value in host.items():
         if (key == "sample_abs_max" or key.startswith("sample_abs_max/")) and value > limit:
             return f"{key}={value:.3g} exceeds train.max_sample_abs={limit}"
+    for key, value in host.items():
+        if (key == "runaway" or key.startswith("runaway/")) and value > 0:  # > 0: replicas are averaged
+            figures = ", ".join(f"{k}={v:.3g}" for k, v in sorted(host.items()) if k.startswith("watch/"))
+            return f"{key}={value:.3g}: the model sees a runaway coming ({figures})"
     for key, value in host.items():
         if (key == "collapse" or key.startswith("collapse/")) and value >= 1:
             return f"{key}={value:.3g}: the model reports a collapse (e.g. a GAN's discriminator loss pinned at 0)"

@@ -19,9 +19,10 @@ divergence guard, TensorBoard and the export use; none of them tests a family's 
 - `compile(learning_rate, beta_1)`; `train_step(batch) -> {metric name: scalar}` on a pyramid
   batch `{"grid_S": float32 [N, S, S, C]}` (plus `"label": int32 [N]` when the model's optional
   attribute `uses_labels` is true); `metrics`. A metric named `sample_abs_max` or
-  `sample_abs_max/...` is the largest |synthesized pixel|, and one named `collapse` or
+  `sample_abs_max/...` is the largest |synthesized pixel|, one named `runaway` or `runaway/...`
+  is >= 1 when the model sees a runaway coming (CF-EBM's watch), and one named `collapse` or
   `collapse/...` is >= 1 when the model has collapsed (e.g. a GAN's discriminator loss pinned
-  at 0); the divergence guard watches both.
+  at 0); the divergence guard watches all three.
 - `optimizers_by_name() -> {name: optimizer}` (checkpoint keys, learning-rate cuts, TensorBoard).
 - `tensorboard_previews(batch, max_outputs) -> (images {tag: float32 [k, H, W, C] in [0, 1]},
   histograms {tag: float32 [n]})`.

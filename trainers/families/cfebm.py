@@ -14,7 +14,10 @@ f_j run (f_k with the expand block at beta; the coarser ones without fade). The 
 follows its `noise_schedule` ("linear": decaying to 0 over every chain). Loss:
 mean f_k(synth) - mean f_k(obs), where obs is the pyramid grid s_k of the batch when present,
 else the box average of the finest grid. One Adam over every variable; the variables a stage
-does not use get zero gradients (Adam then leaves them in place).
+does not use get zero gradients (Adam then leaves them in place). After each step the runaway
+watch (`cfebm_watch`) compares the energy magnitude, the Langevin gradient norm and the sample
+statistics with their running averages and reports `runaway` = 1 when a runaway is coming; the
+training loop's divergence guard then restores the last checkpoint and lowers the learning rate.
 
 Randomness is stateless: step t uses the seed (seed, t) (t = `train_counter`), the same on every
 replica; the sampler's noise is drawn for the global batch and split (`langevin.global_batch_normal`),
@@ -31,14 +34,14 @@ import tensorflow as tf
 
 from trainers import pyramid_ops
 from trainers.chain import fold_seed
-from trainers.families import cfebm_signatures
+from trainers.families import cfebm_signatures, cfebm_watch
 from trainers.families.cfebm_inference import CFEBMInference
 from trainers.families.cfebm_net import ExpandingEnergyNet
 from trainers.langevin import LangevinSampler
 
 NUM_PREVIEW = 16
 _METRICS = ("loss", "energy_gap", "energy_obs", "energy_synth", "langevin_gain", "grad_norm",
-            "sample_mean", "sample_std", "sample_abs_max")
+            "sample_mean", "sample_std", "sample_abs_max", "data_std")
 
 
 def stage_and_beta(images_seen, num_stages: int, fade_images: int, stable_images: int):
@@ -76,11 +79,12 @@ class CFEBM(CFEBMInference, keras.Model):
       stable_images: images of each stabilisation phase (>= 1).
       upsample_noise: std of the noise added to upsampled samples between stages (>= 0).
       seed: training seed.
+      runaway_factor: the runaway watch's jump factor (`cfebm_watch`; > 1, 0 = off).
     """
 
     def __init__(self, net: ExpandingEnergyNet, sampler: LangevinSampler, fade_images: int,
                  stable_images: int, upsample_noise: float = 0.05, seed: int = 0,
-                 name: str = "cfebm"):
+                 runaway_factor: float = 10.0, name: str = "cfebm"):
         super().__init__(name=name)
         if not isinstance(net, ExpandingEnergyNet):
             raise ValueError(f"net must be an ExpandingEnergyNet, got {type(net).__name__}")
@@ -91,6 +95,9 @@ class CFEBM(CFEBMInference, keras.Model):
                              f"{stable_images} >= 1")
         if not upsample_noise >= 0:
             raise ValueError(f"upsample_noise={upsample_noise!r} must be >= 0")
+        if not (runaway_factor == 0 or runaway_factor > 1):
+            raise ValueError(f"runaway_factor={runaway_factor!r} must be > 1 (or 0: no runaway watch)")
+        self.runaway_factor = float(runaway_factor)
         self.net, self.sampler = net, sampler
         self.sizes = net.sizes
         self.image_size, self.channels = net.sizes[-1], net.channels
@@ -112,6 +119,7 @@ class CFEBM(CFEBMInference, keras.Model):
         self._preview = self.add_weight(shape=(NUM_PREVIEW, s, s, c), initializer="zeros", trainable=False,
                                         aggregation="only_first_replica", name="last_samples")
         self._preview_count = state("last_samples_count", "int32")
+        self._watch = cfebm_watch.make_state(state)
         self._plain = _Plain(optimizer=None, trackers={m: keras.metrics.Mean(name=m) for m in _METRICS})
         self.trackers = list(self._plain.trackers.values())
         self.built = True
@@ -175,7 +183,7 @@ class CFEBM(CFEBMInference, keras.Model):
             values = [loss, tf.reduce_mean(e_obs) - tf.reduce_mean(e_syn), tf.reduce_mean(e_obs),
                       tf.reduce_mean(e_syn), tf.reduce_mean(d["energy_end"] - d["energy_start"]),
                       d["grad_norm"], tf.reduce_mean(x), tf.math.reduce_std(x),
-                      tf.reduce_max(tf.abs(x))]
+                      tf.reduce_max(tf.abs(x)), tf.math.reduce_std(obs[self.sizes[k]])]
             keep = pyramid_ops.nearest_upsample(x[:NUM_PREVIEW], self.image_size)
             keep = tf.pad(keep, [[0, NUM_PREVIEW - tf.shape(keep)[0]], [0, 0], [0, 0], [0, 0]])
             return grads + values + [keep]
@@ -199,6 +207,9 @@ class CFEBM(CFEBMInference, keras.Model):
         out = tf.switch_case(stage, [self._stage_branch(k, obs, n, seed, beta, variables, num_replicas)
                                      for k in range(self.num_stages)])
         grads, values, preview = out[:len(variables)], out[len(variables):-1], out[-1]
+        # 3b. The runaway watch (energy magnitude, Langevin gradient norm, sample statistics).
+        watch = cfebm_watch.check(self._watch, stage, values[2], values[3], values[5], values[7],
+                                  values[9], self.runaway_factor)
         # 4. One Adam step on every variable (Keras sums the gradients over replicas).
         self._plain.optimizer.apply_gradients(zip(grads, variables))
         # 5. State: images seen, the next step's stage and beta, previews, the seed counter.
@@ -213,6 +224,7 @@ class CFEBM(CFEBMInference, keras.Model):
         for m, v in zip(_METRICS, values):
             self._plain.trackers[m].update_state(v)
         result = {m: self._plain.trackers[m].result() for m in _METRICS}
+        result.update(watch)
         result.update(stage=tf.cast(stage, tf.float32), beta=beta,
                       images_seen=tf.cast(self.images_seen, tf.float32))
         return result
@@ -267,17 +279,18 @@ class CFEBM(CFEBMInference, keras.Model):
 
 
 def build_model(sizes, channels: int, width: int = 128, activation: str = "swish",
-                spectral: bool = True, steps: int = 15, step_size: float = 0.3,
+                spectral: bool = True, residual: str = "scaled", steps: int = 15, step_size: float = 0.3,
                 noise_scale: float = 1.0, noise_schedule: str = "linear",
                 step_size_schedule: str = "constant", clip: bool = True,
                 upsample_noise: float = 0.05, fade_images: int = 50_000,
-                stable_images: int = 50_000, seed: int = 0) -> CFEBM:
+                stable_images: int = 50_000, seed: int = 0, runaway_factor: float = 10.0) -> CFEBM:
     """Build the net (seeded by `seed`), the noisy Langevin sampler and the model; the arguments
     as in `ExpandingEnergyNet`, `LangevinSampler` and `CFEBM`."""
     keras.utils.set_random_seed(seed)
-    net = ExpandingEnergyNet(sizes, channels, width=width, activation=activation, spectral=spectral)
+    net = ExpandingEnergyNet(sizes, channels, width=width, activation=activation, spectral=spectral,
+                             residual=residual)
     net.build_all()
     sampler = LangevinSampler(steps, step_size, noise=True, clip=clip, noise_scale=noise_scale,
                               noise_schedule=noise_schedule, step_size_schedule=step_size_schedule)
     return CFEBM(net, sampler, fade_images=fade_images, stable_images=stable_images,
-                 upsample_noise=upsample_noise, seed=seed)
+                 upsample_noise=upsample_noise, seed=seed, runaway_factor=runaway_factor)

@@ -17,9 +17,11 @@ resumed run continues exactly where it stopped, in the middle of a fade too:
 with F = `train.fade_images` (F = 0: beta = 1 at once) and S = `train.stable_images`.
 
 Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activation`,
+`model.residual` (scaled | plain),
 `model.width`, `sampler.steps` (Langevin steps per stage), `sampler.step_size`,
 `sampler.noise_scale`, `sampler.noise_schedule`, `sampler.upsample_noise`, `sampler.clip`,
-`train.fade_images`, `train.stable_images`, `train.seed`; `train.ema_decay` must be 0.
+`train.fade_images`, `train.stable_images`, `train.runaway_factor`, `train.seed`;
+`train.ema_decay` must be 0.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from trainers.families import (Family, register, require_metadata, require_noisy
 NAME = "cfebm"
 NORMS = ("none", "spectral")
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
+RESIDUALS = ("scaled", "plain")  # trainers.families.cfebm_net.RESIDUALS
 SIGNATURES = ("sample", "energy", "inpaint", "denoise", "translate")
 METADATA_KEYS = ("grids", "image_size", "channels")
 BASE_CHANNELS = 128  # channels of every block at model.width = 1.0
@@ -93,11 +96,14 @@ def validate(config) -> None:
     stage_sizes(m.base_size, config.data.image_size)
     _one_of("model.norm", m.norm, NORMS)
     _one_of("model.activation", m.activation, ACTIVATIONS)
+    _one_of("model.residual", m.residual, RESIDUALS)
     _require(m.width > 0, f"model.width={m.width} must be > 0")
     require_noisy_langevin(s)
     _require(s.upsample_noise >= 0, f"sampler.upsample_noise={s.upsample_noise} must be >= 0")
     _require(t.fade_images >= 0, f"train.fade_images={t.fade_images} must be >= 0 (0 = no fade)")
     _require(t.stable_images >= 1, f"train.stable_images={t.stable_images} must be >= 1")
+    _require(t.runaway_factor == 0 or t.runaway_factor > 1,
+             f"train.runaway_factor={t.runaway_factor} must be > 1 (or 0: no runaway watch)")
     require_plain_precision(t, NAME)
 
 
@@ -114,11 +120,11 @@ def build(config, metadata: dict):
     return cfebm.build_model(
         stage_sizes(m.base_size, int(metadata["image_size"])), int(metadata["channels"]),
         width=max(1, int(round(BASE_CHANNELS * m.width))), activation=m.activation,
-        spectral=m.norm == "spectral", steps=s.steps, step_size=s.step_size,
+        spectral=m.norm == "spectral", residual=m.residual, steps=s.steps, step_size=s.step_size,
         noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
         step_size_schedule=s.step_size_schedule, clip=s.clip,
         upsample_noise=s.upsample_noise, fade_images=t.fade_images,
-        stable_images=t.stable_images, seed=t.seed)
+        stable_images=t.stable_images, seed=t.seed, runaway_factor=t.runaway_factor)
 
 
 register(Family(name=NAME, signatures=SIGNATURES, build=build, validate=validate,
