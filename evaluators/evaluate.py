@@ -273,7 +273,7 @@ def evaluate_model(model_dir: str, data: EvalData, output_dir: str, feature_spac
         return result, {}
     if fake is None and "collapse" not in skipped:
         skipped["collapse"] = "no samples (the feature-space experiment did not run)"
-    run("collapse", collapse)
+    rec.run("collapse", collapse)
 
     # 2. Downstream classification (its held-out split is the held-out set of 3-6).
     labels = None if data.real_labels is None else np.asarray(data.real_labels)
