@@ -156,15 +156,15 @@ def _projection_space():
 @pytest.mark.parametrize("kind, collapsed", [("noise_squares", True), ("upsampled_coarse", True),
                                              ("real", False)])
 def test_the_evaluator_reports_the_rule_for_an_export(tmp_path, digits, kind, collapsed):
-    from evaluators.evaluate import evaluate_model
+    from evaluators.evaluate import EvalData, EvalOptions, evaluate_model
 
     bank = {"noise_squares": _noise_squares(256), "upsampled_coarse": _upsampled_coarse(digits[:256]),
             "real": digits[1000:1256]}[kind]
     model_dir = _export(str(tmp_path / "export"), bank)
-    metrics = evaluate_model(model_dir, digits[:400], None, str(tmp_path / "eval"),
-                             {"projection": _projection_space()}, num_samples=200, num_real=400,
-                             kid_subsets=4, masks=(), num_inpaint=0, num_diversity=0, num_ood=0,
-                             num_denoise=0, num_memorization=0)
+    metrics = evaluate_model(model_dir, EvalData(digits[:400]), str(tmp_path / "eval"),
+                             {"projection": _projection_space()},
+                             EvalOptions(num_samples=200, num_real=400, kid_subsets=4, masks=(), num_inpaint=0,
+                                         num_diversity=0, num_ood=0, num_denoise=0, num_memorization=0))
     assert metrics["collapse"]["collapsed"] is collapsed
     with open(tmp_path / "eval" / "metrics.json") as handle:
         written = json.load(handle)
