@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{what} (a model whose export has `{name}`)")
         p.add_argument("--model", required=True, help="export folder (saved_model.pb inside)")
         p.add_argument("--input", required=True,
-                       help="images: a folder (or folder:PATH | idx:PREFIX | tfds:NAME[:SPLIT])")
+                       help="images: a folder (or builtin:mnist5k | folder:PATH | idx:PREFIX | "
+                       "tfds:NAME[:SPLIT])")
         p.add_argument("--output", required=True, help="folder for the PNGs and grid.png")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--limit", type=int, default=0, help="use at most N images (0 = all)")
