@@ -259,7 +259,12 @@ def test_steps_and_step_size_per_grid_reach_training_and_synthesis():
     for g in (4, 8):
         np.testing.assert_allclose(model.last_samples[g].numpy(), by_hand[g].numpy(), atol=1e-5)
     cfg = Config.build(data={"image_size": 8, "channels": 1}, pyramid={"grids": [1, 4, 8]}, model={"width": 0.1},
-                       sampler={"steps": 3, "grid_steps": ["4:2"], "grid_step_sizes": ["8:0.05"]})
+                       sampler={"steps": 3, "grid_steps": ["4:2"], "grid_step_sizes": ["8:0.05"],
+                                "grid_preconditions": ["8:binomial"]})
     meta = {"grids": [1, 4, 8], "image_size": 8, "channels": 1, "coarse_mean": [0.3], "coarse_std": [0.1]}
     samplers = model_from_config(cfg, meta)._plain.samplers
     assert (samplers[4].steps, samplers[4].step_size, samplers[8].steps, samplers[8].step_size) == (2, 0.3, 3, 0.05)
+    assert (samplers[4].precondition, samplers[8].precondition) == ("none", "binomial")
+    for bad in (["sampler.grid_preconditions=8:gauss"], ["sampler.grid_steps=8:0"], ["sampler.grid_steps=2:5"]):
+        with pytest.raises(ValueError, match="must be S:value with S one of the trained grids"):
+            cfg.with_overrides(bad)

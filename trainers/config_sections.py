@@ -149,9 +149,9 @@ class SamplerConfig:
     precondition: the multi-grid family: `none` or `binomial`, Langevin with its drift and noise
     smoothed by a 3x3 binomial blur (the same target for small steps; removes the checkerboard that
     stride-2 convs put in the energy's pixel gradient; `trainers.langevin`). Not in the paper.
-    grid_steps, grid_step_sizes: the multi-grid family: `S:value` entries for the grids whose T or
-    delta differ from `steps` / `step_size`, e.g. `16:15` (the paper uses one T and delta for
-    every grid). Others ignore them.
+    grid_steps, grid_step_sizes, grid_preconditions: the multi-grid family: `S:value` entries for
+    the grids whose T, delta or precondition differ from `steps` / `step_size` / `precondition`,
+    e.g. `16:15`, `32:binomial` (the paper uses one T and delta for every grid). Others ignore them.
     upsample_noise: CF-EBM (`cfebm`): std of the Gaussian noise added to a stage's samples after
     their nearest upsampling, before the next stage's chain (smooth MCMC). Others ignore it.
     coarse_steps: PatchGenCN (`patchgen`): Langevin steps at the coarsest scale (`steps` at the
@@ -173,6 +173,7 @@ class SamplerConfig:
     precondition: str = "none"
     grid_steps: tuple[str, ...] = ()
     grid_step_sizes: tuple[str, ...] = ()
+    grid_preconditions: tuple[str, ...] = ()
     upsample_noise: float = 0.05
     coarse_steps: int = 60
     sr_steps: int = 3

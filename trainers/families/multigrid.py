@@ -385,14 +385,14 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
                 step_size_schedule: str = "constant", precondition: str = "none", coarse_mean=None,
                 coarse_std=None, pcd_buffer_size: int = 1000, seed: int = 0,
                 ema_decay: float = 0.0, grid_steps: dict | None = None,
-                grid_step_sizes: dict | None = None) -> MultiGridEBM:
+                grid_step_sizes: dict | None = None, grid_preconditions: dict | None = None) -> MultiGridEBM:
     """Build the energy nets (only the trained grids), the sampler and the model.
 
     Call inside a strategy scope for distributed training; seeds Keras' initialisers with
     `seed` so the same seed gives the same initial weights. `variant` is a key of
     `multigrid_variants.VARIANTS`; the other arguments as in `EnergyNet`, `LangevinSampler` and
-    `MultiGridEBM`. `grid_steps` / `grid_step_sizes`: dict grid size -> T / delta for the grids
-    that differ from `steps` / `step_size`.
+    `MultiGridEBM`. `grid_steps` / `grid_step_sizes` / `grid_preconditions`: dict grid size -> T /
+    delta / precondition for the grids that differ from `steps` / `step_size` / `precondition`.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r} is not allowed; allowed values: {list(VARIANTS)}")
@@ -406,7 +406,8 @@ def build_model(grids, channels: int, variant: str = "multigrid", norm: str = "n
                               noise_scale=noise_scale, noise_schedule=noise_schedule,
                               step_size_schedule=step_size_schedule, precondition=precondition)
     samplers = {g: sampler.replace(steps=int((grid_steps or {}).get(g, steps)),
-                                   step_size=float((grid_step_sizes or {}).get(g, step_size))) for g in trained}
+                                   step_size=float((grid_step_sizes or {}).get(g, step_size)),
+                                   precondition=(grid_preconditions or {}).get(g, precondition)) for g in trained}
     return MultiGridEBM(nets, samplers, grids, start=start, train_steps=train_steps, coarse_mean=coarse_mean,
                         coarse_std=coarse_std, pcd_buffer_size=pcd_buffer_size, seed=seed,
                         ema_decay=ema_decay)

@@ -9,7 +9,7 @@
 - `pcd`: only the finest net; persistent chains (`train.pcd_buffer_size` of them), T steps.
 
 Fields read: `model.norm`, `model.activation`, `model.width`, every `sampler.` field (with
-`sampler.grid_steps` / `grid_step_sizes` per grid),
+`sampler.grid_steps` / `grid_step_sizes` / `grid_preconditions` per grid),
 `train.pcd_buffer_size` (pcd), `train.ema_decay`, `train.jit_compile`, `train.seed`.
 """
 
@@ -38,11 +38,13 @@ def _one_of(name: str, value, allowed: tuple) -> None:
     _require(value in allowed, f"{name}={value!r} is not allowed; allowed values: {list(allowed)}")
 
 
-def grid_values(name: str, entries, grids, cast) -> dict:
-    """`S:value` entries (`sampler.grid_steps`, `sampler.grid_step_sizes`) -> {S: cast(value)}.
+def grid_values(name: str, entries, grids, cast, allowed: tuple = ()) -> dict:
+    """`S:value` entries (`sampler.grid_steps`, `grid_step_sizes`, `grid_preconditions`) ->
+    {S: cast(value)}.
 
     Raises ConfigError naming `name` for an entry that is not `S:value`, a grid S that is not
-    one of `grids`, a value that is not > 0, or a grid given twice."""
+    one of `grids`, a value that is not > 0 (numbers) or not one of `allowed` (names), or a grid
+    given twice."""
     out = {}
     for entry in entries:
         size, sep, value = str(entry).partition(":")
@@ -50,9 +52,11 @@ def grid_values(name: str, entries, grids, cast) -> dict:
             size, value = int(size), cast(value)
         except ValueError:
             size = value = None
-        _require(bool(sep) and size in grids and value is not None and value > 0 and size not in out,
+        ok = value in allowed if allowed else value is not None and value > 0
+        example = f"value one of {list(allowed)}, e.g. 32:{allowed[-1]}" if allowed else "value > 0, e.g. 16:15"
+        _require(bool(sep) and size in grids and ok and size not in out,
                  f"{name} entry {entry!r} must be S:value with S one of the trained grids {list(grids)} "
-                 "(each once) and value > 0, e.g. 16:15")
+                 f"(each once) and {example}")
         out[size] = value
     return out
 
@@ -77,6 +81,7 @@ def validate(config) -> None:
     _one_of("sampler.precondition", s.precondition, PRECONDITIONS)
     grid_values("sampler.grid_steps", s.grid_steps, _trained_grids(config), int)
     grid_values("sampler.grid_step_sizes", s.grid_step_sizes, _trained_grids(config), float)
+    grid_values("sampler.grid_preconditions", s.grid_preconditions, _trained_grids(config), str, PRECONDITIONS)
     if VARIANTS[m.family][1] == "persistent":
         _require(t.pcd_buffer_size >= t.batch_size,
                  f"train.pcd_buffer_size={t.pcd_buffer_size} must be >= train.batch_size={t.batch_size}")
@@ -105,7 +110,9 @@ def build(config, metadata: dict):
         coarse_mean=metadata["coarse_mean"], coarse_std=metadata["coarse_std"],
         pcd_buffer_size=t.pcd_buffer_size, seed=t.seed,
         grid_steps=grid_values("sampler.grid_steps", s.grid_steps, _trained_grids(config), int),
-        grid_step_sizes=grid_values("sampler.grid_step_sizes", s.grid_step_sizes, _trained_grids(config), float))
+        grid_step_sizes=grid_values("sampler.grid_step_sizes", s.grid_step_sizes, _trained_grids(config), float),
+        grid_preconditions=grid_values("sampler.grid_preconditions", s.grid_preconditions, _trained_grids(config),
+                                       str, PRECONDITIONS))
 
 
 _DESCRIPTIONS = {
