@@ -304,5 +304,5 @@ def test_kill_inside_training_then_rerun_reuses_the_cache_and_serves_a_whole_mod
     assert {"IngestImages", "BuildPyramid", "TrainDomainClassifier"} <= set(audit["cached"])
     assert {"Train", "Evaluate", "PushModel"} <= set(audit["reexecuted"])
     result = faults.final_result(workdir, proc.stdout)
-    assert result["served_versions"] == ["multigrid_ebm/1"] and result["steps"] == 4
+    assert result["served_versions"] == ["mnist5k-multigrid/1"] and result["steps"] == 4
     assert faults.served_loads(workdir) is True
