@@ -254,7 +254,7 @@ def _mlmd(path, executions, artifacts, events):
         "CREATE TABLE Event (id INTEGER PRIMARY KEY, artifact_id INT, execution_id INT, type INT);")
     con.executemany("INSERT INTO Type VALUES (?, ?)", [
         (1, "components.pyramid_component.BuildPyramid"), (2, "components.trainer_component.Train"),
-        (3, "mgebm.Pyramid")])
+        (3, "components.Pyramid")])
     con.executemany("INSERT INTO Execution VALUES (?, ?, ?)", executions)
     con.executemany("INSERT INTO Artifact VALUES (?, ?, ?, ?)", artifacts)
     con.executemany("INSERT INTO Event (artifact_id, execution_id, type) VALUES (?, ?, ?)", events)
