@@ -44,7 +44,7 @@ import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components import records, scale_pyramid_beam
+from components import pyramid_dask, records, scale_pyramid_beam
 from trainers import config as config_lib
 from trainers import pyramid_ops
 
@@ -145,6 +145,8 @@ def _make_runner(runner: str):
     if runner not in config_lib.BEAM_RUNNERS:
         raise PyramidError(f"runner={runner!r} is not allowed; allowed values: "
                            f"{list(config_lib.BEAM_RUNNERS)}")
+    if runner == "DaskRunner":
+        return pyramid_dask.dask_runner()  # DaskUnavailable (a ValueError) when dask is missing
     if runner == "DirectRunner":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
         return FnApiRunner()
@@ -216,6 +218,9 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
         raise PyramidError(f"num_shards={num_shards} must be >= 0 (0 = one file per bundle) and "
                            f"batch_size={batch_size} >= 1")
     beam_runner = _make_runner(runner)
+    if runner == "DaskRunner" and scales:
+        raise PyramidError("pyramid.runner=DaskRunner builds the integer grids; the scale pyramid of "
+                           "one image (pyramid.scale_factor > 0) runs on DirectRunner")
     options = PipelineOptions(list(beam_args))
     _prepare_output(output_dir)
     start = time.time()
@@ -224,33 +229,12 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
           + f", runner {runner}", file=sys.stderr, flush=True)
     try:
         fingerprint = ingest_fingerprint(input_dir)
-        pipeline = beam.Pipeline(runner=beam_runner, options=options)
-        if scales:
-            scale_pyramid_beam.build(pipeline, input_dir, output_dir,
-                                     posixpath.join(output_dir, STATS_DIR), scales, channels, num_shards)
-        for split in records.SPLITS if not scales else ():
-            batches = (
-                pipeline
-                | f"Read/{split}" >> beam.io.ReadFromTFRecord(
-                    posixpath.join(input_dir, split, "*" + records.SHARD_SUFFIX),
-                    compression_type=CompressionTypes.GZIP)
-                | f"Batch/{split}" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch_size)
-                | f"Pyramid/{split}" >> beam.ParDo(_PyramidFn(grids, channels)))
-            _ = (batches
-                 | f"Encode/{split}" >> beam.FlatMap(_explode, grids)
-                 | f"Write/{split}" >> beam.io.WriteToTFRecord(
-                     posixpath.join(output_dir, split, "data"), file_name_suffix=records.SHARD_SUFFIX,
-                     num_shards=num_shards, compression_type=CompressionTypes.GZIP))
-            _ = (batches
-                 | f"Stats/{split}" >> beam.CombineGlobally(GridStatsFn(grids, channels))
-                 | f"StatsJson/{split}" >> beam.Map(json.dumps)
-                 | f"WriteStats/{split}" >> beam.io.WriteToText(
-                     posixpath.join(output_dir, STATS_DIR, split), num_shards=1,
-                     shard_name_template=""))
-        result = pipeline.run()
-        state = result.wait_until_finish()
-        if state not in (None, beam.runners.runner.PipelineState.DONE):
-            raise RuntimeError(f"pyramid: the Beam pipeline ended in state {state}; see the runner's log")
+        if runner == "DaskRunner":  # the subset of Beam that runs on Dask: components/pyramid_dask.py
+            pyramid_dask.run(input_dir, output_dir, posixpath.join(output_dir, STATS_DIR), grids,
+                             channels, beam_args, num_shards, batch_size)
+        else:
+            _run_beam(beam_runner, options, input_dir, output_dir, grids, scales, channels, num_shards,
+                      batch_size)
         stats = {}
         for split in records.SPLITS:
             with tf.io.gfile.GFile(posixpath.join(output_dir, STATS_DIR, split)) as f:
@@ -289,6 +273,37 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
           f"{metadata['counts']['eval']} eval; coarse mean {np.round(metadata['coarse_mean'], 4).tolist()}"
           f" std {np.round(metadata['coarse_std'], 4).tolist()}", file=sys.stderr, flush=True)
     return metadata
+
+
+def _run_beam(beam_runner, options, input_dir: str, output_dir: str, grids: tuple, scales: list,
+              channels: int, num_shards: int, batch_size: int) -> None:
+    """The stage's usual Beam form (read, batch, pyramid, write and statistics per split); waits."""
+    pipeline = beam.Pipeline(runner=beam_runner, options=options)
+    if scales:
+        scale_pyramid_beam.build(pipeline, input_dir, output_dir,
+                                 posixpath.join(output_dir, STATS_DIR), scales, channels, num_shards)
+    for split in records.SPLITS if not scales else ():
+        batches = (
+            pipeline
+            | f"Read/{split}" >> beam.io.ReadFromTFRecord(
+                posixpath.join(input_dir, split, "*" + records.SHARD_SUFFIX),
+                compression_type=CompressionTypes.GZIP)
+            | f"Batch/{split}" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch_size)
+            | f"Pyramid/{split}" >> beam.ParDo(_PyramidFn(grids, channels)))
+        _ = (batches
+             | f"Encode/{split}" >> beam.FlatMap(_explode, grids)
+             | f"Write/{split}" >> beam.io.WriteToTFRecord(
+                 posixpath.join(output_dir, split, "data"), file_name_suffix=records.SHARD_SUFFIX,
+                 num_shards=num_shards, compression_type=CompressionTypes.GZIP))
+        _ = (batches
+             | f"Stats/{split}" >> beam.CombineGlobally(GridStatsFn(grids, channels))
+             | f"StatsJson/{split}" >> beam.Map(json.dumps)
+             | f"WriteStats/{split}" >> beam.io.WriteToText(
+                 posixpath.join(output_dir, STATS_DIR, split), num_shards=1,
+                 shard_name_template=""))
+    state = pipeline.run().wait_until_finish()
+    if state not in (None, beam.runners.runner.PipelineState.DONE):
+        raise RuntimeError(f"pyramid: the Beam pipeline ended in state {state}; see the runner's log")
 
 
 def _scales(input_dir: str, summary: dict, scale_factor: float, min_side: int) -> list[tuple[int, int]]:
