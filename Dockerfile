@@ -20,9 +20,10 @@
 ARG BASE_IMAGE=tensorflow/tfx:1.16.0
 FROM ${BASE_IMAGE}
 
-# Keras 3 beside TFX: the TFX image sets TF_USE_LEGACY_KERAS=1 (TFX's legacy Keras 2), under which
-# tensorflow-probability and this package's Keras 3 models fail. pipeline/run_spec.py's IMAGE_ENV
-# holds the same values (a test checks they match).
+# The Keras setting `mgebm` itself makes before TensorFlow loads (pipeline/cli.py), so a task runs
+# as under `mgebm run`: TFX 1.16 is made for legacy Keras 2 (TF_USE_LEGACY_KERAS=1), this package's
+# models use Keras 3 directly. pipeline/run_spec.py's IMAGE_ENV holds the same values (a test
+# checks they match).
 ENV TF_USE_LEGACY_KERAS=0 PYTHONUNBUFFERED=1
 
 WORKDIR /tmp/multigrid-ebm

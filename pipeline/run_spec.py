@@ -39,8 +39,8 @@ import uuid
 
 DEFAULT_IMAGE = "multigrid-ebm:0.1.0"  # the Dockerfile's image; `mgebm compile --image` default
 IMAGE_NAME = "multigrid-ebm"
-# The Dockerfile's ENV lines (tests/test_run_spec.py checks they match): Keras 3 beside TFX,
-# whose base image sets TF_USE_LEGACY_KERAS=1.
+# The Dockerfile's ENV lines (tests/test_run_spec.py checks they match): the Keras setting that
+# `mgebm` makes for itself (pipeline/cli.py), so a task runs as under `mgebm run`.
 IMAGE_ENV = {"TF_USE_LEGACY_KERAS": "0", "PYTHONUNBUFFERED": "1"}
 _PLACEHOLDER = re.compile(r"\{\{\$[^{}]*\}\}")
 _KEYED = re.compile(r"^\{\{\$\.(inputs|outputs)\.(parameters|artifacts)\['([^']+)'\](?:\.(\w+))?\}\}$")
