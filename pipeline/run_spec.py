@@ -186,8 +186,9 @@ def check_spec(spec: dict, image: str, python: str, version: str | None) -> list
         if path:
             paths.setdefault(path, (name, f"executor class {path}"))
     if paths:
-        found = subprocess.run([python, "-c", _FIND, json.dumps(sorted(paths))], capture_output=True,
-                               text=True, cwd=tempfile.gettempdir(), env=pod_env(), check=False)
+        with tempfile.TemporaryDirectory(prefix="mgebm-pod-check-") as cwd:  # where a task would run
+            found = subprocess.run([python, "-c", _FIND, json.dumps(sorted(paths))], capture_output=True,
+                                   text=True, cwd=cwd, env=pod_env(), check=False)
         if found.returncode != 0:
             raise SpecError(f"cannot check the executor classes with {python}: {found.stderr.strip()[-300:]}")
         for path, problem in sorted(json.loads(found.stdout).items(), key=lambda kv: order.index(paths[kv[0]][0])):
