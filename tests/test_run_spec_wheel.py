@@ -57,7 +57,8 @@ def wheel_env(tmp_path_factory):
     build = f"from setuptools import build_meta; print(build_meta.build_wheel({str(dist)!r}))"
     wheel = _run([sys.executable, "-c", build], cwd=src).stdout.strip().splitlines()[-1]
     uv = _uv()
-    _run([uv, "venv", "-q", "--python", getattr(sys, "_base_executable", sys.executable), str(venv)], cwd=root)
+    base = os.path.realpath(sys.executable)  # the interpreter itself, not this environment's link to it
+    _run([uv, "venv", "-q", "--python", base, str(venv)], cwd=root)
     install = dict(_env(), VIRTUAL_ENV=str(venv))
     pins = os.path.join(REPO, "requirements", "primary-py310.txt")
     proc = subprocess.run([uv, "pip", "install", "-q", "--offline", "-r", pins, f"{dist / wheel}[tfx,dask]"],
