@@ -57,8 +57,8 @@ STAGES = {
 # Files whose presence says an output artifact was written to the end.
 COMPLETE_FILES = {
     "Examples": ["summary.json"],
-    "mgebm.Pyramid": ["metadata.json"],
-    "mgebm.DomainClassifier": [],  # classifier.keras or unavailable.json, checked below
+    "components.Pyramid": ["metadata.json"],
+    "components.DomainClassifier": [],  # classifier.keras or unavailable.json, checked below
     "Model": ["saved_model.pb", "variables/variables.index"],
     "ModelRun": ["random_init_model/saved_model.pb"],
     "ModelEvaluation": ["metrics.json"],
@@ -169,7 +169,7 @@ def max_execution_id(workdir: str) -> int:
 def _artifact_complete(type_name: str, uri: str) -> bool:
     if not os.path.isdir(uri):
         return False
-    if type_name == "mgebm.DomainClassifier":
+    if type_name == "components.DomainClassifier":
         return any(os.path.exists(os.path.join(uri, n)) for n in ("classifier.keras", "unavailable.json"))
     if type_name == "ModelBlessing":
         return any(os.path.exists(os.path.join(uri, n)) for n in ("BLESSED", "NOT_BLESSED"))

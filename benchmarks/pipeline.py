@@ -4,13 +4,18 @@
 runs, for every size N and mode, one fresh subprocess that ingests the first N Fashion-MNIST
 training images (Debian's dataset-fashion-mnist, idx:/usr/share/datasets/fashion-mnist/train) at
 32x32x1 with `components.ingest.run_ingest`, then builds the 1/4/16/32 pyramid with
-`components.pyramid_beam.run_pyramid` and the DirectRunner, either in memory (Beam's in-process
-runner) or with `--direct_num_workers=2 --direct_running_mode=multi_processing`.
+`components.pyramid_beam.run_pyramid`: on the DirectRunner in memory (Beam's in-process runner,
+mode `in_memory`) or with `--direct_num_workers=2 --direct_running_mode=multi_processing`
+(`multi_processing`), or on Beam's DaskRunner with a local dask.distributed cluster of 2 worker
+processes that the stage starts and closes (`dask`, needs dask[distributed];
+components/pyramid_dask.py). DirectRunner against DaskRunner at 10k and 60k images:
+`python -m benchmarks.pipeline --sizes 10000,60000 --modes in_memory,dask`.
 
 Per configuration it reports seconds and images per second of each stage, microseconds per
 image, and peak memory two ways: the largest summed RSS of the subprocess tree (psutil, sampled
-every 0.1 s by this process) and `resource.getrusage` ru_maxrss of the subprocess itself and of
-its finished children (Beam's workers). Targets: per-image cost flat within 20% from 10k to 60k
+every 0.1 s by this process; `peak_pyramid_tree_rss_mib` over the pyramid stage alone, which the
+worker marks with files in its work folder) and `resource.getrusage` ru_maxrss of the subprocess
+itself and of its finished children (Beam's workers). Targets: per-image cost flat within 20% from 10k to 60k
 (`per_image_ratio` within 0.8-1.2; `not_growing` when <= 1.2; `marginal_us_per_image` is the
 cost of the images between the two sizes, free of fixed start-up costs; with three or more sizes
 `affine_fit` splits total seconds into a fixed start-up and a cost per image, with the largest
@@ -34,7 +39,11 @@ from benchmarks import common
 
 SOURCE = "idx:/usr/share/datasets/fashion-mnist/train"
 GRIDS = (1, 4, 16, 32)
-MODES = {"in_memory": (), "multi_processing": ("--direct_num_workers=2", "--direct_running_mode=multi_processing")}
+# mode -> (pyramid.runner, Beam args)
+MODES = {"in_memory": ("DirectRunner", ()),
+         "multi_processing": ("DirectRunner", ("--direct_num_workers=2", "--direct_running_mode=multi_processing")),
+         "dask": ("DaskRunner", ())}
+PYRAMID_MARKS = (".pyramid-started", ".pyramid-done")  # in the worker's work folder
 
 
 def worker(size: int, mode: str, workdir: str, source: str) -> dict:
@@ -48,9 +57,11 @@ def worker(size: int, mode: str, workdir: str, source: str) -> dict:
     summary = run_ingest(source, ingest_dir, 32, 1, limit=size, num_shards=2, progress_every=0)
     t_ingest = time.perf_counter() - start
     rss_ingest = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    open(os.path.join(workdir, PYRAMID_MARKS[0]), "w").close()
     start = time.perf_counter()
-    metadata = run_pyramid(ingest_dir, pyramid_dir, GRIDS, runner="DirectRunner", beam_args=MODES[mode])
+    metadata = run_pyramid(ingest_dir, pyramid_dir, GRIDS, runner=MODES[mode][0], beam_args=MODES[mode][1])
     t_pyramid = time.perf_counter() - start
+    open(os.path.join(workdir, PYRAMID_MARKS[1]), "w").close()
     count = summary["counts"]["train"] + summary["counts"]["eval"]
     out_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(pyramid_dir) for f in fs)
     return {"images": count, "pyramid_counts": metadata["counts"], "ingest_s": t_ingest, "pyramid_s": t_pyramid,
@@ -85,9 +96,13 @@ def run_one(size: int, mode: str, source: str, keep: str | None = None, timeout:
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         popen = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=err, text=True)
-        proc, peak = psutil.Process(popen.pid), 0
+        proc, peak, peak_pyramid = psutil.Process(popen.pid), 0, 0
+        started, done = (os.path.join(workdir, name) for name in PYRAMID_MARKS)
         while popen.poll() is None:
-            peak = max(peak, _tree_rss(proc))
+            rss = _tree_rss(proc)
+            peak = max(peak, rss)
+            if os.path.exists(started) and not os.path.exists(done):
+                peak_pyramid = max(peak_pyramid, rss)
             if time.perf_counter() - start > timeout:
                 popen.kill()
                 break
@@ -107,7 +122,8 @@ def run_one(size: int, mode: str, source: str, keep: str | None = None, timeout:
     res.update({"size": size, "mode": mode, "wall_s": wall, "total_s": total, "images_per_s": n / total,
                 "ingest_images_per_s": n / res["ingest_s"], "pyramid_images_per_s": n / res["pyramid_s"],
                 "us_per_image": 1e6 * total / n, "pyramid_us_per_image": 1e6 * res["pyramid_s"] / n,
-                "peak_tree_rss_mib": peak / 2 ** 20,
+                "peak_tree_rss_mib": peak / 2 ** 20, "peak_pyramid_tree_rss_mib": peak_pyramid / 2 ** 20,
+                "runner": MODES[mode][0],
                 "peak_maxrss_mib": max(res["maxrss_self_kib"], res["maxrss_children_kib"]) / 1024})
     return res
 
@@ -143,6 +159,9 @@ def verdicts(results: list) -> dict:
                      "not_growing": ratio <= 1.2, "marginal_us_per_image": marginal,
                      "pyramid_per_image_ratio": by[big]["pyramid_us_per_image"] / by[small]["pyramid_us_per_image"],
                      "peak_memory_ratio": mem, "memory_bounded": mem <= 1.2}
+        if by[big].get("peak_pyramid_tree_rss_mib") and by[small].get("peak_pyramid_tree_rss_mib"):
+            out[mode]["pyramid_peak_memory_ratio"] = (by[big]["peak_pyramid_tree_rss_mib"]
+                                                      / by[small]["peak_pyramid_tree_rss_mib"])
         if len(sizes) >= 3:
             out[mode]["affine_fit"] = affine_fit([(by[s]["images"], by[s]["total_s"]) for s in sizes])
             out[mode]["pyramid_affine_fit"] = affine_fit([(by[s]["images"], by[s]["pyramid_s"]) for s in sizes])
@@ -174,15 +193,17 @@ def main(argv=None) -> int:
             results.append(run_one(size, mode, args.source, args.keep))
             r = results[-1]
             print(f"[pipeline] {size} {mode}: " + (r.get("error") or f"{r['images_per_s']:.0f} img/s, "
-                  f"peak {r['peak_tree_rss_mib']:.0f} MiB"), file=sys.stderr, flush=True)
+                  f"pyramid {r['pyramid_s']:.1f} s, peak {r['peak_tree_rss_mib']:.0f} MiB (pyramid "
+                  f"{r['peak_pyramid_tree_rss_mib']:.0f} MiB)"), file=sys.stderr, flush=True)
     machine["loadavg_end"] = common.load_average()
     doc = {"machine": machine, "source": args.source, "image_size": 32, "channels": 1, "grids": list(GRIDS),
            "results": results, "verdicts": verdicts(results), "wall_s": time.perf_counter() - start}
-    rows = [[r["size"], r["mode"], common.fmt(r.get("ingest_images_per_s")), common.fmt(r.get("pyramid_images_per_s")),
-             common.fmt(r.get("images_per_s")), common.fmt(r.get("us_per_image")),
-             common.fmt(r.get("peak_tree_rss_mib")), r.get("error", "")] for r in results]
-    common.emit(doc, rows, ["images", "mode", "ingest img/s", "pyramid img/s", "total img/s", "us/img",
-                            "peak MiB", ""])
+    rows = [[r["size"], r["mode"], common.fmt(r.get("ingest_images_per_s")), common.fmt(r.get("pyramid_s")),
+             common.fmt(r.get("pyramid_images_per_s")), common.fmt(r.get("images_per_s")),
+             common.fmt(r.get("us_per_image")), common.fmt(r.get("peak_tree_rss_mib")),
+             common.fmt(r.get("peak_pyramid_tree_rss_mib")), r.get("error", "")] for r in results]
+    common.emit(doc, rows, ["images", "mode", "ingest img/s", "pyramid s", "pyramid img/s", "total img/s",
+                            "us/img", "peak MiB", "pyramid peak MiB", ""])
     return 0
 
 

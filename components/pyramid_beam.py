@@ -11,7 +11,7 @@ For every ingested example (both splits) it decodes the PNG, scales pixels to fl
   OUTPUT/metadata.json : {"grids", "image_size", "channels", "counts": {"train", "eval"},
       "coarse_mean": [C], "coarse_std": [C], "grid_stats": {"S": {"mean": [C], "std": [C]}},
       "fingerprint", "files": {"train", "eval"} (file counts), ...}; statistics are over the train
-      split, per channel, population std, exact (integer block sums, see GridStatsFn), so they do
+      split, per channel, population std, exact (integer block sums, see pyramid_fns.GridStatsFn), so they do
       not depend on batching or worker count; the eval split's are in "eval_grid_stats". Written
       LAST, after the Beam pipeline finished: the folder is complete iff metadata.json exists.
 
@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import posixpath
 import sys
 import time
-from fractions import Fraction
 from typing import Sequence
 
 import apache_beam as beam
@@ -44,7 +42,7 @@ import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components import records, scale_pyramid_beam
+from components import pyramid_dask, pyramid_fns, records, scale_pyramid_beam
 from trainers import config as config_lib
 from trainers import pyramid_ops
 
@@ -56,95 +54,12 @@ class PyramidError(ValueError):
     """The pyramid stage cannot run on this input/output; the message names the fix."""
 
 
-class _PyramidFn(beam.DoFn):
-    """Serialized ingest Examples -> one dict {"keys", "labels", "images": uint8 [B,H,H,C],
-    S: float32 [B,S,S,C] for every grid}."""
-
-    def __init__(self, grids: Sequence[int], channels: int):
-        super().__init__()
-        self._grids = tuple(int(g) for g in grids)
-        self._channels = int(channels)
-
-    def process(self, batch):
-        from trainers import pyramid_ops  # pylint: disable=import-outside-toplevel
-
-        examples = [records.decode_ingest_example(s) for s in batch]
-        images = np.stack([tf.io.decode_png(ex["image"], channels=self._channels).numpy()
-                           for ex in examples])
-        pyramid = pyramid_ops.build_pyramid(tf.cast(images, tf.float32) / 255.0, self._grids)
-        out = {size: level.numpy() for size, level in pyramid.items()}
-        out["images"] = images
-        out["keys"] = [ex["key"] for ex in examples]
-        out["labels"] = [ex["label"] for ex in examples]
-        yield out
-
-
-def _explode(batch: dict, grids: Sequence[int]):
-    for i, (key, label) in enumerate(zip(batch["keys"], batch["labels"])):
-        yield records.encode_pyramid_example(key, label, {s: batch[s][i] for s in grids})
-
-
-class GridStatsFn(beam.CombineFn):
-    """Exact per-channel mean/std of every grid level, independent of batching and merge order.
-
-    A grid-S pixel is (sum of its uint8 block) / (255 * b) with b = (H/S)^2 pixels per block, so the
-    accumulator keeps integer sums of block sums and of their squares (Python ints: no rounding,
-    no overflow) and the result is computed from exact rationals, then rounded once to float.
-
-    Input: batch dicts {"images": uint8 [B, H, H, C], ...}; output: JSON-able dict
-    {"count": images, "grids": {"S": {"mean": [C], "std": [C]}}} (population std).
-    """
-
-    def __init__(self, grids: Sequence[int], channels: int):
-        super().__init__()
-        self._grids = tuple(int(g) for g in grids)
-        self._channels = int(channels)
-
-    def create_accumulator(self):
-        zeros = [0] * self._channels
-        return {"images": 0, "size": 0, **{s: (list(zeros), list(zeros)) for s in self._grids}}
-
-    def add_input(self, acc, batch):
-        images = np.asarray(batch["images"])
-        count, size = images.shape[0], images.shape[1]
-        acc = dict(acc, images=acc["images"] + count, size=size)
-        for s in self._grids:
-            f = size // s
-            blocks = images.astype(np.int64).reshape(count, s, f, s, f, self._channels).sum(axis=(2, 4))
-            sums, squares = acc[s]
-            acc[s] = ([a + int(b) for a, b in zip(sums, blocks.sum(axis=(0, 1, 2)))],
-                      [a + int(b) for a, b in zip(squares, (blocks * blocks).sum(axis=(0, 1, 2)))])
-        return acc
-
-    def merge_accumulators(self, accumulators):
-        out = self.create_accumulator()
-        for acc in accumulators:
-            out["images"] += acc["images"]
-            out["size"] = max(out["size"], acc["size"])
-            for s in self._grids:
-                out[s] = ([a + b for a, b in zip(out[s][0], acc[s][0])],
-                          [a + b for a, b in zip(out[s][1], acc[s][1])])
-        return out
-
-    def extract_output(self, acc):
-        grids = {}
-        for s in self._grids:
-            n = acc["images"] * s * s
-            if n == 0:
-                mean, std = [0.0] * self._channels, [0.0] * self._channels
-            else:
-                scale = 255 * (acc["size"] // s) ** 2
-                mean = [float(Fraction(t, n * scale)) for t in acc[s][0]]
-                std = [math.sqrt(Fraction(n * q - t * t, (n * scale) ** 2))
-                       for t, q in zip(*acc[s])]
-            grids[str(s)] = {"mean": mean, "std": std}
-        return {"count": int(acc["images"]), "grids": grids}
-
-
 def _make_runner(runner: str):
     if runner not in config_lib.BEAM_RUNNERS:
         raise PyramidError(f"runner={runner!r} is not allowed; allowed values: "
                            f"{list(config_lib.BEAM_RUNNERS)}")
+    if runner == "DaskRunner":
+        return pyramid_dask.dask_runner()  # DaskUnavailable (a ValueError) when dask is missing
     if runner == "DirectRunner":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
         return FnApiRunner()
@@ -216,6 +131,9 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
         raise PyramidError(f"num_shards={num_shards} must be >= 0 (0 = one file per bundle) and "
                            f"batch_size={batch_size} >= 1")
     beam_runner = _make_runner(runner)
+    if runner == "DaskRunner" and scales:
+        raise PyramidError("pyramid.runner=DaskRunner builds the integer grids; the scale pyramid of "
+                           "one image (pyramid.scale_factor > 0) runs on DirectRunner")
     options = PipelineOptions(list(beam_args))
     _prepare_output(output_dir)
     start = time.time()
@@ -224,33 +142,12 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
           + f", runner {runner}", file=sys.stderr, flush=True)
     try:
         fingerprint = ingest_fingerprint(input_dir)
-        pipeline = beam.Pipeline(runner=beam_runner, options=options)
-        if scales:
-            scale_pyramid_beam.build(pipeline, input_dir, output_dir,
-                                     posixpath.join(output_dir, STATS_DIR), scales, channels, num_shards)
-        for split in records.SPLITS if not scales else ():
-            batches = (
-                pipeline
-                | f"Read/{split}" >> beam.io.ReadFromTFRecord(
-                    posixpath.join(input_dir, split, "*" + records.SHARD_SUFFIX),
-                    compression_type=CompressionTypes.GZIP)
-                | f"Batch/{split}" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch_size)
-                | f"Pyramid/{split}" >> beam.ParDo(_PyramidFn(grids, channels)))
-            _ = (batches
-                 | f"Encode/{split}" >> beam.FlatMap(_explode, grids)
-                 | f"Write/{split}" >> beam.io.WriteToTFRecord(
-                     posixpath.join(output_dir, split, "data"), file_name_suffix=records.SHARD_SUFFIX,
-                     num_shards=num_shards, compression_type=CompressionTypes.GZIP))
-            _ = (batches
-                 | f"Stats/{split}" >> beam.CombineGlobally(GridStatsFn(grids, channels))
-                 | f"StatsJson/{split}" >> beam.Map(json.dumps)
-                 | f"WriteStats/{split}" >> beam.io.WriteToText(
-                     posixpath.join(output_dir, STATS_DIR, split), num_shards=1,
-                     shard_name_template=""))
-        result = pipeline.run()
-        state = result.wait_until_finish()
-        if state not in (None, beam.runners.runner.PipelineState.DONE):
-            raise RuntimeError(f"pyramid: the Beam pipeline ended in state {state}; see the runner's log")
+        if runner == "DaskRunner":  # the subset of Beam that runs on Dask: components/pyramid_dask.py
+            pyramid_dask.run(input_dir, output_dir, posixpath.join(output_dir, STATS_DIR), grids,
+                             channels, beam_args, num_shards, batch_size)
+        else:
+            _run_beam(beam_runner, options, input_dir, output_dir, grids, scales, channels, num_shards,
+                      batch_size)
         stats = {}
         for split in records.SPLITS:
             with tf.io.gfile.GFile(posixpath.join(output_dir, STATS_DIR, split)) as f:
@@ -289,6 +186,37 @@ def run_pyramid(input_dir: str, output_dir: str, grids: Sequence[int], runner: s
           f"{metadata['counts']['eval']} eval; coarse mean {np.round(metadata['coarse_mean'], 4).tolist()}"
           f" std {np.round(metadata['coarse_std'], 4).tolist()}", file=sys.stderr, flush=True)
     return metadata
+
+
+def _run_beam(beam_runner, options, input_dir: str, output_dir: str, grids: tuple, scales: list,
+              channels: int, num_shards: int, batch_size: int) -> None:
+    """The stage's usual Beam form (read, batch, pyramid, write and statistics per split); waits."""
+    pipeline = beam.Pipeline(runner=beam_runner, options=options)
+    if scales:
+        scale_pyramid_beam.build(pipeline, input_dir, output_dir,
+                                 posixpath.join(output_dir, STATS_DIR), scales, channels, num_shards)
+    for split in records.SPLITS if not scales else ():
+        batches = (
+            pipeline
+            | f"Read/{split}" >> beam.io.ReadFromTFRecord(
+                posixpath.join(input_dir, split, "*" + records.SHARD_SUFFIX),
+                compression_type=CompressionTypes.GZIP)
+            | f"Batch/{split}" >> beam.BatchElements(min_batch_size=1, max_batch_size=batch_size)
+            | f"Pyramid/{split}" >> beam.ParDo(pyramid_fns.PyramidFn(grids, channels)))
+        _ = (batches
+             | f"Encode/{split}" >> beam.FlatMap(pyramid_fns.explode, grids)
+             | f"Write/{split}" >> beam.io.WriteToTFRecord(
+                 posixpath.join(output_dir, split, "data"), file_name_suffix=records.SHARD_SUFFIX,
+                 num_shards=num_shards, compression_type=CompressionTypes.GZIP))
+        _ = (batches
+             | f"Stats/{split}" >> beam.CombineGlobally(pyramid_fns.GridStatsFn(grids, channels))
+             | f"StatsJson/{split}" >> beam.Map(json.dumps)
+             | f"WriteStats/{split}" >> beam.io.WriteToText(
+                 posixpath.join(output_dir, STATS_DIR, split), num_shards=1,
+                 shard_name_template=""))
+    state = pipeline.run().wait_until_finish()
+    if state not in (None, beam.runners.runner.PipelineState.DONE):
+        raise RuntimeError(f"pyramid: the Beam pipeline ended in state {state}; see the runner's log")
 
 
 def _scales(input_dir: str, summary: dict, scale_factor: float, min_side: int) -> list[tuple[int, int]]:

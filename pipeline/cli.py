@@ -2,8 +2,8 @@
 
 Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure, 3 the work folder is
 in use by another run (`pipeline.workdir_lock`). User errors print one clear line (`--debug`
-shows the traceback). TFX is imported only by `run` and `compile`, so every
-other command also works in an environment without TFX.
+shows the traceback). TFX is imported only by `run` and `compile` (and by the tasks that
+`run-spec` starts), so every other command also works in an environment without TFX.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import warnings
 
 from pipeline import single_image_commands
 from pipeline.checks import UsageError, check_args
+from pipeline.run_spec import DEFAULT_IMAGE
 
 # Keras 3 everywhere: without this, importing TFX (tensorflow-transform) flips TensorFlow into
 # legacy-Keras mode. Must happen before TensorFlow is imported.
@@ -62,8 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["kubeflow"], default="kubeflow")
     p.add_argument("--output", required=True, help="pipeline spec JSON to write")
     p.add_argument("--pipeline-root", help="pipeline root URI, e.g. gs://bucket/root")
-    p.add_argument("--image", default="multigrid-ebm:latest", help="container image of the steps")
+    p.add_argument("--image", default=DEFAULT_IMAGE, help="container image of the steps: the "
+                   f"top-level Dockerfile's build (default {DEFAULT_IMAGE}; REGISTRY/multigrid-ebm:TAG)")
     p.add_argument("--data", help="image source overriding the preset's data.source")
+
+    p = sub.add_parser("run-spec", help="run each task of a compiled Kubeflow V2 spec in dependency "
+                       "order as its pod would, in this Python environment (see pipeline/run_spec.py)")
+    p.add_argument("spec", help="the pipeline spec JSON that `mgebm compile --engine kubeflow` wrote")
+    p.add_argument("--pipeline-root", help="local folder for the run's artifacts (default: the "
+                   "spec's pipeline root, when local)")
+    p.add_argument("--image", default=DEFAULT_IMAGE, help="the image this environment stands in for: "
+                   f"every task must name it (default {DEFAULT_IMAGE}, or [REGISTRY/]multigrid-ebm:"
+                   "<installed version>)")
 
     p = sub.add_parser("schedule", help="a recurring run of a compiled spec on Kubeflow Pipelines or "
                        "Vertex AI (see pipeline/schedules.py)")

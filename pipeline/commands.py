@@ -69,6 +69,20 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_run_spec(args) -> int:
+    from pipeline import run_spec
+
+    try:
+        summary = run_spec.run_spec(args.spec, args.pipeline_root, image=args.image)
+    except run_spec.SpecError as err:
+        raise UsageError(str(err)) from None
+    print(json.dumps({f"{task}.{key}": artifact["uri"] for task, info in summary["tasks"].items()
+                      for key, artifact in info["outputs"].items()}, indent=2))
+    print(f"run:     {summary['run_dir']}")
+    print(run_spec.pushed_line(summary))
+    return 0
+
+
 def cmd_schedule(args) -> int:
     from pipeline import schedules
 

@@ -55,7 +55,7 @@ def latest_outputs(metadata_path: str, pipeline_name: str) -> dict:
     cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     store = metadata_store.MetadataStore(cfg)
     out = {}
-    for key, type_name in [("images", "Examples"), ("pyramid", "mgebm.Pyramid"),
+    for key, type_name in [("images", "Examples"), ("pyramid", "components.Pyramid"),
                            ("model", "Model"), ("model_run", "ModelRun"),
                            ("evaluation", "ModelEvaluation"), ("blessing", "ModelBlessing"),
                            ("pushed", "PushedModel")]:

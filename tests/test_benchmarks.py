@@ -4,6 +4,7 @@ smallest configuration of each benchmark, and well-formed JSON figures. No timin
 import argparse
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -354,11 +355,15 @@ def test_pipeline_worker_and_verdicts(tmp_path, idx_files):
     assert res["images"] == 40 and sum(res["pyramid_counts"].values()) == 40
     assert _finite_positive(res["ingest_s"]) and _finite_positive(res["pyramid_s"])
     assert res["maxrss_self_kib"] >= res["maxrss_self_kib_after_import"] > 0
+    # the pyramid stage's start and end are marked for the memory sampler
+    assert all(os.path.exists(tmp_path / "work" / name) for name in bench_pipeline.PYRAMID_MARKS)
+    assert bench_pipeline.MODES["dask"] == ("DaskRunner", ()) and bench_pipeline.MODES["in_memory"][0] == "DirectRunner"
     rows = [{"size": 10000, "mode": "in_memory", "us_per_image": 100.0, "pyramid_us_per_image": 50.0,
-             "peak_tree_rss_mib": 1000.0, "total_s": 1.0, "images": 10000},
+             "peak_tree_rss_mib": 1000.0, "total_s": 1.0, "images": 10000, "peak_pyramid_tree_rss_mib": 800.0},
             {"size": 60000, "mode": "in_memory", "us_per_image": 130.0, "pyramid_us_per_image": 55.0,
-             "peak_tree_rss_mib": 1100.0, "total_s": 7.8, "images": 60000}]
+             "peak_tree_rss_mib": 1100.0, "total_s": 7.8, "images": 60000, "peak_pyramid_tree_rss_mib": 840.0}]
     verdict = bench_pipeline.verdicts(rows)["in_memory"]
+    assert verdict["pyramid_peak_memory_ratio"] == pytest.approx(1.05)
     assert verdict["per_image_ratio"] == pytest.approx(1.3) and not verdict["flat_within_20pct"]
     assert not verdict["not_growing"]
     assert verdict["peak_memory_ratio"] == pytest.approx(1.1) and verdict["memory_bounded"]

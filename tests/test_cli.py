@@ -17,7 +17,7 @@ def test_help_lists_commands():
     result = run_cli("--help")
     assert result.returncode == 0
     for command in ("run", "ingest", "pyramid", "train", "sample", "evaluate", "fid",
-                    "classifier", "compile", "presets"):
+                    "classifier", "compile", "run-spec", "presets"):
         assert command in result.stdout
 
 

@@ -85,6 +85,24 @@ def test_json_round_trip():
     assert again.eval.thresholds == ("fid/domain<=10", "kid/domain<=0.5")
 
 
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_family_is_served_under_its_presets_name(name):
+    assert load_preset(name).export.model_name == name
+    assert load_preset(name + ":smoke").export.model_name == name  # one name for both sizes
+    assert load_preset(name, ["export.model_name=digits_v2"]).export.model_name == "digits_v2"
+    assert load_preset(name, ["export.model_name="]).export.model_name == name  # empty = the default
+    again = Config.from_json(load_preset(name + ":smoke").to_json())
+    assert again.export.model_name == name
+
+
+def test_model_name_must_be_servable():
+    assert Config().export.model_name == "custom"  # a config without a preset: its own name
+    with pytest.raises(ConfigError, match="export.model_name='a b'.*set --set export.model_name=NAME"):
+        Config.build("a b")
+    with pytest.raises(ConfigError, match="export.model_name='x/y'"):
+        load_preset("mnist5k-multigrid", ["export.model_name=x/y"])
+
+
 def test_validate_grids_and_thresholds():
     validate_grids((1, 4, 16, 64), 64)
     validate_grids((1, 2, 8, 32), 32)

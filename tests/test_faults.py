@@ -254,7 +254,7 @@ def _mlmd(path, executions, artifacts, events):
         "CREATE TABLE Event (id INTEGER PRIMARY KEY, artifact_id INT, execution_id INT, type INT);")
     con.executemany("INSERT INTO Type VALUES (?, ?)", [
         (1, "components.pyramid_component.BuildPyramid"), (2, "components.trainer_component.Train"),
-        (3, "mgebm.Pyramid")])
+        (3, "components.Pyramid")])
     con.executemany("INSERT INTO Execution VALUES (?, ?, ?)", executions)
     con.executemany("INSERT INTO Artifact VALUES (?, ?, ?, ?)", artifacts)
     con.executemany("INSERT INTO Event (artifact_id, execution_id, type) VALUES (?, ?, ?)", events)
@@ -304,5 +304,5 @@ def test_kill_inside_training_then_rerun_reuses_the_cache_and_serves_a_whole_mod
     assert {"IngestImages", "BuildPyramid", "TrainDomainClassifier"} <= set(audit["cached"])
     assert {"Train", "Evaluate", "PushModel"} <= set(audit["reexecuted"])
     result = faults.final_result(workdir, proc.stdout)
-    assert result["served_versions"] == ["multigrid_ebm/1"] and result["steps"] == 4
+    assert result["served_versions"] == ["mnist5k-multigrid/1"] and result["steps"] == 4
     assert faults.served_loads(workdir) is True

@@ -207,4 +207,4 @@ def test_photo_patchgen_smoke_end_to_end(photo, tmp_path):
     metrics = json.loads(open(report.replace("report.html", "metrics.json")).read())
     assert metrics["model"]["family"] == "patchgen" and metrics["model"]["scales"][-1] == [30, 40]
     assert "sifid/efficientnet_lite0" in metrics and metrics["blessing"]["blessed"] is True
-    assert os.path.isdir(tmp_path / "run" / "serving" / "multigrid_ebm" / "1")
+    assert os.path.isdir(tmp_path / "run" / "serving" / "photo-patchgen" / "1")  # its own name

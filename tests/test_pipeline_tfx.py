@@ -32,6 +32,10 @@ def test_kubeflow_compile_names_every_component(tmp_path):
         assert name in text, name
     assert spec["pipelineSpec"]["pipelineInfo"]["name"] == "mgebm-mnist5k-multigrid"
     assert "gs://bucket/root" in text
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
+    assert {e["container"]["image"] for e in executors} == {"multigrid-ebm:0.1.0"}  # the Dockerfile's tag
+    # custom artifact types carry their import path, which TFX's entrypoint imports in the pod
+    assert "title: components.Pyramid" in text and "title: components.DomainClassifier" in text
 
 
 def test_kubeflow_spec_of_a_growing_source_never_caches_its_ingest(tmp_path):

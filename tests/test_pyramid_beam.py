@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from components import ingest, pyramid_beam, records
+from components import ingest, pyramid_beam, pyramid_fns, records
 from components.pyramid_beam import PyramidError
 from trainers.config import ConfigError
 
@@ -90,7 +90,7 @@ def test_metadata_counts_and_stats_equal_numpy(stages):
 
 def test_stats_combine_fn_is_exact_in_any_order():
     rng = np.random.default_rng(0)
-    fn = pyramid_beam.GridStatsFn((1, 2, 4), 2)
+    fn = pyramid_fns.GridStatsFn((1, 2, 4), 2)
     data = rng.integers(0, 256, (10, 4, 4, 2), dtype=np.uint8)
     parts = [{"images": data[i:i + n]} for i, n in ((0, 3), (3, 1), (4, 6))]
     accs = [fn.add_input(fn.create_accumulator(), b) for b in parts]

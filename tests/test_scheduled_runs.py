@@ -47,7 +47,7 @@ def _run(workdir, source, *overrides):
 
 
 def _served(workdir):
-    root = workdir / "serving" / "multigrid_ebm"
+    root = workdir / "serving" / "mnist5k-multigrid"  # the preset's name
     versions = sorted(int(v) for v in os.listdir(root) if v.isdigit()) if root.is_dir() else []
     spans = {}
     for version in versions:
@@ -72,7 +72,7 @@ def test_three_scheduled_runs_push_only_models_no_worse_than_the_served_one(tmp_
     second, second_metrics = _run(workdir, source, "sampler.noise_schedule=constant",
                                   "sampler.noise_scale=30")
     base = second_metrics["baseline_model"]
-    assert base["version"] == 1 and base["dir"].endswith(os.path.join("multigrid_ebm", "1"))
+    assert base["version"] == 1 and base["dir"].endswith(os.path.join("mnist5k-multigrid", "1"))
     assert second_metrics["blessing"]["blessed"] is False
     rule = second_metrics["blessing"]["checks"][-1]
     assert rule["rule"] == "fid/domain<=baseline*1.05" and rule["baseline"] == base["feature_spaces"]["domain"]["fid"]
@@ -95,5 +95,5 @@ def test_three_scheduled_runs_push_only_models_no_worse_than_the_served_one(tmp_
 
     # The next night continues from the served model instead of from random weights.
     warm, _ = _run(workdir, source, "train.warm_start=latest_blessed")
-    served = os.path.join(str(workdir), "serving", "multigrid_ebm", "2")
+    served = os.path.join(str(workdir), "serving", "mnist5k-multigrid", "2")
     assert f"[train] warm start from the weights of {served}" in warm.stdout + warm.stderr

@@ -29,8 +29,8 @@ from trainers.config_values import parse as _parse
 from trainers.families import get_family
 from trainers.thresholds import parse_threshold
 
-__all__ = ["Config", "ConfigError", "validate", "validate_grids", "BEAM_RUNNERS", "FEATURE_SPACES",
-           "MASKS", "STRATEGIES", "SECTIONS"]
+__all__ = ["Config", "ConfigError", "default_model_name", "validate", "validate_grids", "BEAM_RUNNERS",
+           "FEATURE_SPACES", "MASKS", "STRATEGIES", "SECTIONS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,9 @@ class Config:
     export: ExportConfig = ExportConfig()
 
     def __post_init__(self):
+        if not self.export.model_name:  # served under the preset's own name by default
+            object.__setattr__(self, "export", dataclasses.replace(
+                self.export, model_name=default_model_name(self.name)))
         validate(self)
 
     @classmethod
@@ -100,6 +103,12 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> "Config":
         return cls.from_dict(json.loads(text))
+
+
+def default_model_name(config_name: str) -> str:
+    """The serving model name of a preset: its name without the size, `mnist5k-multigrid:smoke` ->
+    `mnist5k-multigrid` (TF Serving's `serving/<name>/<version>/`, `/v1/models/<name>:predict`)."""
+    return config_name.partition(":")[0]
 
 
 def _make_section(section: str, values: dict[str, Any]):
@@ -217,7 +226,8 @@ def validate(cfg: Config) -> None:
     for rule in e.thresholds:
         parse_threshold(rule)
     _require(bool(x.model_name) and x.model_name.replace("_", "").replace("-", "").isalnum(),
-             f"export.model_name={x.model_name!r} must be letters, digits, '_' or '-'")
+             f"export.model_name={x.model_name!r} must be letters, digits, '_' or '-' (empty = the "
+             f"preset's name); set --set export.model_name=NAME")
     _require(x.max_num_samples >= 1, f"export.max_num_samples={x.max_num_samples} must be >= 1")
     family = get_family(m.family)  # ConfigError naming model.family and the registered names
     if family.validate is not None:

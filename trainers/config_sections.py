@@ -9,7 +9,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 PRECISIONS = ("off", "on", "auto")
 FEATURE_SPACES = ("domain", "efficientnet_lite0", "inception_v3", "inception_2015")
 MASKS = ("square", "doodle", "pepper")
-BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
+BEAM_RUNNERS = ("DirectRunner", "DaskRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 
 
 
@@ -61,7 +61,9 @@ class PyramidConfig:
 
     grids: increasing square sizes, each dividing the next; the first is 1 and the last is
     data.image_size (e.g. (1, 4, 16, 32)).
-    runner: Beam runner name. DirectRunner is run in-memory, never through Prism.
+    runner: Beam runner name. DirectRunner is run in-memory, never through Prism. DaskRunner runs
+    on a dask.distributed cluster (`components/pyramid_dask.py`): the one at
+    `--dask_client_address=HOST:PORT` in beam_args, else a local cluster of 2 worker processes.
     beam_args: extra Beam pipeline options passed through verbatim.
     num_shards: TFRecord files per split. 0 (default) = one file per Beam bundle, written as the
     records stream past: memory stays flat with the data set size. N >= 1 = exactly N files, which
@@ -304,11 +306,13 @@ class EvalConfig:
 class ExportConfig:
     """SavedModel export and push.
 
-    model_name: the TF Serving model name (`serving/<model_name>/<version>/`).
+    model_name: the TF Serving model name (`serving/<model_name>/<version>/`); empty (the
+      default) = the preset's name, e.g. `mnist5k-multigrid` (also for `mnist5k-multigrid:smoke`),
+      so each preset is served under its own name.
     max_num_samples: cap on `num_samples` in the `sample` signature.
     """
 
-    model_name: str = "multigrid_ebm"
+    model_name: str = ""
     max_num_samples: int = 1024
 
 
