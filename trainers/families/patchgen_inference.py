@@ -41,7 +41,7 @@ def resize(x, height, width):
 
 class PatchGenInference:
     """Sampling and applications; the host class provides `nets`, `num_scales`, `factor`,
-    `channels`, `samplers(k) -> (noisy, noise_free)` and `sr_sampler`."""
+    `channels`, `samplers(k) -> (noisy, noise_free)`, `sample_noise_factor(k)` and `sr_sampler`."""
 
     def scale_sizes(self, height, width):
         """[(h_k, w_k)] int32 scalars, coarsest first, for an output of height x width (int32 []):
@@ -61,10 +61,18 @@ class PatchGenInference:
         """f_k(images): float32 [N] (k = -1: the finest scale)."""
         return self.nets[k](images)
 
-    def run_scale(self, k: int, x, seed, noise: bool = True):
-        """One scale's chain from x (float32 [N, h, w, C]) under f_k; returns (x, diagnostics)."""
+    def run_scale(self, k: int, x, seed, noise: bool = True, noise_multiplier=None):
+        """One scale's chain from x (float32 [N, h, w, C]) under f_k; returns (x, diagnostics).
+        With noise, the noise term is multiplied by `noise_multiplier` (float32 []; None = the
+        trained model's `sample_noise_factor(k)`); a multiplier of 0 runs the noise-free chain."""
         noisy, plain = self.samplers(k)
-        return (noisy if noise else plain).run(self.nets[k], x, fold_seed(seed, k))
+        if not noise:
+            return plain.run(self.nets[k], x, fold_seed(seed, k))
+        if noise_multiplier is None:
+            noise_multiplier = self.sample_noise_factor(k)
+            if noise_multiplier == 0:  # (the same chain as the noisy one with m = 0, without its draws)
+                return plain.run(self.nets[k], x, fold_seed(seed, k))
+        return noisy.run(self.nets[k], x, fold_seed(seed, k), noise_multiplier=noise_multiplier)
 
     def uniform_start(self, num, height, width, seed):
         """float32 [num, height, width, C]: one uniform [0, 1) gray plane per image, repeated."""
