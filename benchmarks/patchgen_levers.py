@@ -86,10 +86,34 @@ def parse_arms(names: str, custom: list[str]) -> dict:
     return arms
 
 
-def run_arm(image, preset: str, overrides: list[str], seed: int, applications: bool, num_samples: int) -> dict:
+def sr_sweep(model, image, seed: int, steps_list) -> dict:
+    """{"MODE:STEPS": {"x2": psnr, "x4": psnr, "x2_bicubic", "x4_bicubic"}}: super-resolution of
+    the trained model with each upsampling mode (`sampler.sr_upsampling`: cascade, direct) and
+    each count of noise-free refinement steps (`sampler.sr_steps`)."""
+    from evaluators import single_image_eval as ev  # pylint: disable=import-outside-toplevel
+
+    kept, out = (model.sr_sampler, model.sr_upsampling), {}
+    low = int(np.ceil(3.0 / model.factor ** (model.num_scales - 1) - 1e-9))
+    try:
+        for mode in ("cascade", "direct"):
+            for steps in steps_list:
+                model.sr_sampler = model.sampler.replace(steps=int(steps), noise=False)
+                model.sr_upsampling = mode
+                table, _ = ev.super_resolution(pt.InProcessClient(model), image, seed, low, [])
+                out[f"{mode}:{steps}"] = {f"{k}{suffix}": v[side]["psnr"] for k, v in table.items()
+                                          for side, suffix in (("model", ""), ("bicubic", "_bicubic"))}
+    finally:
+        model.sr_sampler, model.sr_upsampling = kept
+    return out
+
+
+def run_arm(image, preset: str, overrides: list[str], seed: int, applications: bool, num_samples: int,
+            sr_steps=()) -> dict:
     full = [*overrides, f"train.seed={seed}"]
     trained = pt.train_ours(image, preset, full, log_every=100)
     metrics, pictures, _ = pt.evaluate_ours(trained["model"], image, num_samples, seed, applications)
+    if sr_steps:
+        metrics["sr_steps_sweep"] = sr_sweep(trained["model"], image, seed, sr_steps)
     return {"overrides": overrides, "seed": seed, "train_s": trained["train_s"], "scale_s": trained["scale_s"],
             "steps": trained["steps"], "scale_steps": list(trained["model"].scale_steps),
             "summary": pt.summary(metrics), "metrics": metrics, "final_train_metrics": trained["final_metrics"],
@@ -130,6 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], help="an override for every arm (repeatable)")
     parser.add_argument("--num-samples", type=int, default=8)
     parser.add_argument("--no-applications", action="store_true", help="skip super-resolution and harmonization")
+    parser.add_argument("--sr-steps", default="",
+                        help="also super-resolve with these sampler.sr_steps (both sampler.sr_upsampling), e.g. 1,3,5")
     parser.add_argument("--out", default="")
     parser.add_argument("--pictures", default="")
     args = parser.parse_args(argv)
@@ -151,7 +177,8 @@ def main(argv=None) -> int:
         runs = []
         for seed in seeds:
             print(f"[levers] {name} seed {seed}: {overrides}", file=sys.stderr, flush=True)
-            run = run_arm(image, args.preset, overrides, seed, not args.no_applications, args.num_samples)
+            run = run_arm(image, args.preset, overrides, seed, not args.no_applications, args.num_samples,
+                          [int(v) for v in args.sr_steps.split(",") if v.strip()])
             pictures = run.pop("_pictures")
             if args.pictures:
                 pt.save_png(os.path.join(args.pictures, f"{name}_s{seed}.png"), pictures["samples"])

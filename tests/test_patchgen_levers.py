@@ -120,3 +120,18 @@ def test_config_fields_are_checked_by_name():
     cfg = good.with_overrides(["train.scale_steps=5,5,5", "model.width=0.125", "model.patch_layers=3"])
     with pytest.raises(ValueError, match=r"train\.scale_steps=\(5, 5, 5\) names 3 scales; this image's pyramid has 2"):
         get_family("patchgen").build(cfg, {"scales": [[12, 16], [16, 21]], "channels": 3, "scale_factor": 0.75})
+
+
+def test_direct_super_resolution_is_one_upsampling_then_one_chain():
+    from trainers.families.patchgen_inference import resize
+
+    model = tiny_model(sr_upsampling="direct", sr_steps=2)
+    x = tf.random.stateless_uniform([1, 10, 12, 3], [4, 4])
+    seed = tf.constant([3, 5], tf.int64)
+    want, _ = model.sr_sampler.run(model.nets[-1], resize(x, 20, 24), fold_seed(seed, 0))
+    np.testing.assert_allclose(model.super_resolve(x, tf.constant(2), seed), want, atol=1e-6)
+    cascade = tiny_model(sr_steps=2)  # the same weights (seed 0), three upsamplings by 1 / 0.75
+    assert cascade.super_resolve(x, tf.constant(2), seed).shape == (1, 20, 24, 3)
+    assert not np.allclose(cascade.super_resolve(x, tf.constant(2), seed), want, atol=1e-3)
+    with pytest.raises(ValueError, match="sr_upsampling='nearest'"):
+        tiny_model(sr_upsampling="nearest")

@@ -151,6 +151,8 @@ class SamplerConfig:
     sr_steps: PatchGenCN: noise-free Langevin steps of the finest net after each upsampling in
     super-resolution (measured on chelsea-patchgen: 3 steps give x2 PSNR 29.2 dB, 30 steps 18.0 dB,
     the chains sharpening past the truth). Others ignore it.
+    sr_upsampling: PatchGenCN: `cascade` (SinGAN's: upsampled by 1 / scale_factor at a time, a
+    chain after each) or `direct` (one bicubic upsampling to the output size, then one chain).
     train_noise_schedule, train_noise_fraction: PatchGenCN: the chains' noise over each scale's
     training: `constant` (eta in every chain, and in sampling after training) or `linear` (the
     reference's: eta x max(0, 1 - t / (fraction x the scale's steps)) at the scale's step t, so the
@@ -170,6 +172,7 @@ class SamplerConfig:
     upsample_noise: float = 0.05
     coarse_steps: int = 60
     sr_steps: int = 3
+    sr_upsampling: str = "cascade"
     train_noise_schedule: str = "constant"
     train_noise_fraction: float = 0.25
 

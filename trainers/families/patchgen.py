@@ -50,6 +50,7 @@ from trainers.families.patchgen_net import PatchEnergyNet
 from trainers.langevin import LangevinSampler
 
 NUM_PREVIEW = 8
+SR_UPSAMPLING = ("cascade", "direct")
 # The reference stops a scale whose recovery error sum / (h w) > 2 with pixels in [-1, 1] and 3
 # channels: a mean squared error per value of 2 / 3 / 4 with pixels in [0, 1].
 RECOVERY_COLLAPSE_MSE = 2.0 / 3.0 / 4.0
@@ -74,6 +75,8 @@ class PatchGenCN(PatchGenInference, keras.Model):
       sampler: the noisy Langevin sampler of the scales > 0 (T = `sampler.steps`).
       coarse_steps: Langevin steps at the coarsest scale.
       sr_steps: noise-free steps of the finest net after each upsampling in `super_resolve`.
+      sr_upsampling: "cascade" (by 1 / factor at a time, SinGAN's) or "direct" (one upsampling,
+        one chain) in `super_resolve`.
       steps_per_scale: train steps of each scale (>= 1) that `scale_steps` does not name.
       scale_steps: train steps of the coarsest scales, coarsest first (`scale_schedule.steps_of_scales`).
       scale_batch: chains per training step of the coarsest scales, coarsest first (each >= 1;
@@ -91,7 +94,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
                  sr_steps: int = 3, init_from_previous: bool = True, seed: int = 0, *,
                  scale_steps=(), scale_batch=(), lr_schedule: str = "constant", lr_end: float = 5e-5,
                  lr_decay_fraction: float = 0.8, train_noise_schedule: str = "constant",
-                 train_noise_fraction: float = 0.25, name: str = "patchgen"):
+                 train_noise_fraction: float = 0.25, sr_upsampling: str = "cascade", name: str = "patchgen"):
         super().__init__(name=name)
         scales = [(int(h), int(w)) for h, w in scales]
         if not scales or min(min(s) for s in scales) < 1:
@@ -107,6 +110,9 @@ class PatchGenCN(PatchGenInference, keras.Model):
         if train_noise_schedule not in scale_schedule.TRAIN_NOISE_SCHEDULES:
             raise ValueError(f"sampler.train_noise_schedule={train_noise_schedule!r} is not allowed; "
                              f"allowed values: {list(scale_schedule.TRAIN_NOISE_SCHEDULES)}")
+        if sr_upsampling not in SR_UPSAMPLING:
+            raise ValueError(f"sampler.sr_upsampling={sr_upsampling!r} is not allowed; allowed values: "
+                             f"{list(SR_UPSAMPLING)}")
         if not (0 < lr_decay_fraction <= 1 and 0 < train_noise_fraction <= 1 and lr_end > 0):
             raise ValueError(f"train.lr_decay_fraction={lr_decay_fraction} and sampler.train_noise_fraction="
                              f"{train_noise_fraction} must be in (0, 1], train.lr_end={lr_end} > 0")
@@ -136,6 +142,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
                                                                self.train_noise_fraction)
                              for p in self.scale_steps]
         self.sr_sampler = sampler.replace(steps=int(sr_steps), noise=False)
+        self.sr_upsampling = str(sr_upsampling)
         self.recovery_weight, self.init_from_previous = float(recovery_weight), bool(init_from_previous)
         self.seed = int(seed)
 
@@ -350,7 +357,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
                 "height": int(self.height), "width": int(self.width), "channels": int(self.channels),
                 "scales": [list(s) for s in self.scales], "scale_factor": self.factor,
                 "coarse_steps": self.coarse_steps, "steps": int(self.sampler.steps),
-                "sr_steps": int(self.sr_sampler.steps),
+                "sr_steps": int(self.sr_sampler.steps), "sr_upsampling": self.sr_upsampling,
                 "steps_per_scale": self.steps_per_scale, "scale_steps": list(self.scale_steps),
                 "sample_noise": list(self.sample_noise), "train_steps": int(self.train_counter.numpy()),
                 "trained_scales": self.trained_scales(),

@@ -24,7 +24,8 @@ Fields read: `model.width` (channels: 2b, b, b, b with b = round(32 * width)), `
 `model.norm` (none | spectral: every conv but the last), `model.patch_layers` (valid 3x3 convs per
 net: receptive field 2 * layers + 1 px), `model.coarse_patch_layers`, `model.wide_from_side`
 (`scale_channels`), `sampler.steps` (Langevin steps at every scale but the
-coarsest), `sampler.coarse_steps` (at the coarsest), `sampler.sr_steps` (super-resolution),
+coarsest), `sampler.coarse_steps` (at the coarsest), `sampler.sr_steps` and
+`sampler.sr_upsampling` (super-resolution),
 `sampler.step_size`, `sampler.noise_scale`,
 `sampler.noise_schedule`, `sampler.step_size_schedule`, `sampler.clip`,
 `sampler.train_noise_schedule`, `sampler.train_noise_fraction`, `train.steps_per_scale`,
@@ -46,6 +47,7 @@ from trainers.families import (Family, register, require_metadata, require_noisy
 NAME = "patchgen"
 NORMS = ("none", "spectral")
 ACTIVATIONS = ("leaky_relu", "elu", "swish", "relu")  # trainers.networks.ACTIVATIONS
+SR_UPSAMPLING = ("cascade", "direct")  # trainers.families.patchgen.SR_UPSAMPLING
 SIGNATURES = ("sample", "energy", "super_resolve", "edit", "harmonize", "style_transfer")
 METADATA_KEYS = ("scales", "channels", "scale_factor")
 BASE_CHANNELS = 32  # b at model.width = 1.0 (the reference's small net: 64, 32, 32, 32, 1)
@@ -121,6 +123,7 @@ def validate(config) -> None:
     _require(all(v >= 1 for v in t.scale_batch), f"train.scale_batch={t.scale_batch} must be counts >= 1")
     _require(s.coarse_steps >= 1, f"sampler.coarse_steps={s.coarse_steps} must be >= 1")
     _require(s.sr_steps >= 1, f"sampler.sr_steps={s.sr_steps} must be >= 1")
+    _one_of("sampler.sr_upsampling", s.sr_upsampling, SR_UPSAMPLING)
     require_noisy_langevin(s)
     _require(t.steps_per_scale >= 1, f"train.steps_per_scale={t.steps_per_scale} must be >= 1")
     _require(t.recovery_weight >= 0,
@@ -160,7 +163,7 @@ def build(config, metadata: dict):
         recovery_weight=t.recovery_weight, init_from_previous=t.init_from_previous, seed=t.seed,
         scale_steps=t.scale_steps, scale_batch=t.scale_batch, lr_schedule=t.lr_schedule, lr_end=t.lr_end,
         lr_decay_fraction=t.lr_decay_fraction, train_noise_schedule=s.train_noise_schedule,
-        train_noise_fraction=s.train_noise_fraction)
+        train_noise_fraction=s.train_noise_fraction, sr_upsampling=s.sr_upsampling)
 
 
 register(Family(name=NAME, signatures=SIGNATURES, build=build, validate=validate,
