@@ -15,6 +15,9 @@ step counts are filled in from `--steps-per-scale`):
 - noise_annealed: the reference's Langevin noise: constant along a chain, annealed over each
   scale's training to 0 at 25% of it (sampling after training is then noise-free).
 - noise_annealed_chain_linear: the same annealing over training, our within-chain decay kept.
+- coarse_noise: a training step's chains through the coarser scales with their sampling noise
+  (sampling after training has it; the reference's training chains there are noise-free).
+- coarse_pyramid_noise: both.
 - coarse_heavy: the steps shared toward the cheap coarse scales: 3P, 2P, P, ..., the finest P/2.
 - coarse_batch: 4 chains per step at the coarsest scale, 2 at the next (batch 1 elsewhere).
 - coarse_rf: a 19 px receptive field at the coarsest scale (9 valid 3x3 convs instead of 5).
@@ -67,6 +70,8 @@ ARMS = {
     "coarse_batch": lambda p, n: ["train.scale_batch=4,2"],
     "coarse_rf": lambda p, n: ["model.coarse_patch_layers=9"],
     "coarse_pyramid": lambda p, n: ["pyramid.min_side=11"],
+    "coarse_noise": lambda p, n: ["sampler.train_coarse_noise=true"],
+    "coarse_pyramid_noise": lambda p, n: ["pyramid.min_side=11", "sampler.train_coarse_noise=true"],
     "no_init": lambda p, n: ["train.init_from_previous=false"],
     "wide_nets": lambda p, n: ["model.wide_from_side=64"],
     "reference_settings": lambda p, n: list(REFERENCE),

@@ -135,3 +135,13 @@ def test_direct_super_resolution_is_one_upsampling_then_one_chain():
     assert not np.allclose(cascade.super_resolve(x, tf.constant(2), seed), want, atol=1e-3)
     with pytest.raises(ValueError, match="sr_upsampling='nearest'"):
         tiny_model(sr_upsampling="nearest")
+
+
+def test_coarse_noise_changes_only_the_chains_through_coarser_scales():
+    plain, noisy = tiny_model(), tiny_model(coarse_noise=True)
+    step_p, step_n = tf.function(plain.train_step), tf.function(noisy.train_step)
+    batch = image_batch()
+    for k in range(3):  # two steps at scale 0 (no coarser scale: the same), then scale 1
+        step_p(batch), step_n(batch)
+        same = np.array_equal(plain._preview.numpy(), noisy._preview.numpy())
+        assert same == (k < 2), k

@@ -151,6 +151,9 @@ class SamplerConfig:
     sr_steps: PatchGenCN: noise-free Langevin steps of the finest net after each upsampling in
     super-resolution (measured on chelsea-patchgen: 3 steps give x2 PSNR 29.2 dB, 30 steps 18.0 dB,
     the chains sharpening past the truth). Others ignore it.
+    train_coarse_noise: PatchGenCN: a training step's chains through the trained coarser scales
+    run as sampling runs them, with their noise (so each scale trains on the inputs sampling will
+    give it); false: noise-free (the reference's). Others ignore it.
     sr_upsampling: PatchGenCN: `cascade` (SinGAN's: upsampled by 1 / scale_factor at a time, a
     chain after each) or `direct` (one bicubic upsampling to the output size, then one chain).
     train_noise_schedule, train_noise_fraction: PatchGenCN: the chains' noise over each scale's
@@ -173,6 +176,7 @@ class SamplerConfig:
     coarse_steps: int = 60
     sr_steps: int = 3
     sr_upsampling: str = "cascade"
+    train_coarse_noise: bool = False
     train_noise_schedule: str = "constant"
     train_noise_fraction: float = 0.25
 

@@ -13,8 +13,9 @@ continues exactly). A step at local step t of scale k:
 1. (t = 0, k > 0, with `init_from_previous`, where nets k - 1 and k have the same architecture)
    net k := a copy of net k - 1;
 2. synthesis: N_k chains (`scale_batch[k]`, else the batch's N) from uniform noise at the
-   coarsest scale through the (already trained, frozen) scales 0..k-1 without noise (the
-   reference's sampling of the coarser scales), upsampled to scale k, then the scale's chain with
+   coarsest scale through the (already trained, frozen) scales 0..k-1, without noise (the
+   reference's sampling of the coarser scales) or, with `coarse_noise`, as sampling after
+   training runs them (with each scale's sampling noise), upsampled to scale k, then the scale's chain with
    noise (`coarse_steps` at scale 0, else `steps`), the noise multiplied by the training-noise
    schedule's m(t) (`train_noise_schedule`: constant 1, or the reference's linear decay to 0);
 3. recovery (the paper's self-supervised task, when `recovery_weight` > 0): the degraded image
@@ -83,6 +84,8 @@ class PatchGenCN(PatchGenInference, keras.Model):
         the others: the batch's N).
       recovery_weight: weight of the recovery task (>= 0; 0 = off).
       init_from_previous: net k starts as a copy of net k - 1 (where both have one architecture).
+      coarse_noise: the training chains through the frozen coarser scales run with their sampling
+        noise (as `synthesize` runs them), not noise-free.
       lr_schedule, lr_end, lr_decay_fraction: each scale's learning rate (`scale_schedule.lr_factor`).
       train_noise_schedule, train_noise_fraction: the chains' noise over each scale's training
         (`scale_schedule.noise_factor`).
@@ -94,7 +97,8 @@ class PatchGenCN(PatchGenInference, keras.Model):
                  sr_steps: int = 3, init_from_previous: bool = True, seed: int = 0, *,
                  scale_steps=(), scale_batch=(), lr_schedule: str = "constant", lr_end: float = 5e-5,
                  lr_decay_fraction: float = 0.8, train_noise_schedule: str = "constant",
-                 train_noise_fraction: float = 0.25, sr_upsampling: str = "cascade", name: str = "patchgen"):
+                 train_noise_fraction: float = 0.25, sr_upsampling: str = "cascade", coarse_noise: bool = False,
+                 name: str = "patchgen"):
         super().__init__(name=name)
         scales = [(int(h), int(w)) for h, w in scales]
         if not scales or min(min(s) for s in scales) < 1:
@@ -142,7 +146,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
                                                                self.train_noise_fraction)
                              for p in self.scale_steps]
         self.sr_sampler = sampler.replace(steps=int(sr_steps), noise=False)
-        self.sr_upsampling = str(sr_upsampling)
+        self.sr_upsampling, self.coarse_noise = str(sr_upsampling), bool(coarse_noise)
         self.recovery_weight, self.init_from_previous = float(recovery_weight), bool(init_from_previous)
         self.seed = int(seed)
 
@@ -252,7 +256,7 @@ class PatchGenCN(PatchGenInference, keras.Model):
             chains = self.scale_batch[k] or n
             x = self.uniform_start(chains, *self.scales[0], seed)
             if k > 0:
-                x = self.run_from(x, 0, self.scales, seed, noise=False, last=k - 1)[k - 1]
+                x = self.run_from(x, 0, self.scales, seed, noise=self.coarse_noise, last=k - 1)[k - 1]
                 x = resize(x, h, w)
             synth, diags = self.run_scale(k, x, seed, noise=True,
                                           noise_multiplier=self.train_noise(k, local_step))

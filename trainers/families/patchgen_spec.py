@@ -28,7 +28,8 @@ coarsest), `sampler.coarse_steps` (at the coarsest), `sampler.sr_steps` and
 `sampler.sr_upsampling` (super-resolution),
 `sampler.step_size`, `sampler.noise_scale`,
 `sampler.noise_schedule`, `sampler.step_size_schedule`, `sampler.clip`,
-`sampler.train_noise_schedule`, `sampler.train_noise_fraction`, `train.steps_per_scale`,
+`sampler.train_noise_schedule`, `sampler.train_noise_fraction`, `sampler.train_coarse_noise`,
+`train.steps_per_scale`,
 `train.scale_steps`, `train.scale_batch`, `train.lr_schedule`, `train.lr_end`,
 `train.lr_decay_fraction`, `train.recovery_weight`, `train.init_from_previous`, `train.seed`;
 `pyramid.scale_factor` must be > 0; `train.ema_decay` must be 0, `train.mixed_precision` off and
@@ -163,7 +164,8 @@ def build(config, metadata: dict):
         recovery_weight=t.recovery_weight, init_from_previous=t.init_from_previous, seed=t.seed,
         scale_steps=t.scale_steps, scale_batch=t.scale_batch, lr_schedule=t.lr_schedule, lr_end=t.lr_end,
         lr_decay_fraction=t.lr_decay_fraction, train_noise_schedule=s.train_noise_schedule,
-        train_noise_fraction=s.train_noise_fraction, sr_upsampling=s.sr_upsampling)
+        train_noise_fraction=s.train_noise_fraction, sr_upsampling=s.sr_upsampling,
+        coarse_noise=s.train_coarse_noise)
 
 
 register(Family(name=NAME, signatures=SIGNATURES, build=build, validate=validate,
