@@ -116,6 +116,26 @@ def sr_sweep(model, image, seed: int, steps_list) -> dict:
     return out
 
 
+def harmonization_sweep(model, image, seed: int) -> dict:
+    """{start_scale: colour distance after harmonize} for every start scale, and "before": the
+    evaluator's composite (a flat disc) and ring (`single_image_eval.manipulations`)."""
+    from evaluators import image_statistics  # pylint: disable=import-outside-toplevel
+    from evaluators import single_image_eval as ev  # pylint: disable=import-outside-toplevel
+
+    _, (composite, mask), _ = ev._edits(image, seed)  # pylint: disable=protected-access
+    ring = ev.harmonization_ring(*image.shape[:2])
+    client = pt.InProcessClient(model)
+
+    def distance(picture):
+        return image_statistics.colour_distance(picture.astype(np.float64) / 255.0, mask, ring)
+
+    out = {"before": distance(composite)}
+    for start in range(model.num_scales):
+        result = client.call("harmonize", images=composite[None], mask=mask[None], seed=seed, start_scale=start)
+        out[str(start)] = distance(result[0])
+    return out
+
+
 def run_arm(image, preset: str, overrides: list[str], seed: int, applications: bool, num_samples: int,
             sr_steps=()) -> dict:
     full = [*overrides, f"train.seed={seed}"]
@@ -123,6 +143,7 @@ def run_arm(image, preset: str, overrides: list[str], seed: int, applications: b
     metrics, pictures, _ = pt.evaluate_ours(trained["model"], image, num_samples, seed, applications)
     if sr_steps:
         metrics["sr_steps_sweep"] = sr_sweep(trained["model"], image, seed, sr_steps)
+        metrics["harmonization_sweep"] = harmonization_sweep(trained["model"], image, seed)
     return {"overrides": overrides, "seed": seed, "scales": [list(s) for s in trained["scales"]],
             "train_s": trained["train_s"], "scale_s": trained["scale_s"],
             "steps": trained["steps"], "scale_steps": list(trained["model"].scale_steps),
