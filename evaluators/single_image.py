@@ -38,6 +38,9 @@ Metrics (keys of :func:`single_image_metrics`):
   copied from the image. The search runs as a chunked float32 TF matmul
   (||a||^2 - 2 a.b + ||b||^2, centred at 0.5); the distance to the chosen patch is then recomputed
   exactly in float64.
+* ``hf_energy/ratio``: the samples' high-frequency energy (mean absolute 4-neighbour Laplacian,
+  :func:`evaluators.image_statistics.mean_abs_laplacian`) over the training image's: 1 = the
+  photo's sharpness, above 1 grain, below 1 blur (skipped for an image without any).
 
 Baselines (:mod:`evaluators.quilting`) are generated at the samples' size and measured the same
 way, under ``baseline/patch_shuffle/...`` and ``baseline/quilting/...``.
@@ -55,6 +58,7 @@ import tensorflow as tf
 
 from evaluators import quilting
 from evaluators.features import FeatureUnavailable
+from evaluators.image_statistics import hf_energy_ratio, mean_abs_laplacian
 
 __all__ = ["SIFID_SPACES", "BASELINES", "frechet_distance", "gaussian_stats", "sifid_from_features",
            "spatial_features", "sifid", "diversity", "nearest_patch_distances", "single_image_metrics",
@@ -286,7 +290,7 @@ def nearest_patch_distances(image, samples, patch_size=7, stride=None):
 
 
 def _set_metrics(prefix, image, images, spaces, real_stats, eps, inception_weights, with_diversity,
-                 patch_size, patch_stride, result):
+                 patch_size, patch_stride, result, with_hf=True):
     for space, stats in real_stats.items():
         values = np.array([frechet_distance(*stats, *gaussian_stats(f, eps))
                            for f in spatial_features(images, space, inception_weights)])
@@ -296,6 +300,8 @@ def _set_metrics(prefix, image, images, spaces, real_stats, eps, inception_weigh
         result[f"{prefix}diversity/single_image"] = diversity(image, images)
     result[f"{prefix}nearest_patch/mean"] = float(nearest_patch_distances(image, images, patch_size,
                                                                           patch_stride).mean())
+    if with_hf:
+        result[f"{prefix}hf_energy/ratio"] = hf_energy_ratio(image, images)
 
 
 def single_image_metrics(image, samples, spaces=("efficientnet_lite0",), inception_weights="", patch_size=7,
@@ -318,7 +324,7 @@ def single_image_metrics(image, samples, spaces=("efficientnet_lite0",), incepti
 
     Returns:
         JSON-able dict: ``sifid/<space>``, ``sifid_std/<space>``, ``diversity/single_image``,
-        ``nearest_patch/mean`` for the model, the same keys under ``baseline/patch_shuffle/`` and
+        ``nearest_patch/mean``, ``hf_energy/ratio`` for the model, the same keys under ``baseline/patch_shuffle/`` and
         ``baseline/quilting/``, ``skipped`` {metric key: reason} and ``info`` (sizes and settings).
     """
     image = quilting.check_image("image", image, 3)
@@ -352,15 +358,19 @@ def single_image_metrics(image, samples, spaces=("efficientnet_lite0",), incepti
         skipped["diversity/single_image"] = (
             f"needs >= 2 samples of the training image's size {image.shape[0]}x{image.shape[1]} and a "
             f"non-constant image; samples are {len(samples)} of {out_hw[0]}x{out_hw[1]}")
+    image_hf = float(mean_abs_laplacian(image[None])[0]) if min(image.shape[:2]) >= 3 else 0.0
+    if image_hf == 0:
+        skipped["hf_energy/ratio"] = "the image has no high-frequency energy (a zero Laplacian)"
     result = {}
     for prefix, images in sets.items():
         _set_metrics(prefix, image, images, spaces, real_stats, eps, inception_weights, with_diversity,
-                     p, patch_stride, result)
+                     p, patch_stride, result, with_hf=image_hf > 0)
     result["skipped"] = skipped
     result["info"] = {"image_size": list(image.shape), "sample_size": list(samples.shape[1:]),
                       "num_samples": int(len(samples)), "baseline_num": num, "seed": int(seed),
                       "patch_size": p, "patch_stride": patch_stride or max(1, p // 2),
                       "baseline_block": block, "baseline_overlap": int(overlap), "sifid_eps": eps,
+                      "image_mean_abs_laplacian": image_hf,
                       "sifid_spaces": list(real_stats)}
     return result
 

@@ -17,7 +17,10 @@
 4. `edit` (a block of the image pasted elsewhere, mask = the pasted block), `harmonize` (a solid
    disc of a colour the image lacks, mask = the disc) and `style_transfer` (a flat-colour
    "painting" of the image: blurred and quantised to 3 levels per channel) as pictures, from the
-   middle scale (`start_scale` = L // 2; harmonize from the one below it);
+   middle scale (`start_scale` = L // 2; harmonize from the one below it); for harmonize, the
+   colour distance of the disc to the ring around it (`evaluators.image_statistics.colour_distance`,
+   ring width = half the disc's radius) before and after (`harmonization`:
+   `colour_distance_before`, `colour_distance_after`; harmonization should lower it);
 5. with `served_model_dir`, step 2 for the served model on the same image and seeds, under
    `baseline_model` (`{"dir", "version", "metrics": {flat name: value}}`), for rules such as
    `sifid/efficientnet_lite0<=baseline*1.05`; then the blessing (`evaluators.blessing`).
@@ -34,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from evaluators import blessing as blessing_lib
+from evaluators import image_statistics
 from evaluators.collapse import collapse_rule
 from evaluators.collapse import summary as collapse_summary
 from evaluators import report as report_lib
@@ -151,9 +155,17 @@ def _edits(image: np.ndarray, seed: int):
     return (edited, mask), (composite, disc[..., None].astype(np.uint8)), painting
 
 
-def manipulations(client: _Client, image: np.ndarray, seed: int, num_scales: int) -> dict:
+def harmonization_ring(height: int, width: int) -> int:
+    """Width in pixels of the region around `_edits`' disc that harmonization is measured against:
+    half the disc's radius min(H, W) / 6, at least 1."""
+    return max(1, round(min(height, width) / 12))
+
+
+def manipulations(client: _Client, image: np.ndarray, seed: int, num_scales: int) -> tuple[dict, dict]:
     """Pictures of edit and style_transfer (input | result) from the middle scale, and of
-    harmonize from the scale below it (a flat inserted colour needs the coarser start to change)."""
+    harmonize from the scale below it (a flat inserted colour needs the coarser start to change);
+    and the harmonization's {"colour_distance_before", "colour_distance_after"} (the disc's mean
+    colour to its surroundings', pixels in [0, 1]), "ring_px", "start_scale"}."""
     start = num_scales // 2
     (edited, e_mask), (composite, h_mask), painting = _edits(image, seed)
     out = {}
@@ -165,10 +177,15 @@ def manipulations(client: _Client, image: np.ndarray, seed: int, num_scales: int
                          start_scale=coarser)
     out[f"harmonize (start scale {coarser}): inserted disc | result"] = parts.tile_images(
         np.stack([composite, result[0]]), 2)
+    ring = harmonization_ring(*image.shape[:2])
+    values = {f"colour_distance_{when}": image_statistics.colour_distance(
+        picture.astype(np.float64) / 255.0, h_mask, ring)
+        for when, picture in (("before", composite), ("after", result[0]))}
+    values.update(ring_px=ring, start_scale=coarser)
     result = client.call("style_transfer", images=painting[None], seed=seed, start_scale=start)
     out[f"style_transfer (start scale {start}): content | result"] = parts.tile_images(
         np.stack([painting, result[0]]), 2)
-    return out
+    return out, values
 
 
 def evaluate_single_image(model_dir: str, image, output_dir: str, spaces=("efficientnet_lite0",),
@@ -220,7 +237,8 @@ def evaluate_single_image(model_dir: str, image, output_dir: str, spaces=("effic
     t = time.time()
     sr, sr_pictures = super_resolution(client, image, seed, sides, notes)
     pictures.update(sr_pictures)
-    pictures.update(manipulations(client, image, seed, num_scales))
+    edit_pictures, harmonization = manipulations(client, image, seed, num_scales)
+    pictures.update(edit_pictures)
     timings["applications"] = time.time() - t
     metrics = {
         "schema_version": report_lib.SCHEMA_VERSION,
@@ -230,6 +248,7 @@ def evaluate_single_image(model_dir: str, image, output_dir: str, spaces=("effic
         "skipped": dict(single.pop("skipped", {}) or {}),
         "data": {"num_samples": int(num_samples)}, "super_resolution": sr,
     }
+    metrics["harmonization"] = harmonization
     metrics.update(single)
     metrics["collapse"] = collapse_rule(samples, image[None])
     print(f"[evaluate] {collapse_summary(metrics['collapse'])}", flush=True)
@@ -306,7 +325,11 @@ def write_report(output_dir: str, metrics: dict, pictures: dict, info: dict, log
         "Super-resolution": (
             (parts.table(["factor", "method", "PSNR (dB)", "SSIM"], sr_rows) if sr_rows
              else parts.none("not computed (see notes)")) + figures("super_resolution")),
-        "Editing, harmonization, style transfer": figures("edit", "harmonize", "style_transfer"),
+        "Editing, harmonization, style transfer": (
+            parts.table(["harmonization", "colour distance of the disc to its surroundings"],
+                        [[when, (metrics.get("harmonization") or {}).get(f"colour_distance_{when}")]
+                         for when in ("before", "after")])
+            + figures("edit", "harmonize", "style_transfer")),
     }
     sections.update(report_lib.common_sections(metrics, info, log_dir))
     return report_lib.write_page(output_dir, metrics, sections)

@@ -298,3 +298,23 @@ def test_preconditioned_langevin_keeps_the_gaussian_target():
     wrong, _ = LangevinSampler(300, delta, noise=True, clip=False).run(
         lambda y: quadratic(MU + binomial_blur(binomial_blur(y - MU))), start, [5, 6])
     assert wrong.numpy().var() > 1.1 * S ** 2
+
+
+def test_noise_multiplier_scales_the_noise_term_exactly():
+    # m multiplies eta_i delta_i: m = 2 with eta is the chain of eta' = 2 eta (same draws), m = 0
+    # the noise-free chain; a tensor multiplier reuses the one traced loop.
+    x0 = tf.random.stateless_uniform([3, 4, 4, 1], [0, 1])
+    seed = tf.constant([5, 6])
+    sampler = LangevinSampler(steps=6, step_size=0.2, noise=True, noise_scale=0.1, clip=False,
+                              noise_schedule="linear")
+    doubled = sampler.run(quadratic, x0, seed, noise_multiplier=tf.constant(2.0))[0]
+    wider = sampler.replace(noise_scale=0.2).run(quadratic, x0, seed)[0]
+    np.testing.assert_allclose(doubled, wider, rtol=1e-6, atol=1e-6)
+    silent = sampler.run(quadratic, x0, seed, noise_multiplier=0.0)[0]
+    plain = sampler.replace(noise=False).run(quadratic, x0, seed)[0]
+    np.testing.assert_allclose(silent, plain, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(sampler.run(quadratic, x0, seed, noise_multiplier=1.0)[0],
+                                  sampler.run(quadratic, x0, seed)[0])
+    assert sampler.trace_count == 1
+    with pytest.raises(ValueError, match="noise_multiplier must be a float32 scalar"):
+        sampler.run(quadratic, x0, seed, noise_multiplier=tf.ones([2]))

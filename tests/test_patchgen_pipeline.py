@@ -129,13 +129,18 @@ def test_single_image_evaluation_writes_metrics_report_and_blesses_against_the_s
                                     served_model_dir=export_dir,
                                     thresholds=["sifid/efficientnet_lite0<=baseline*1.05",
                                                 "sifid/efficientnet_lite0<=baseline*0.5",
-                                                "nearest_patch/mean>=0"])
-    for key in ("sifid/efficientnet_lite0", "diversity/single_image", "nearest_patch/mean",
+                                                "nearest_patch/mean>=0",
+                                                "harmonization/colour_distance_after>=0"])
+    for key in ("sifid/efficientnet_lite0", "diversity/single_image", "nearest_patch/mean", "hf_energy/ratio",
                 "baseline/quilting/sifid/efficientnet_lite0", "baseline/patch_shuffle/nearest_patch/mean"):
         assert np.isfinite(metrics[key]), key
     served = metrics["baseline_model"]["metrics"]["sifid/efficientnet_lite0"]
     assert served == pytest.approx(metrics["sifid/efficientnet_lite0"], rel=1e-9)
-    assert [c["passed"] for c in metrics["blessing"]["checks"]] == [True, False, True]
+    assert [c["passed"] for c in metrics["blessing"]["checks"]] == [True, False, True, True]
+    # The disc (a colour the photo lacks) starts far from its surroundings: ring 30 / 12 -> 2 px.
+    harmonization = metrics["harmonization"]
+    assert harmonization["ring_px"] == 2 and harmonization["colour_distance_before"] > 0.3
+    assert np.isfinite(harmonization["colour_distance_after"])
     assert set(metrics["super_resolution"]) == {"x2", "x4"}  # inputs 15x20 and 7x10 (>= 6 px)
     assert metrics["super_resolution"]["x4"]["input_size"] == [7, 10]
     assert all(v[m]["psnr"] > 5 for v in metrics["super_resolution"].values() for m in ("model", "bicubic"))

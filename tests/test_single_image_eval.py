@@ -246,11 +246,13 @@ def test_single_image_metrics_keys_json_and_table():
     samples = np.stack([_noisy(image, 0.05, s) for s in range(3)])
     result = si.single_image_metrics(image, samples, patch_size=5, seed=0)
     keys = ["sifid/efficientnet_lite0", "sifid_std/efficientnet_lite0", "diversity/single_image",
-            "nearest_patch/mean"]
+            "nearest_patch/mean", "hf_energy/ratio"]
     for prefix in ("", "baseline/patch_shuffle/", "baseline/quilting/"):
         for key in keys:
             assert np.isfinite(result[prefix + key]), prefix + key
     assert result["skipped"] == {}
+    assert result["hf_energy/ratio"] > 1  # noise adds high-frequency energy
+    assert result["info"]["image_mean_abs_laplacian"] > 0
     json.dumps(result)
     rows = si.table_rows(result)
     assert [r[0] for r in rows] == ["", "model", "patch shuffle", "image quilting"]

@@ -115,6 +115,10 @@ class ModelConfig:
     He-initialised from-RGB and skip 1x1 convs, (skip + main) / sqrt 2) or `plain` (spectral norm
     on every conv, an activation after from-RGB and after the sum; its pixel gradient shrinks
     about 17x per stage at initialisation). Other families ignore it.
+    coarse_patch_layers: PatchGenCN: valid 3x3 convs of the coarsest scale's net (0 = patch_layers;
+    e.g. 9: a 19 px receptive field over the scale that decides the layout).
+    wide_from_side: PatchGenCN: the nets of scales whose longer side is at least this many pixels
+    have twice the channels (0 = none; the reference's 64: 128-64-64-64-1 from 64 px on).
     """
 
     family: str = "multigrid"
@@ -131,6 +135,8 @@ class ModelConfig:
     coarse_updates: int = 1
     patch_layers: int = 5
     residual: str = "scaled"
+    coarse_patch_layers: int = 0
+    wide_from_side: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +167,16 @@ class SamplerConfig:
     sr_steps: PatchGenCN: noise-free Langevin steps of the finest net after each upsampling in
     super-resolution (measured on chelsea-patchgen: 3 steps give x2 PSNR 29.2 dB, 30 steps 18.0 dB,
     the chains sharpening past the truth). Others ignore it.
+    train_coarse_noise: PatchGenCN: a training step's chains through the trained coarser scales
+    run as sampling runs them, with their noise (so each scale trains on the inputs sampling will
+    give it); false: noise-free (the reference's). Others ignore it.
+    sr_upsampling: PatchGenCN: `cascade` (SinGAN's: upsampled by 1 / scale_factor at a time, a
+    chain after each) or `direct` (one bicubic upsampling to the output size, then one chain).
+    train_noise_schedule, train_noise_fraction: PatchGenCN: the chains' noise over each scale's
+    training: `constant` (eta in every chain, and in sampling after training) or `linear` (the
+    reference's: eta x max(0, 1 - t / (fraction x the scale's steps)) at the scale's step t, so the
+    chains are noise-free from that fraction on, and so is sampling after training); see
+    `trainers.scale_schedule.noise_factor`. The reference: linear over 0.25. Others ignore them.
     """
 
     steps: int = 30
@@ -179,6 +195,10 @@ class SamplerConfig:
     upsample_noise: float = 0.05
     coarse_steps: int = 60
     sr_steps: int = 3
+    sr_upsampling: str = "cascade"
+    train_coarse_noise: bool = False
+    train_noise_schedule: str = "constant"
+    train_noise_fraction: float = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +238,12 @@ class TrainConfig:
     each scale (the run's budget is scales * steps_per_scale, capped by max_steps), the weight of
     the self-supervised recovery task (0 = off), and whether a scale's net starts as a copy of
     the previous scale's. Other families ignore them.
+    scale_steps, scale_batch: PatchGenCN: train steps and chains per step of the coarsest scales,
+    coarsest first (the other scales: steps_per_scale and batch_size; the budget is their sum),
+    e.g. scale_steps=1000,500 and scale_batch=4,2: the cheap scales that decide the layout get more.
+    lr_schedule, lr_end, lr_decay_fraction: PatchGenCN: each scale's learning rate, `constant` or
+    `linear` (the reference's: from learning_rate down to lr_end over lr_decay_fraction of the
+    scale's steps, then held; 4e-4 -> 5e-5 over 0.8); see `trainers.scale_schedule.lr_factor`.
     cluster_timeout_s: `multi_worker_mirrored`: seconds to wait for every task of TF_CONFIG to
     join (strategy start-up and the first collective); past it the process is ended with one
     line naming TF_CONFIG and the tasks it waited for (TensorFlow alone would wait forever).
@@ -251,6 +277,11 @@ class TrainConfig:
     steps_per_scale: int = 500
     recovery_weight: float = 0.1
     init_from_previous: bool = True
+    scale_steps: tuple[int, ...] = ()
+    scale_batch: tuple[int, ...] = ()
+    lr_schedule: str = "constant"
+    lr_end: float = 5e-5
+    lr_decay_fraction: float = 0.8
     cluster_timeout_s: float = 300.0
 
 

@@ -197,7 +197,7 @@ class LangevinSampler:
         """A new sampler with some constructor arguments changed, e.g. `replace(steps=1)`."""
         return LangevinSampler(**dataclasses.replace(self.settings, **changes).__dict__)
 
-    def run(self, energy_fn, x0, seed, mask=None):
+    def run(self, energy_fn, x0, seed, mask=None, noise_multiplier=None):
         """Run the chains.
 
         Args:
@@ -208,6 +208,9 @@ class LangevinSampler:
           seed: int32/int64 [2] stateless seed; the same seed gives the same chain.
           mask: float32 [N, H, W, 1] (or [N, H, W, C]), 1 = pixels the chain may change,
             0 = pixels returned bit-exactly from x0; None = all pixels move.
+          noise_multiplier: float32 [] >= 0 (a tensor or a number), multiplies the noise term of
+            every step (e.g. a schedule over training: `trainers.scale_schedule.noise_factor`);
+            None = 1. A tensor does not retrace: one loop serves every value.
 
         Returns:
           (x, diagnostics): x float32 [N, H, W, C]; diagnostics {"energy_start": [N] f(x0),
@@ -236,20 +239,23 @@ class LangevinSampler:
             raise ValueError(f"mask must be float32 [N, H, W, 1] matching x0 {x0.shape}; got {mask.shape}")
         if mask.shape[3] != x0.shape[3]:
             mask = tf.broadcast_to(mask, tf.shape(x0))
+        multiplier = tf.cast(1.0 if noise_multiplier is None else noise_multiplier, tf.float32)
+        if multiplier.shape.rank != 0:
+            raise ValueError(f"noise_multiplier must be a float32 scalar, got shape {multiplier.shape}")
         if inline:
             # Already in a graph (e.g. a train_step): build the loop inline; no nested function.
-            return self._loop(energy_fn, x0, seed, mask, masked)
+            return self._loop(energy_fn, x0, seed, mask, masked, multiplier)
         ctx = tf.distribute.get_replica_context()
         key = (energy_fn, tuple(x0.shape[1:]), ctx.num_replicas_in_sync if ctx is not None else 1, masked)
         fn = self._functions.get(key)
         if fn is None:
             spec = tf.TensorSpec([None] + list(x0.shape[1:]), tf.float32)
             fn = tf.function(
-                lambda x, s, m: self._loop(energy_fn, x, s, m, masked),
-                input_signature=[spec, tf.TensorSpec([2], tf.int64), spec],
+                lambda x, s, m, e: self._loop(energy_fn, x, s, m, masked, e),
+                input_signature=[spec, tf.TensorSpec([2], tf.int64), spec, tf.TensorSpec([], tf.float32)],
                 jit_compile=self.jit_compile or None, reduce_retracing=True)
             self._functions[key] = fn
-        return fn(x0, seed, mask)
+        return fn(x0, seed, mask, multiplier)
 
     def _grad(self, energy_fn, x):
         with tf.GradientTape() as tape:
@@ -258,7 +264,7 @@ class LangevinSampler:
             total = tf.reduce_sum(energy)
         return energy, tape.gradient(total, x)
 
-    def _loop(self, energy_fn, x0, seed, mask, masked: bool = True):
+    def _loop(self, energy_fn, x0, seed, mask, masked: bool = True, multiplier=1.0):
         self.trace_count += 1
         s = self.settings
         movable = mask > 0
@@ -282,7 +288,7 @@ class LangevinSampler:
             if s.noise:
                 step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(i, tf.int64), alg=RNG_ALG)
                 noise = global_batch_normal(tf.shape(x), step_seed)
-                x_new = x_new + noise_std[i] * (binomial_blur(noise) if smooth else noise)
+                x_new = x_new + multiplier * noise_std[i] * (binomial_blur(noise) if smooth else noise)
             if s.clip:
                 x_new = tf.clip_by_value(x_new, 0.0, 1.0)
             if masked:

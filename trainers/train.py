@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainers import data as data_lib
-from trainers import families, scale
+from trainers import families, scale, scale_schedule
 from trainers.config import Config, ConfigError
 from trainers.export import export_saved_model
 from trainers.progress import TrainProgress
@@ -130,7 +130,9 @@ def export_untrained(config: Config, pyramid_dir: str, export_dir: str) -> str:
 
 def _budget(config: Config, metadata: dict, pyramid_dir: str) -> tuple[int, str]:
     if data_lib.is_scale_pyramid(metadata):  # one image: the scales' steps, not epochs
-        total, reason = len(metadata["scales"]) * config.train.steps_per_scale, "steps_per_scale"
+        total = sum(scale_schedule.steps_of_scales(len(metadata["scales"]), config.train.steps_per_scale,
+                                                   config.train.scale_steps))
+        reason = "steps_per_scale"
     else:
         per_epoch = data_lib.steps_per_epoch(metadata, config.train.batch_size, pyramid_dir,
                                              config.data.classes)

@@ -64,11 +64,15 @@ class PatchEnergyNet(keras.Model):
         """float32 [N, H, W, C] in [0, 1] -> f(x) float32 [N], the sum of `energy_map`."""
         return tf.reduce_sum(self.energy_map(x, training=training), axis=[1, 2, 3])
 
+    def same_architecture(self, other: "PatchEnergyNet") -> bool:
+        """True when `other` has this net's variable shapes (so `copy_from` can copy it)."""
+        return [tuple(v.shape) for v in self.variables] == [tuple(v.shape) for v in other.variables]
+
     def copy_from(self, other: "PatchEnergyNet"):
         """Assign every variable of `other` (same architecture) to this net (graph or eager);
         returns True (a value for a `tf.cond` branch)."""
         mine, theirs = self.variables, other.variables
-        if [tuple(v.shape) for v in mine] != [tuple(v.shape) for v in theirs]:
+        if not self.same_architecture(other):
             raise ValueError(f"{other.name} has another architecture than {self.name}")
         for a, b in zip(mine, theirs):
             a.assign(b.value)
