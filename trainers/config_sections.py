@@ -165,8 +165,9 @@ class SamplerConfig:
     coarse_steps: PatchGenCN (`patchgen`): Langevin steps at the coarsest scale (`steps` at the
     others; the reference uses 60 and 30). Others ignore it.
     sr_steps: PatchGenCN: noise-free Langevin steps of the finest net after each upsampling in
-    super-resolution (measured on chelsea-patchgen: 3 steps give x2 PSNR 29.2 dB, 30 steps 18.0 dB,
-    the chains sharpening past the truth). Others ignore it.
+    super-resolution (chelsea-patchgen, cascade: 3 steps give x2 PSNR 29.2 dB, 30 steps 18.0 dB,
+    the chains sharpening past the truth; the presets use 2 after a `direct` upsampling). Others
+    ignore it.
     train_coarse_noise: PatchGenCN: a training step's chains through the trained coarser scales
     run as sampling runs them, with their noise (so each scale trains on the inputs sampling will
     give it); false: noise-free (the reference's). Others ignore it.
