@@ -9,7 +9,7 @@
 #   scripts/cfebm_runs.sh sbs|ablations|seeds
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REF=${REF:-/work/refs/YangNaruto+ProEBM}
+REF=${REF:?set REF to the path of a checkout of YangNaruto/ProEBM}
 WORK=${WORK:-/tmp/cfebm-runs}
 B=".venv/bin/python -m benchmarks.reference_cfebm --reference-checkout $REF --workdir $WORK/sbs --stable-images 2000"
 case "${1:-}" in
