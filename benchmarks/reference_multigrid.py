@@ -22,9 +22,9 @@ Settings (`--settings`):
   them as `model.norm=batch_stats` with delta = 0.3 / 255 on [0, 1] pixels (the same chain: a
   batch-normalised first conv makes the energy blind to the pixel scale).
 - `project`: the `mnist5k-multigrid` preset's settings (T 30, step 0.3 on [0, 1] pixels, decaying
-  noise, Adam lr 1e-4, batch 64, half width, no norm) where each code allows: the authors' code
-  takes its T, batch, lr and the same step (delta = 0.3 * 255 on [0, 255]), and keeps its full
-  width, BatchNorm and noise-free chains.
+  noise, batch 64, half width, no norm) with the paper's Adam lr 1e-4 and no preconditioning on
+  both sides, where each code allows: the authors' code takes its T, batch, lr and the same step
+  (delta = 0.3 * 255 on [0, 255]), and keeps its full width, BatchNorm and noise-free chains.
 
 `--equal-time` then trains this project's side on (resumed) until it has used the authors'
 training time, and scores it again: the same minutes instead of the same updates.
@@ -66,7 +66,7 @@ def settings(name: str, authors_t: int) -> dict:
     if name == "project":
         return {"worker": ["--T", "30", "--delta", str(0.3 * 255), "--learning-rate", "1e-4", "--beta1", "0.5",
                            "--batch-size", "64"],
-                "ours": [], "batch": 64}
+                "ours": ["train.learning_rate=1e-4", "sampler.grid_preconditions="], "batch": 64}
     raise ValueError(f"setting {name!r} is not allowed; allowed values: ['authors', 'project']")
 
 

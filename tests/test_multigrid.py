@@ -244,6 +244,20 @@ def test_weight_average_follows_the_warmed_up_ema_and_is_exported_on_request():
         build(ema_decay=1.0)
 
 
+def test_finest_names_the_largest_grid_at_any_image_size():
+    from trainers.families.multigrid_spec import grid_values  # pylint: disable=import-outside-toplevel
+
+    assert grid_values("sampler.grid_preconditions", ["finest:binomial"], [4, 16], str, ("none", "binomial")) == \
+        {16: "binomial"}
+    with pytest.raises(ValueError, match="each once"):
+        grid_values("sampler.grid_preconditions", ["finest:binomial", "16:none"], [4, 16], str, ("none", "binomial"))
+    from pipeline.presets import load_preset  # pylint: disable=import-outside-toplevel
+
+    for size, grids in ((32, "1,4,16,32"), (16, "1,4,16"), (64, "1,4,16,64")):  # the demo preset at any size
+        cfg = load_preset("mnist5k-multigrid", [f"data.image_size={size}", f"pyramid.grids={grids}"])
+        assert cfg.sampler.grid_preconditions == ("finest:binomial",)
+
+
 def test_steps_and_step_size_per_grid_reach_training_and_synthesis():
     from trainers.chain import coarse_to_fine
     model = build(grid_steps={4: 1}, grid_step_sizes={8: 0.1})

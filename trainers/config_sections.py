@@ -159,7 +159,8 @@ class SamplerConfig:
     stride-2 convs put in the energy's pixel gradient; `trainers.langevin`). Not in the paper.
     grid_steps, grid_step_sizes, grid_preconditions: the multi-grid family: `S:value` entries for
     the grids whose T, delta or precondition differ from `steps` / `step_size` / `precondition`,
-    e.g. `16:15`, `32:binomial` (the paper uses one T and delta for every grid). Others ignore them.
+    e.g. `16:15`, `32:binomial`, `finest:binomial` (S = the largest grid) (the paper uses one T
+    and delta for every grid). Others ignore them.
     upsample_noise: CF-EBM (`cfebm`): std of the Gaussian noise added to a stage's samples after
     their nearest upsampling, before the next stage's chain (smooth MCMC). Others ignore it.
     coarse_steps: PatchGenCN (`patchgen`): Langevin steps at the coarsest scale (`steps` at the

@@ -40,7 +40,8 @@ def _one_of(name: str, value, allowed: tuple) -> None:
 
 def grid_values(name: str, entries, grids, cast, allowed: tuple = ()) -> dict:
     """`S:value` entries (`sampler.grid_steps`, `grid_step_sizes`, `grid_preconditions`) ->
-    {S: cast(value)}.
+    {S: cast(value)}. S is a grid size or `finest` (the largest of `grids`, so a preset's entry
+    holds at any image size).
 
     Raises ConfigError naming `name` for an entry that is not `S:value`, a grid S that is not
     one of `grids`, a value that is not > 0 (numbers) or not one of `allowed` (names), or a grid
@@ -49,6 +50,7 @@ def grid_values(name: str, entries, grids, cast, allowed: tuple = ()) -> dict:
     for entry in entries:
         size, sep, value = str(entry).partition(":")
         try:
+            size = max(grids) if size == "finest" and grids else size
             size, value = int(size), cast(value)
         except ValueError:
             size = value = None
@@ -56,7 +58,7 @@ def grid_values(name: str, entries, grids, cast, allowed: tuple = ()) -> dict:
         example = f"value one of {list(allowed)}, e.g. 32:{allowed[-1]}" if allowed else "value > 0, e.g. 16:15"
         _require(bool(sep) and size in grids and ok and size not in out,
                  f"{name} entry {entry!r} must be S:value with S one of the trained grids {list(grids)} "
-                 f"(each once) and {example}")
+                 f"or finest (each once) and {example}")
         out[size] = value
     return out
 
