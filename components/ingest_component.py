@@ -20,8 +20,9 @@ def IngestImages(config_json: Parameter[str], images: OutputArtifact[artifacts.E
         min_side=pyramid.min_side if pyramid.scale_factor > 0 else 0)
     images.split_names = '["train", "eval"]'
     images.set_string_custom_property("source", cfg.source)
-    if summary["spans"]:
-        images.set_string_custom_property("span", ",".join(str(n) for n in summary["spans"]))
+    if summary["spans"]:  # not `span`: Examples has an int `span` property, and a custom one of
+        # that name reaches a Kubeflow ExecutorOutput as `custom:span`
+        images.set_string_custom_property("spans", ",".join(str(n) for n in summary["spans"]))
     images.set_int_custom_property("num_train", int(summary["counts"]["train"]))
     images.set_int_custom_property("num_eval", int(summary["counts"]["eval"]))
     images.set_int_custom_property("num_rejects", int(summary["counts"].get("rejected", 0)))

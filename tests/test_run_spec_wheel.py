@@ -186,7 +186,7 @@ def test_compiled_smoke_spec_runs_step_by_step_from_the_wheel(wheel_env, compile
     run_dir = lines["run"]
     out = _chain(run_dir, spec)
     images, pyramid, model = out["IngestImages"]["images"], out["BuildPyramid"]["pyramid"], out["Train"]["model"]
-    assert images["metadata"]["span"] == "1" and images["metadata"]["num_train"] > 0
+    assert images["metadata"]["spans"] == "1" and images["metadata"]["num_train"] > 0
     pyramid_meta = json.load(open(os.path.join(pyramid["uri"], "metadata.json")))
     assert pyramid_meta["ingest"]["input_dir"] == images["uri"]  # the pyramid read the ingested records
     assert pyramid["metadata"]["fingerprint"] == pyramid_meta["fingerprint"]
@@ -211,7 +211,7 @@ def test_compiled_smoke_spec_runs_step_by_step_from_the_wheel(wheel_env, compile
     _write_span(root / "data", 2)
     second, lines = _run_spec(mgebm, spec_path, root / "root", work)
     out = _chain(lines["run"], spec)
-    assert out["IngestImages"]["images"]["metadata"]["span"] == "2"
+    assert out["IngestImages"]["images"]["metadata"]["spans"] == "2"
     metrics = json.load(open(os.path.join(out["Evaluate"]["evaluation"]["uri"], "metrics.json")))
     assert metrics["baseline_model"]["version"] == 1 and metrics["baseline_model"]["dir"] == str(serving / "1")
     rule = metrics["blessing"]["checks"][-1]
