@@ -196,6 +196,11 @@ def check_args(args) -> None:
         _at_least("--kid-subsets", args.kid_subsets, 1)
     elif command == "classifier":
         _at_least("--epochs", args.epochs, 1)
+    elif command == "schedule":
+        from pipeline import schedules  # pylint: disable=import-outside-toplevel (imports this module)
+
+        schedules.check_args(args.engine, args.spec, args.cron, args.dry_run, args.host, args.project,
+                             args.location)
     elif command in ("denoise", "translate"):
         _local_dir("--model", args.model, "saved_model.pb", _MODEL)
         _exports("--model", args.model, command)

@@ -95,10 +95,7 @@ def cmd_schedule(args) -> int:
     if args.dry_run:
         print(schedules.to_json(request))
         return 0
-    if args.engine == "kubeflow":
-        if not args.host:
-            raise UsageError("--host is required to send the schedule to Kubeflow Pipelines "
-                             "(or use --dry-run to print it)")
+    if args.engine == "kubeflow":  # --host checked with the other flags (pipeline.checks)
         created = schedules.submit_kfp(request, args.host)
     else:
         created = schedules.submit_vertex(request, args.location)

@@ -44,9 +44,9 @@ def test_linear_lr_schedule_sets_each_scales_rate_to_the_closed_form():
     model = tiny_model(steps_per_scale=5, lr_schedule="linear", lr_end=end, lr_decay_fraction=0.8,
                        learning_rate=lr)
     opts = model.optimizers_by_name()
-    got = []
+    step, batch, got = tf.function(model.train_step), image_batch(2), []  # traced once, as fit() does
     for _ in range(6):
-        run_steps(model, 1)
+        step(batch)
         got.append([float(opts[f"scale_{k}"].learning_rate.numpy()) for k in range(2)])
     want = [scale_schedule.lr_factor(t, 5, "linear", lr, end, 0.8) for t in range(5)]
     assert want == pytest.approx([4e-4, 3.25e-4, 2.5e-4, 1.75e-4, 1e-4])
@@ -79,9 +79,10 @@ def test_training_noise_annealed_to_zero_makes_sampling_noise_free():
 
 def test_scale_batch_sets_the_chains_of_the_cheap_scales():
     model = tiny_model(steps_per_scale=1, scale_batch=(3,))
-    outs = run_steps(model, 1, n=2)
-    assert int(model._preview_count.numpy()) == 3 and np.isfinite(float(outs[0]["loss"]))
-    run_steps(model, 1, n=2)
+    step, batch = tf.function(model.train_step), image_batch(2)  # traced once, as fit() does
+    out = step(batch)
+    assert int(model._preview_count.numpy()) == 3 and np.isfinite(float(out["loss"]))
+    step(batch)
     assert int(model._preview_count.numpy()) == 2  # scale 1: the batch's N
     with pytest.raises(ValueError, match="scale_batch"):
         tiny_model(scale_batch=(1, 1, 1, 1))

@@ -79,6 +79,7 @@ def test_export_config_says_single_image_and_every_scale_trained(export_dir):
                                        "style_transfer"}
 
 
+@pytest.mark.slow
 def test_resume_across_a_scale_boundary_equals_the_uninterrupted_run(pyramid_dir, tmp_path):
     full = train(pg_config(), pyramid_dir, str(tmp_path / "full"), export=False)
     train(pg_config(max_steps=3), pyramid_dir, str(tmp_path / "resumed"), export=False)
@@ -172,6 +173,7 @@ def test_single_image_evaluation_reads_the_side_range_from_the_exports_config_js
         evaluate_single_image(str(copy), photo_array(), str(tmp_path / "eval"))
 
 
+@pytest.mark.slow
 def test_cli_applications_write_pngs_and_bad_flags_exit_2(export_dir, photo, tmp_path, capsys):
     mask = np.zeros((30, 40), np.uint8)
     mask[10:20, 10:30] = 255

@@ -38,6 +38,7 @@ def test_kubeflow_compile_names_every_component(tmp_path):
     assert "title: components.Pyramid" in text and "title: components.DomainClassifier" in text
 
 
+@pytest.mark.slow
 def test_kubeflow_spec_of_a_growing_source_never_caches_its_ingest(tmp_path):
     (tmp_path / "data" / "1" / "a").mkdir(parents=True)
     out = tmp_path / "spec.json"

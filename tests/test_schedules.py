@@ -16,9 +16,9 @@ pytest.importorskip("kfp_server_api", reason="the KFP SDK comes with TFX's Kubef
 pytestmark = pytest.mark.tfx
 
 
-def _cli(*args):
+def _cli(*args, **env):
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                          timeout=600, env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,7 @@ def spec(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 def test_kfp_recurring_run_request(spec):
     import kfp_server_api
 
@@ -47,6 +48,7 @@ def test_kfp_recurring_run_request(spec):
     assert run.trigger.cron_schedule.cron == "0 0 2 * * *" and run.display_name == "nightly"
 
 
+@pytest.mark.slow
 def test_vertex_schedule_request(spec):
     from google.cloud import aiplatform_v1
 
@@ -64,7 +66,10 @@ def test_vertex_schedule_request(spec):
     assert {"IngestImages", "Train", "Evaluate", "PushModel"} <= set(tasks)
 
 
-def test_bad_schedule_arguments_exit_2_with_one_line(spec, tmp_path):
+def test_bad_schedule_arguments_exit_2_with_one_line(tmp_path):
+    spec = str(tmp_path / "pipeline.json")  # checked before it is read: any file will do
+    with open(spec, "w") as f:
+        f.write('{"pipelineSpec": {}}')
     cases = [
         (("--engine", "kubeflow", "--spec", spec, "--cron", "0 2 * *", "--dry-run"), "--cron '0 2 * *' must have 5"),
         (("--engine", "kubeflow", "--spec", spec, "--cron", "@daily", "--dry-run"), "must have 5 fields"),
@@ -73,7 +78,21 @@ def test_bad_schedule_arguments_exit_2_with_one_line(spec, tmp_path):
         (("--engine", "kubeflow", "--spec", str(tmp_path / "absent.json"), "--cron", "0 2 * * *"),
          "not a readable JSON pipeline spec"),
     ]
+    # Answered before TensorFlow or an engine's SDK loads (their imports take half a minute here):
+    # with a `tensorflow` that cannot be imported first on the path, the answers are the same.
+    blocked = tmp_path / "no_tensorflow" / "tensorflow"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('tensorflow was imported')\n")
     for args, message in cases:
-        result = _cli("schedule", *args)
+        result = _cli("schedule", *args, PYTHONPATH=str(blocked.parent))
         assert result.returncode == 2, (args, result.stderr[-2000:])
         assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr[-2000:]
+    # A file that is there but no spec is read (through gfile, local or gs://) and refused by name.
+    from pipeline import schedules
+
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "other.json").write_text('{"displayName": "x"}')
+    with pytest.raises(schedules.ScheduleError, match="broken.json: not a readable JSON pipeline spec"):
+        schedules.load_spec(str(tmp_path / "broken.json"))
+    with pytest.raises(schedules.ScheduleError, match="other.json has no pipelineSpec"):
+        schedules.load_spec(str(tmp_path / "other.json"))
