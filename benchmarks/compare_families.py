@@ -119,10 +119,9 @@ def train_all(args, families, seeds) -> dict:
             start = time.perf_counter()
             with open(os.path.join(workdir, "train.log"), "a") as log:
                 proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, check=False)
+                log.write(proc.stdout)  # the progress lines and, on failure, what stopped the run
             if proc.returncode != 0:
                 raise RuntimeError(f"training {name} failed (exit {proc.returncode}); see {workdir}/train.log")
-            with open(os.path.join(workdir, "train.log"), "a") as log:
-                log.write(proc.stdout)
             text = proc.stdout
             result = json.loads(text[text.rfind("\n{") + 1:])  # the last JSON document printed
             result.update(family=family, seed=seed, wall_s=time.perf_counter() - start,
