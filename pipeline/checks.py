@@ -121,6 +121,43 @@ def _exports(flag: str, model_dir: str, signature: str) -> None:
                          f"{info.get('family', 'unknown')!r} exports {names})")
 
 
+class ScheduleError(UsageError):
+    """A bad cron expression, spec file or engine argument; the message names it."""
+
+
+def check_cron(cron: str) -> str:
+    """The 5-field cron expression, stripped; ScheduleError naming `--cron` otherwise."""
+    fields = str(cron).split()
+    allowed = set("0123456789*/,-")
+    if len(fields) != 5 or not all(f and set(f) <= allowed for f in fields):
+        raise ScheduleError(f"--cron {cron!r} must have 5 fields (minute hour day month weekday, digits, "
+                            "*, /, - or ,), e.g. '0 2 * * *' for every night at 02:00")
+    return " ".join(fields)
+
+
+def check_schedule_args(engine: str, spec_path: str, cron: str, dry_run: bool, host: str | None,
+                        project: str | None, location: str | None) -> None:
+    """What `mgebm schedule` can check before TensorFlow or an engine's SDK loads (seconds, not
+    the half minute their imports take here): the cron expression, each engine's required flags
+    and, for a local path, that the spec file exists. ScheduleError naming the flag otherwise."""
+    check_cron(cron)
+    if engine == "vertex":
+        require_vertex_place(project, location)
+    if "://" not in spec_path and not os.path.isfile(spec_path):
+        raise ScheduleError(f"--spec {spec_path}: not a readable JSON pipeline spec (no such file); "
+                            "write one with `mgebm compile --preset NAME --output SPEC.json`")
+    if engine == "kubeflow" and not dry_run and not host:
+        raise ScheduleError("--host is required to send the schedule to Kubeflow Pipelines "
+                            "(or use --dry-run to print it)")
+
+
+def require_vertex_place(project: str | None, location: str | None) -> None:
+    """ScheduleError unless both --project and --location are given (Vertex AI)."""
+    if not project or not location:
+        raise ScheduleError("--project and --location are required for --engine vertex "
+                            "(e.g. --project my-project --location us-central1)")
+
+
 _MODEL = "an export folder of `mgebm train` (WORKDIR/export, with saved_model.pb inside)"
 
 
@@ -197,10 +234,8 @@ def check_args(args) -> None:
     elif command == "classifier":
         _at_least("--epochs", args.epochs, 1)
     elif command == "schedule":
-        from pipeline import schedules  # pylint: disable=import-outside-toplevel (imports this module)
-
-        schedules.check_args(args.engine, args.spec, args.cron, args.dry_run, args.host, args.project,
-                             args.location)
+        check_schedule_args(args.engine, args.spec, args.cron, args.dry_run, args.host, args.project,
+                           args.location)
     elif command in ("denoise", "translate"):
         _local_dir("--model", args.model, "saved_model.pb", _MODEL)
         _exports("--model", args.model, command)
@@ -210,4 +245,5 @@ def check_args(args) -> None:
             raise UsageError(f"--add-noise={args.add_noise} must be >= 0")
 
 
-__all__ = ["ConfigError", "UsageError", "check_args", "feature_names", "input_source", "parse_grids"]
+__all__ = ["ConfigError", "ScheduleError", "UsageError", "check_args", "check_cron", "check_schedule_args",
+           "feature_names", "input_source", "parse_grids", "require_vertex_place"]

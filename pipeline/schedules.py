@@ -18,47 +18,10 @@ seconds first) is derived from it.
 from __future__ import annotations
 
 import json
-import os
 
-from pipeline.checks import UsageError
+from pipeline.checks import ScheduleError, check_cron, require_vertex_place
 
 ENGINES = ("kubeflow", "vertex")
-
-
-class ScheduleError(UsageError):
-    """A bad cron expression, spec file or engine argument; the message names it."""
-
-
-def check_cron(cron: str) -> str:
-    """The 5-field cron expression, stripped; ScheduleError naming `--cron` otherwise."""
-    fields = str(cron).split()
-    allowed = set("0123456789*/,-")
-    if len(fields) != 5 or not all(f and set(f) <= allowed for f in fields):
-        raise ScheduleError(f"--cron {cron!r} must have 5 fields (minute hour day month weekday, digits, "
-                            "*, /, - or ,), e.g. '0 2 * * *' for every night at 02:00")
-    return " ".join(fields)
-
-
-def check_args(engine: str, spec_path: str, cron: str, dry_run: bool, host: str | None,
-               project: str | None, location: str | None) -> None:
-    """What `mgebm schedule` can check before TensorFlow or an engine's SDK loads (seconds, not
-    the half minute their imports take here): the cron expression, each engine's required flags
-    and, for a local path, that the spec file exists. ScheduleError naming the flag otherwise."""
-    check_cron(cron)
-    if engine == "vertex":
-        _require_vertex_place(project, location)
-    if "://" not in spec_path and not os.path.isfile(spec_path):
-        raise ScheduleError(f"--spec {spec_path}: not a readable JSON pipeline spec (no such file); "
-                            "write one with `mgebm compile --preset NAME --output SPEC.json`")
-    if engine == "kubeflow" and not dry_run and not host:
-        raise ScheduleError("--host is required to send the schedule to Kubeflow Pipelines "
-                            "(or use --dry-run to print it)")
-
-
-def _require_vertex_place(project: str | None, location: str | None) -> None:
-    if not project or not location:
-        raise ScheduleError("--project and --location are required for --engine vertex "
-                            "(e.g. --project my-project --location us-central1)")
 
 
 def load_spec(spec_path: str) -> dict:
@@ -98,7 +61,7 @@ def vertex_schedule(job: dict, cron: str, name: str, project: str, location: str
     """A Vertex AI schedule that creates a PipelineJob of the compiled spec `job` every `cron`."""
     from google.cloud import aiplatform_v1  # pylint: disable=import-outside-toplevel
 
-    _require_vertex_place(project, location)
+    require_vertex_place(project, location)
     parent = f"projects/{project}/locations/{location}"
     pipeline_job = aiplatform_v1.PipelineJob(display_name=name, service_account=service_account)
     # The JSON spec as written by the compiler, parsed into the API's own message types.
