@@ -65,8 +65,9 @@ def run_name(family: str, seed: int) -> str:
 
 
 def train_overrides(args, family: str, seed: int) -> list[str]:
-    """The `--set` values of one training run (budget, seed, batch and logging shared)."""
-    return FAMILY_RUNS[family][2] + [
+    """The `--set` values of one training run: the family's, then the command line's `--set`
+    (a lever under test, for every family), then the budget, seed, batch and logging shared."""
+    return FAMILY_RUNS[family][2] + list(getattr(args, "set", None) or []) + [
         f"train.max_minutes={args.minutes}", "train.epochs=1000", f"train.seed={seed}",
         f"train.batch_size={args.batch}", "train.checkpoint_every=50", "train.log_every=10",
         "train.image_log_every=100000"]
@@ -221,6 +222,9 @@ def main(argv=None) -> int:
     parser.add_argument("--docs", default="docs/pictures", help="folder for compare_<family>_*.png")
     parser.add_argument("--num-diversity", type=int, default=16,
                         help="samples from shared coarse starts (where the export has sample_from_coarse; 0 = skip)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="an override for every family's training runs, after the family's own "
+                             "(repeatable), e.g. --set train.learning_rate=5e-4; use its own --workdir")
     args = parser.parse_args(argv)
     families = [f for f in args.families.split(",") if f]
     seeds = [int(s) for s in args.seeds.split(",") if s]
