@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests.test_train import checkpoint_values, write_pyramid
-from trainers import families
+from trainers import families, pyramid_ops
 from trainers.config import Config, ConfigError
 from trainers.families.cfebm import build_model, stage_and_beta
 from trainers.families.cfebm_net import ExpandingEnergyNet, avg_pool_2
@@ -95,6 +95,7 @@ def test_config_fields_are_validated_by_name():
              ("train.stable_images=0", "train.stable_images=0 must be >= 1"),
              ("train.fade_images=-1", "train.fade_images=-1 must be >= 0"),
              ("sampler.upsample_noise=-0.1", "sampler.upsample_noise=-0.1 must be >= 0"),
+             ("train.data_noise=-0.03", "train.data_noise=-0.03 must be >= 0"),
              ("train.ema_decay=0.9", "train.ema_decay=0.9 is not supported"),
              ("train.mixed_precision=on", "train.mixed_precision=on is not supported")]
     for override, message in cases:
@@ -145,6 +146,26 @@ def test_a_train_step_moves_the_current_stage_and_leaves_later_stages_alone():
     assert "energy/kernel" in moved and "energy/bias" not in moved
     assert any("from_rgb_4" in k and "bias" in k for k in moved)
     assert not any("from_rgb_8" in k or "block_8" in k for k in moved), moved
+
+
+def test_data_noise_adds_seeded_gaussian_noise_of_its_std_to_every_observed_size():
+    model = build_model((4, 8), 1, width=4, steps=2, step_size=0.5, noise_scale=0.01,
+                        fade_images=8, stable_images=4, seed=1, data_noise=0.03)
+    images = tf.fill([64, 8, 8, 1], 0.5)
+    seed = tf.constant([7, 9], tf.int64)
+    noisy, again, plain = model._observed({"grid_8": images}, seed), model._observed(
+        {"grid_8": images}, seed), model._observed({"grid_8": images})
+    for size, count in ((4, 64 * 16), (8, 64 * 64)):
+        residual = noisy[size].numpy() - 0.5
+        # N(0, 0.03^2): the sample std of `count` draws is within 4 standard errors of 0.03 and
+        # the mean within 4 standard errors of 0; nothing is clipped.
+        assert abs(residual.std() - 0.03) < 4 * 0.03 / np.sqrt(2 * count)
+        assert abs(residual.mean()) < 4 * 0.03 / np.sqrt(count)
+        np.testing.assert_array_equal(noisy[size], again[size])
+        np.testing.assert_array_equal(plain[size], np.full(plain[size].shape, 0.5, np.float32))
+    assert not np.allclose(noisy[4], pyramid_ops.box_downsample(noisy[8], 4))  # drawn per size
+    with pytest.raises(ValueError, match="data_noise=-0.1 must be >= 0"):
+        build_model((4, 8), 1, width=4, fade_images=8, stable_images=4, data_noise=-0.1)
 
 
 def test_resume_in_the_middle_of_a_fade_equals_the_uninterrupted_run(pyramid_dir, tmp_path):

@@ -233,6 +233,8 @@ class TrainConfig:
     step whose energy magnitude or Langevin gradient norm is more than this factor above its
     running average (or whose samples go flat); the divergence guard then restores the last
     checkpoint and lowers the learning rate. 0 = no watch. Other families ignore it.
+    data_noise: CF-EBM (`cfebm`): std of the Gaussian noise added to the observed images of every
+    training step, in [0, 1] pixel units (the reference code's 0.03; 0 = none). Others ignore it.
     warm_start: start a fresh run from an exported model's weights (`trainers.warm_start`):
     `latest_blessed` (the model being served; the pipeline resolves it) or an export folder;
     empty = random initial weights.
@@ -275,6 +277,7 @@ class TrainConfig:
     fade_images: int = 50_000
     stable_images: int = 50_000
     runaway_factor: float = 10.0
+    data_noise: float = 0.0
     warm_start: str = ""
     steps_per_scale: int = 500
     recovery_weight: float = 0.1

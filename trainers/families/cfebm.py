@@ -13,7 +13,9 @@ j <= k the samples are upsampled (nearest), `upsample_noise` * N(0, 1) is added,
 f_j run (f_k with the expand block at beta; the coarser ones without fade). The sampler's noise
 follows its `noise_schedule` ("linear": decaying to 0 over every chain). Loss:
 mean f_k(synth) - mean f_k(obs), where obs is the pyramid grid s_k of the batch when present,
-else the box average of the finest grid. One Adam over every variable; the variables a stage
+else the box average of the finest grid, plus `data_noise` * N(0, 1) when that is > 0 (the
+reference code adds N(0, 0.03^2) to every observed batch: the data's density smoothed, so the
+energy cannot sharpen without bound around the training images). One Adam over every variable; the variables a stage
 does not use get zero gradients (Adam then leaves them in place). After each step the runaway
 watch (`cfebm_watch`) compares the energy magnitude, the Langevin gradient norm and the sample
 statistics with their running averages and reports `runaway` = 1 when a runaway is coming; the
@@ -37,7 +39,7 @@ from trainers.chain import fold_seed
 from trainers.families import cfebm_signatures, cfebm_watch
 from trainers.families.cfebm_inference import CFEBMInference
 from trainers.families.cfebm_net import ExpandingEnergyNet
-from trainers.langevin import LangevinSampler
+from trainers.langevin import LangevinSampler, global_batch_normal
 
 NUM_PREVIEW = 16
 _METRICS = ("loss", "energy_gap", "energy_obs", "energy_synth", "langevin_gain", "grad_norm",
@@ -80,11 +82,13 @@ class CFEBM(CFEBMInference, keras.Model):
       upsample_noise: std of the noise added to upsampled samples between stages (>= 0).
       seed: training seed.
       runaway_factor: the runaway watch's jump factor (`cfebm_watch`; > 1, 0 = off).
+      data_noise: std of the Gaussian noise added to the observed images of a step (>= 0, in
+        [0, 1] pixel units; 0 = none).
     """
 
     def __init__(self, net: ExpandingEnergyNet, sampler: LangevinSampler, fade_images: int,
                  stable_images: int, upsample_noise: float = 0.05, seed: int = 0,
-                 runaway_factor: float = 10.0, name: str = "cfebm"):
+                 runaway_factor: float = 10.0, data_noise: float = 0.0, name: str = "cfebm"):
         super().__init__(name=name)
         if not isinstance(net, ExpandingEnergyNet):
             raise ValueError(f"net must be an ExpandingEnergyNet, got {type(net).__name__}")
@@ -95,9 +99,11 @@ class CFEBM(CFEBMInference, keras.Model):
                              f"{stable_images} >= 1")
         if not upsample_noise >= 0:
             raise ValueError(f"upsample_noise={upsample_noise!r} must be >= 0")
+        if not data_noise >= 0:
+            raise ValueError(f"data_noise={data_noise!r} must be >= 0")
         if not (runaway_factor == 0 or runaway_factor > 1):
             raise ValueError(f"runaway_factor={runaway_factor!r} must be > 1 (or 0: no runaway watch)")
-        self.runaway_factor = float(runaway_factor)
+        self.runaway_factor, self.data_noise = float(runaway_factor), float(data_noise)
         self.net, self.sampler = net, sampler
         self.sizes = net.sizes
         self.image_size, self.channels = net.sizes[-1], net.channels
@@ -155,15 +161,21 @@ class CFEBM(CFEBMInference, keras.Model):
 
     # ---------------------------------------------------------------- training
 
-    def _observed(self, data):
+    def _observed(self, data, seed=None):
+        """{stage size: float32 [n, s, s, C]} of the batch, with `data_noise` * N(0, 1) added
+        (drawn for the global batch from `seed`, int64 [2]) when data_noise > 0 and seed is given."""
         if isinstance(data, (tuple, list)):
             data = data[0]
         finest = f"grid_{self.image_size}"
         if not isinstance(data, dict) or finest not in data:
             raise ValueError(f"train_step batch must be a dict with {finest!r} float32 [N,S,S,C]")
         full = tf.cast(data[finest], tf.float32)
-        return {s: tf.cast(data[f"grid_{s}"], tf.float32) if f"grid_{s}" in data
-                else pyramid_ops.box_downsample(full, s) for s in self.sizes}
+        obs = {s: tf.cast(data[f"grid_{s}"], tf.float32) if f"grid_{s}" in data
+               else pyramid_ops.box_downsample(full, s) for s in self.sizes}
+        if self.data_noise > 0 and seed is not None:
+            obs = {s: o + self.data_noise * global_batch_normal(tf.shape(o), fold_seed(seed, s))
+                   for s, o in obs.items()}
+        return obs
 
     def _stage_branch(self, k, obs, n, seed, beta, variables, num_replicas):
         """The branch of stage k: (gradients, metric values, preview at full size)."""
@@ -199,8 +211,8 @@ class CFEBM(CFEBMInference, keras.Model):
         seed = fold_seed(step_seed, 0)
         # 1. The stage and fade weight of this step, from the images seen before it.
         stage, beta = self.schedule(tf.convert_to_tensor(self.images_seen))
-        # 2. The observed images at every stage size.
-        obs = self._observed(data)
+        # 2. The observed images at every stage size (with the data noise, if any).
+        obs = self._observed(data, fold_seed(step_seed, 1))
         n = tf.shape(obs[self.image_size])[0]
         # 3. The current stage's branch: smooth MCMC up to stage k, loss, gradients.
         variables = self.net.trainable_variables
@@ -283,7 +295,8 @@ def build_model(sizes, channels: int, width: int = 128, activation: str = "swish
                 noise_scale: float = 1.0, noise_schedule: str = "linear",
                 step_size_schedule: str = "constant", clip: bool = True,
                 upsample_noise: float = 0.05, fade_images: int = 50_000,
-                stable_images: int = 50_000, seed: int = 0, runaway_factor: float = 10.0) -> CFEBM:
+                stable_images: int = 50_000, seed: int = 0, runaway_factor: float = 10.0,
+                data_noise: float = 0.0) -> CFEBM:
     """Build the net (seeded by `seed`), the noisy Langevin sampler and the model; the arguments
     as in `ExpandingEnergyNet`, `LangevinSampler` and `CFEBM`."""
     keras.utils.set_random_seed(seed)
@@ -293,4 +306,5 @@ def build_model(sizes, channels: int, width: int = 128, activation: str = "swish
     sampler = LangevinSampler(steps, step_size, noise=True, clip=clip, noise_scale=noise_scale,
                               noise_schedule=noise_schedule, step_size_schedule=step_size_schedule)
     return CFEBM(net, sampler, fade_images=fade_images, stable_images=stable_images,
-                 upsample_noise=upsample_noise, seed=seed, runaway_factor=runaway_factor)
+                 upsample_noise=upsample_noise, seed=seed, runaway_factor=runaway_factor,
+                 data_noise=data_noise)

@@ -20,7 +20,8 @@ Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activatio
 `model.residual` (scaled | plain),
 `model.width`, `sampler.steps` (Langevin steps per stage), `sampler.step_size`,
 `sampler.noise_scale`, `sampler.noise_schedule`, `sampler.upsample_noise`, `sampler.clip`,
-`train.fade_images`, `train.stable_images`, `train.runaway_factor`, `train.seed`;
+`train.fade_images`, `train.stable_images`, `train.runaway_factor`, `train.data_noise`,
+`train.seed`;
 `train.ema_decay` must be 0.
 """
 
@@ -104,6 +105,7 @@ def validate(config) -> None:
     _require(t.stable_images >= 1, f"train.stable_images={t.stable_images} must be >= 1")
     _require(t.runaway_factor == 0 or t.runaway_factor > 1,
              f"train.runaway_factor={t.runaway_factor} must be > 1 (or 0: no runaway watch)")
+    _require(t.data_noise >= 0, f"train.data_noise={t.data_noise} must be >= 0 (0 = none)")
     require_plain_precision(t, NAME)
 
 
@@ -124,7 +126,8 @@ def build(config, metadata: dict):
         noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
         step_size_schedule=s.step_size_schedule, clip=s.clip,
         upsample_noise=s.upsample_noise, fade_images=t.fade_images,
-        stable_images=t.stable_images, seed=t.seed, runaway_factor=t.runaway_factor)
+        stable_images=t.stable_images, seed=t.seed, runaway_factor=t.runaway_factor,
+        data_noise=t.data_noise)
 
 
 register(Family(name=NAME, signatures=SIGNATURES, build=build, validate=validate,
