@@ -159,6 +159,16 @@ def _is_bad(host: dict, limit: float) -> str | None:
     return None
 
 
+def _divergence_hint(trouble: str) -> str:
+    """What to change after the guard gave up on `trouble` (`_is_bad`'s reason)."""
+    if "runaway" in trouble:
+        return ("Lower train.learning_rate, raise train.max_retries, or add noise to the data "
+                "(CF-EBM: train.data_noise=0.03, the reference code's; docs/BENCHMARKS.md 3.2).")
+    if "collapse" in trouble:
+        return "Lower train.learning_rate or raise train.max_retries."
+    return "Lower train.learning_rate or sampler.step_size, or enable sampler.clip."
+
+
 def train(config: Config, pyramid_dir: str, workdir: str, resume: bool = False, *,
           export: bool = True, warm_start_dir: str | None = None) -> TrainResult:
     """Train on the pyramid in pyramid_dir; checkpoints, logs and the SavedModel go to workdir.
@@ -326,12 +336,13 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
         trouble = _is_bad(host, t.max_sample_abs)
         if trouble:
             retries += 1
+            flagged = int(step) + 1
             if retries > t.max_retries:
                 raise TrainingDiverged(
-                    f"training diverged at step {int(step) + 1}: {trouble}; gave up after "
+                    f"training diverged at step {flagged}: {trouble}; gave up after "
                     f"{t.max_retries} restarts from the last checkpoint with the learning rate "
-                    f"multiplied by {t.retry_lr_factor} each time. Nothing was exported. Lower "
-                    "train.learning_rate or sampler.step_size, or enable sampler.clip.")
+                    f"multiplied by {t.retry_lr_factor} each time. Nothing was exported. "
+                    + _divergence_hint(trouble))
             # The checkpoint may hold an older learning rate: reduce the current one, so the
             # reductions accumulate (lr0 * factor^retries).
             rates = {name: learning_rate(o) * t.retry_lr_factor
@@ -342,7 +353,7 @@ def _loop(config, model, strategy, step, manager, ckpt, logger, pyramid_dir, met
             for name, opt in model.optimizers_by_name().items():
                 opt.learning_rate = rates[name]
             lr = " ".join(f"{name}:{learning_rate(o):.3g}" for name, o in model.optimizers_by_name().items())
-            print(f"[train] divergence guard: {trouble}; restored {last} "
+            print(f"[train] divergence guard at step {flagged}: {trouble}; restored {last} "
                   f"(step {int(step)}), learning rate now {lr} (retry {retries}/{t.max_retries})",
                   flush=True)
             continue
