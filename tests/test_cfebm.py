@@ -17,7 +17,7 @@ import tensorflow as tf
 from tests.test_train import checkpoint_values, write_pyramid
 from trainers import families, pyramid_ops
 from trainers.config import Config, ConfigError
-from trainers.families.cfebm import build_model, stage_and_beta
+from trainers.families.cfebm import CFEBM, build_model, stage_and_beta
 from trainers.families.cfebm_net import ExpandingEnergyNet, avg_pool_2
 from trainers.families.cfebm_spec import final_stage_images, stage_at, stage_sizes
 from trainers.train import train
@@ -96,6 +96,8 @@ def test_config_fields_are_validated_by_name():
              ("train.fade_images=-1", "train.fade_images=-1 must be >= 0"),
              ("sampler.upsample_noise=-0.1", "sampler.upsample_noise=-0.1 must be >= 0"),
              ("train.data_noise=-0.03", "train.data_noise=-0.03 must be >= 0"),
+             ("sampler.grid_steps=16:3", "grid_steps entry '16:3' must be S:value with S one of the stage sizes"),
+             ("sampler.grid_step_sizes=8:0", "sampler.grid_step_sizes entry '8:0' must be S:value"),
              ("train.ema_decay=0.9", "train.ema_decay=0.9 is not supported"),
              ("train.mixed_precision=on", "train.mixed_precision=on is not supported")]
     for override, message in cases:
@@ -166,6 +168,25 @@ def test_data_noise_adds_seeded_gaussian_noise_of_its_std_to_every_observed_size
     assert not np.allclose(noisy[4], pyramid_ops.box_downsample(noisy[8], 4))  # drawn per size
     with pytest.raises(ValueError, match="data_noise=-0.1 must be >= 0"):
         build_model((4, 8), 1, width=4, fade_images=8, stable_images=4, data_noise=-0.1)
+
+
+def test_per_stage_steps_change_only_their_stage_chain():
+    common = dict(width=4, steps=2, step_size=0.1, noise_scale=0.1, fade_images=8, stable_images=4, seed=1)
+    plain = build_model((4, 8), 1, **common)
+    longer = build_model((4, 8), 1, stage_steps={8: 6}, stage_step_sizes={8: 0.3}, **common)
+    assert [(v.settings.steps, v.settings.step_size) for v in longer.stage_samplers.values()] == [
+        (2, 0.1), (6, 0.3)]
+    assert plain.stage_samplers[8] is plain.sampler and longer.sampler.settings.steps == 2
+    a, b = plain.synthesize(3, tf.constant([1, 2])), longer.synthesize(3, tf.constant([1, 2]))
+    np.testing.assert_array_equal(a[4], b[4])  # the same weights and the same 4 px chain
+    assert np.abs(a[8] - b[8]).max() > 1e-4  # a longer 8 px chain with a larger step
+    # From the config: `finest` names the last stage; the stage sizes come from the pyramid.
+    cfg = cf_config().with_overrides(["sampler.grid_steps=finest:5", "sampler.grid_step_sizes=4:0.2"])
+    model = families.get_family("cfebm").build(cfg, {"grids": [1, 4, 8], "image_size": 8, "channels": 1})
+    assert {s: (v.settings.steps, v.settings.step_size) for s, v in model.stage_samplers.items()} == {
+        4: (2, 0.2), 8: (5, 0.1)}
+    with pytest.raises(ValueError, match=r"stage_samplers keys \[16\] must be stage sizes \[4, 8\]"):
+        CFEBM(plain.net, plain.sampler, 8, 4, stage_samplers={16: plain.sampler})
 
 
 def test_resume_in_the_middle_of_a_fade_equals_the_uninterrupted_run(pyramid_dir, tmp_path):

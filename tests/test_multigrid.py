@@ -245,7 +245,7 @@ def test_weight_average_follows_the_warmed_up_ema_and_is_exported_on_request():
 
 
 def test_finest_names_the_largest_grid_at_any_image_size():
-    from trainers.families.multigrid_spec import grid_values  # pylint: disable=import-outside-toplevel
+    from trainers.families import grid_values  # pylint: disable=import-outside-toplevel
 
     assert grid_values("sampler.grid_preconditions", ["finest:binomial"], [4, 16], str, ("none", "binomial")) == \
         {16: "binomial"}

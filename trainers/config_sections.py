@@ -160,7 +160,8 @@ class SamplerConfig:
     grid_steps, grid_step_sizes, grid_preconditions: the multi-grid family: `S:value` entries for
     the grids whose T, delta or precondition differ from `steps` / `step_size` / `precondition`,
     e.g. `16:15`, `32:binomial`, `finest:binomial` (S = the largest grid) (the paper uses one T
-    and delta for every grid). Others ignore them.
+    and delta for every grid). CF-EBM reads grid_steps and grid_step_sizes for its stage sizes
+    (e.g. `finest:50`: the last stage's chains). Others ignore them.
     upsample_noise: CF-EBM (`cfebm`): std of the Gaussian noise added to a stage's samples after
     their nearest upsampling, before the next stage's chain (smooth MCMC). Others ignore it.
     coarse_steps: PatchGenCN (`patchgen`): Langevin steps at the coarsest scale (`steps` at the

@@ -169,3 +169,34 @@ def require_metadata(metadata: dict, keys) -> None:
     for key in keys:
         if key not in metadata:
             raise ValueError(f"pyramid metadata lacks {key!r}; rebuild the pyramid (metadata.json)")
+
+
+def _require_config(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def grid_values(name: str, entries, grids, cast, allowed: tuple = (),
+                kind: str = "the trained grids") -> dict:
+    """`S:value` entries (`sampler.grid_steps`, `grid_step_sizes`, `grid_preconditions`) ->
+    {S: cast(value)}. S is a grid size or `finest` (the largest of `grids`, so a preset's entry
+    holds at any image size).
+
+    Raises ConfigError naming `name` for an entry that is not `S:value`, a grid S that is not
+    one of `grids` (named `kind` in the message), a value that is not > 0 (numbers) or not one of
+    `allowed` (names), or a grid given twice."""
+    out = {}
+    for entry in entries:
+        size, sep, value = str(entry).partition(":")
+        try:
+            size = max(grids) if size == "finest" and grids else size
+            size, value = int(size), cast(value)
+        except ValueError:
+            size = value = None
+        ok = value in allowed if allowed else value is not None and value > 0
+        example = f"value one of {list(allowed)}, e.g. 32:{allowed[-1]}" if allowed else "value > 0, e.g. 16:15"
+        _require_config(bool(sep) and size in grids and ok and size not in out,
+                        f"{name} entry {entry!r} must be S:value with S one of {kind} {list(grids)} "
+                        f"or finest (each once) and {example}")
+        out[size] = value
+    return out

@@ -10,12 +10,13 @@ all three and a run resumed in the middle of a fade continues bit for bit on one
 Training at stage k with fade weight beta (graph code, one `tf.switch_case` branch per stage):
 chains start from uniform noise at s_0 and run T Langevin steps of f_0; at each finer stage
 j <= k the samples are upsampled (nearest), `upsample_noise` * N(0, 1) is added, and T steps of
-f_j run (f_k with the expand block at beta; the coarser ones without fade). The sampler's noise
-follows its `noise_schedule` ("linear": decaying to 0 over every chain). Loss:
-mean f_k(synth) - mean f_k(obs), where obs is the pyramid grid s_k of the batch when present,
-else the box average of the finest grid, plus `data_noise` * N(0, 1) when that is > 0 (the
-reference code adds N(0, 0.03^2) to every observed batch: the data's density smoothed, so the
-energy cannot sharpen without bound around the training images). One Adam over every variable; the variables a stage
+f_j run (f_k with the expand block at beta; the coarser ones without fade; T and the step size
+may differ per stage: `stage_samplers`). The sampler's noise follows its `noise_schedule`
+("linear": decaying to 0 over every chain). Loss: mean f_k(synth) - mean f_k(obs), where obs
+is the pyramid grid s_k of the batch when present, else the box average of the finest grid,
+plus `data_noise` * N(0, 1) when that is > 0 (the reference code adds N(0, 0.03^2) to every
+observed batch: the data's density smoothed, so the energy cannot sharpen without bound around
+the training images). One Adam over every variable; the variables a stage
 does not use get zero gradients (Adam then leaves them in place). After each step the runaway
 watch (`cfebm_watch`) compares the energy magnitude, the Langevin gradient norm and the sample
 statistics with their running averages and reports `runaway` = 1 when a runaway is coming; the
@@ -76,7 +77,9 @@ class CFEBM(CFEBMInference, keras.Model):
 
     Args:
       net: the built `ExpandingEnergyNet` (its `sizes` are the stages).
-      sampler: the Langevin sampler (T = `sampler.steps` per stage).
+      sampler: the Langevin sampler (T = `sampler.steps` per stage; denoising runs it).
+      stage_samplers: {stage size: LangevinSampler} for the stages whose chains differ (e.g.
+        more steps at the finest stage); the others run `sampler`.
       fade_images: images over which a new stage's beta ramps 0 -> 1 (>= 0).
       stable_images: images of each stabilisation phase (>= 1).
       upsample_noise: std of the noise added to upsampled samples between stages (>= 0).
@@ -88,7 +91,8 @@ class CFEBM(CFEBMInference, keras.Model):
 
     def __init__(self, net: ExpandingEnergyNet, sampler: LangevinSampler, fade_images: int,
                  stable_images: int, upsample_noise: float = 0.05, seed: int = 0,
-                 runaway_factor: float = 10.0, data_noise: float = 0.0, name: str = "cfebm"):
+                 runaway_factor: float = 10.0, data_noise: float = 0.0,
+                 stage_samplers: dict | None = None, name: str = "cfebm"):
         super().__init__(name=name)
         if not isinstance(net, ExpandingEnergyNet):
             raise ValueError(f"net must be an ExpandingEnergyNet, got {type(net).__name__}")
@@ -104,7 +108,14 @@ class CFEBM(CFEBMInference, keras.Model):
         if not (runaway_factor == 0 or runaway_factor > 1):
             raise ValueError(f"runaway_factor={runaway_factor!r} must be > 1 (or 0: no runaway watch)")
         self.runaway_factor, self.data_noise = float(runaway_factor), float(data_noise)
+        stage_samplers = dict(stage_samplers or {})
+        bad = [s for s, v in stage_samplers.items()
+               if s not in net.sizes or not isinstance(v, LangevinSampler)]
+        if bad:
+            raise ValueError(f"stage_samplers keys {bad} must be stage sizes {list(net.sizes)} "
+                             "with a LangevinSampler each")
         self.net, self.sampler = net, sampler
+        self.stage_samplers = {s: stage_samplers.get(s, sampler) for s in net.sizes}
         self.sizes = net.sizes
         self.image_size, self.channels = net.sizes[-1], net.channels
         self.num_stages = len(self.sizes)
@@ -296,15 +307,21 @@ def build_model(sizes, channels: int, width: int = 128, activation: str = "swish
                 step_size_schedule: str = "constant", clip: bool = True,
                 upsample_noise: float = 0.05, fade_images: int = 50_000,
                 stable_images: int = 50_000, seed: int = 0, runaway_factor: float = 10.0,
-                data_noise: float = 0.0) -> CFEBM:
+                data_noise: float = 0.0, stage_steps: dict | None = None,
+                stage_step_sizes: dict | None = None) -> CFEBM:
     """Build the net (seeded by `seed`), the noisy Langevin sampler and the model; the arguments
-    as in `ExpandingEnergyNet`, `LangevinSampler` and `CFEBM`."""
+    as in `ExpandingEnergyNet`, `LangevinSampler` and `CFEBM`. stage_steps / stage_step_sizes:
+    {stage size: T or delta} for the stages whose chains differ from `steps` / `step_size`."""
     keras.utils.set_random_seed(seed)
     net = ExpandingEnergyNet(sizes, channels, width=width, activation=activation, spectral=spectral,
                              residual=residual)
     net.build_all()
     sampler = LangevinSampler(steps, step_size, noise=True, clip=clip, noise_scale=noise_scale,
                               noise_schedule=noise_schedule, step_size_schedule=step_size_schedule)
+    differ = set(stage_steps or {}) | set(stage_step_sizes or {})
+    stage_samplers = {s: sampler.replace(steps=int((stage_steps or {}).get(s, steps)),
+                                         step_size=float((stage_step_sizes or {}).get(s, step_size)))
+                      for s in differ}
     return CFEBM(net, sampler, fade_images=fade_images, stable_images=stable_images,
                  upsample_noise=upsample_noise, seed=seed, runaway_factor=runaway_factor,
-                 data_noise=data_noise)
+                 data_noise=data_noise, stage_samplers=stage_samplers)

@@ -2,7 +2,7 @@
 unpaired image-to-image translation.
 
 A mixin of `trainers.families.cfebm.CFEBM` (kept apart to keep modules short); it reads the
-model's `net`, `sampler`, `sizes`, `image_size`, `channels`, `num_stages`, `upsample_noise`,
+model's `net`, `sampler`, `stage_samplers`, `sizes`, `image_size`, `channels`, `num_stages`, `upsample_noise`,
 `stage` and `beta`. Every chain is `trainers.chain.coarse_to_fine` over the stage sizes, whose
 start function upsamples (nearest) the previous stage's samples and adds
 `upsample_noise` * N(0, 1) (smooth MCMC). Seeds are stateless int32/int64 [2] pairs.
@@ -68,7 +68,7 @@ class CFEBMInference:
             def start_fn(x, size):
                 return self._upsample_noisy(x, size, seed), None
         return coarse_to_fine(x0, seed, self.sizes[:stage + 1], self._energy_fns(stage, beta),
-                              self.sampler, start_fn=start_fn)
+                              self.stage_samplers, start_fn=start_fn)
 
     def export_beta(self):
         """The last stage's fade weight for inference: the stored beta once training is at the

@@ -19,6 +19,7 @@ with F = `train.fade_images` (F = 0: beta = 1 at once) and S = `train.stable_ima
 Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activation`,
 `model.residual` (scaled | plain),
 `model.width`, `sampler.steps` (Langevin steps per stage), `sampler.step_size`,
+`sampler.grid_steps` / `sampler.grid_step_sizes` (`S:value` for the stages S that differ),
 `sampler.noise_scale`, `sampler.noise_schedule`, `sampler.upsample_noise`, `sampler.clip`,
 `train.fade_images`, `train.stable_images`, `train.runaway_factor`, `train.data_noise`,
 `train.seed`;
@@ -28,8 +29,8 @@ Fields read: `model.base_size`, `model.norm` (none | spectral), `model.activatio
 from __future__ import annotations
 
 from trainers.config_values import ConfigError
-from trainers.families import (Family, register, require_metadata, require_noisy_langevin,
-                               require_plain_precision)
+from trainers.families import (Family, grid_values, register, require_metadata,
+                               require_noisy_langevin, require_plain_precision)
 
 NAME = "cfebm"
 NORMS = ("none", "spectral")
@@ -94,12 +95,14 @@ def final_stage_images(num_stages: int, fade_images: int, stable_images: int) ->
 def validate(config) -> None:
     """Check the fields CF-EBM reads; ConfigError names the first bad one."""
     m, s, t = config.model, config.sampler, config.train
-    stage_sizes(m.base_size, config.data.image_size)
+    sizes = stage_sizes(m.base_size, config.data.image_size)
     _one_of("model.norm", m.norm, NORMS)
     _one_of("model.activation", m.activation, ACTIVATIONS)
     _one_of("model.residual", m.residual, RESIDUALS)
     _require(m.width > 0, f"model.width={m.width} must be > 0")
     require_noisy_langevin(s)
+    grid_values("sampler.grid_steps", s.grid_steps, sizes, int, kind="the stage sizes")
+    grid_values("sampler.grid_step_sizes", s.grid_step_sizes, sizes, float, kind="the stage sizes")
     _require(s.upsample_noise >= 0, f"sampler.upsample_noise={s.upsample_noise} must be >= 0")
     _require(t.fade_images >= 0, f"train.fade_images={t.fade_images} must be >= 0 (0 = no fade)")
     _require(t.stable_images >= 1, f"train.stable_images={t.stable_images} must be >= 1")
@@ -119,15 +122,19 @@ def build(config, metadata: dict):
     from trainers.families import cfebm  # TensorFlow from here on
 
     m, s, t = config.model, config.sampler, config.train
+    sizes = stage_sizes(m.base_size, int(metadata["image_size"]))
     return cfebm.build_model(
-        stage_sizes(m.base_size, int(metadata["image_size"])), int(metadata["channels"]),
+        sizes, int(metadata["channels"]),
         width=max(1, int(round(BASE_CHANNELS * m.width))), activation=m.activation,
         spectral=m.norm == "spectral", residual=m.residual, steps=s.steps, step_size=s.step_size,
         noise_scale=s.noise_scale, noise_schedule=s.noise_schedule,
         step_size_schedule=s.step_size_schedule, clip=s.clip,
         upsample_noise=s.upsample_noise, fade_images=t.fade_images,
         stable_images=t.stable_images, seed=t.seed, runaway_factor=t.runaway_factor,
-        data_noise=t.data_noise)
+        data_noise=t.data_noise,
+        stage_steps=grid_values("sampler.grid_steps", s.grid_steps, sizes, int, kind="the stage sizes"),
+        stage_step_sizes=grid_values("sampler.grid_step_sizes", s.grid_step_sizes, sizes, float,
+                                     kind="the stage sizes"))
 
 
 register(Family(name=NAME, signatures=SIGNATURES, build=build, validate=validate,

@@ -16,7 +16,7 @@ Fields read: `model.norm`, `model.activation`, `model.width`, every `sampler.` f
 from __future__ import annotations
 
 from trainers.config_values import ConfigError
-from trainers.families import Family, register, require_metadata
+from trainers.families import Family, grid_values, register, require_metadata
 from trainers.families.multigrid_variants import VARIANTS
 
 NORMS = ("none", "batch", "batch_stats", "spectral")  # trainers.networks.NORMS (no TF import here)
@@ -36,31 +36,6 @@ def _require(ok: bool, message: str) -> None:
 
 def _one_of(name: str, value, allowed: tuple) -> None:
     _require(value in allowed, f"{name}={value!r} is not allowed; allowed values: {list(allowed)}")
-
-
-def grid_values(name: str, entries, grids, cast, allowed: tuple = ()) -> dict:
-    """`S:value` entries (`sampler.grid_steps`, `grid_step_sizes`, `grid_preconditions`) ->
-    {S: cast(value)}. S is a grid size or `finest` (the largest of `grids`, so a preset's entry
-    holds at any image size).
-
-    Raises ConfigError naming `name` for an entry that is not `S:value`, a grid S that is not
-    one of `grids`, a value that is not > 0 (numbers) or not one of `allowed` (names), or a grid
-    given twice."""
-    out = {}
-    for entry in entries:
-        size, sep, value = str(entry).partition(":")
-        try:
-            size = max(grids) if size == "finest" and grids else size
-            size, value = int(size), cast(value)
-        except ValueError:
-            size = value = None
-        ok = value in allowed if allowed else value is not None and value > 0
-        example = f"value one of {list(allowed)}, e.g. 32:{allowed[-1]}" if allowed else "value > 0, e.g. 16:15"
-        _require(bool(sep) and size in grids and ok and size not in out,
-                 f"{name} entry {entry!r} must be S:value with S one of the trained grids {list(grids)} "
-                 f"or finest (each once) and {example}")
-        out[size] = value
-    return out
 
 
 def _trained_grids(config) -> list[int]:
