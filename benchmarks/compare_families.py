@@ -67,7 +67,7 @@ def run_name(family: str, seed: int) -> str:
 def train_overrides(args, family: str, seed: int) -> list[str]:
     """The `--set` values of one training run: the family's, then the command line's `--set`
     (a lever under test, for every family), then the budget, seed, batch and logging shared."""
-    return FAMILY_RUNS[family][2] + list(getattr(args, "set", None) or []) + [
+    return FAMILY_RUNS[family][2] + list(args.set) + [
         f"train.max_minutes={args.minutes}", "train.epochs=1000", f"train.seed={seed}",
         f"train.batch_size={args.batch}", "train.checkpoint_every=50", "train.log_every=10",
         "train.image_log_every=100000"]

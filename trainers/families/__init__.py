@@ -171,11 +171,6 @@ def require_metadata(metadata: dict, keys) -> None:
             raise ValueError(f"pyramid metadata lacks {key!r}; rebuild the pyramid (metadata.json)")
 
 
-def _require_config(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 def grid_values(name: str, entries, grids, cast, allowed: tuple = (),
                 kind: str = "the trained grids") -> dict:
     """`S:value` entries (`sampler.grid_steps`, `grid_step_sizes`, `grid_preconditions`) ->
@@ -195,8 +190,8 @@ def grid_values(name: str, entries, grids, cast, allowed: tuple = (),
             size = value = None
         ok = value in allowed if allowed else value is not None and value > 0
         example = f"value one of {list(allowed)}, e.g. 32:{allowed[-1]}" if allowed else "value > 0, e.g. 16:15"
-        _require_config(bool(sep) and size in grids and ok and size not in out,
-                        f"{name} entry {entry!r} must be S:value with S one of {kind} {list(grids)} "
-                        f"or finest (each once) and {example}")
+        if not (sep and size in grids and ok and size not in out):
+            raise ConfigError(f"{name} entry {entry!r} must be S:value with S one of {kind} {list(grids)} "
+                              f"or finest (each once) and {example}")
         out[size] = value
     return out
