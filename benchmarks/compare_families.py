@@ -18,7 +18,10 @@ dataset-fashion-mnist; MNIST digits from the built-in set as the other domain):
    `domain`), and for class-conditional exports per-class FID and the domain classifier's label
    accuracy (`conditional`); a report.html per run;
 4. summary: mean and sample standard deviation over seeds per family and metric, in
-   WORKDIR/comparison.json and printed as JSON with a table on stderr.
+   WORKDIR/comparison.json and printed as JSON with a table on stderr. A run whose training
+   exits non-zero (the divergence guard out of retries, for one) is counted, not fatal: its exit
+   code and last `[train]` line go to `training` and `failed`, it is left out of the means, and
+   the other runs go on.
 
 Every phase skips work already done in WORKDIR, so an interrupted comparison resumes.
 """
@@ -60,6 +63,9 @@ SPACES = ("domain", "efficientnet_lite0")
 HEADLINE = [("feature_spaces", s, k) for s in SPACES for k in ("fid", "kid", "precision", "recall")]
 
 
+FAILED_MARKER = "train_failed.json"
+
+
 def run_name(family: str, seed: int) -> str:
     return f"{family}-s{seed}"
 
@@ -98,15 +104,18 @@ def prepare(args, families=None) -> dict:
 
 
 def train_all(args, families, seeds) -> dict:
-    """`mgebm train` per (family, seed), interleaved; {run: {steps, stopped_by, wall_s, ...}}."""
+    """`mgebm train` per (family, seed), interleaved; {run: {steps, stopped_by, wall_s, ...}}, or
+    {failed: True, exit_code, reason, ...} for a run whose training exited non-zero (recorded in
+    its folder's `train_failed.json`, so a rerun counts it again instead of retraining it)."""
     done = {}
     for seed in seeds:
         for family in families:
             name = run_name(family, seed)
             workdir = os.path.join(args.workdir, "runs", name)
             marker = os.path.join(workdir, "train_result.json")
-            if os.path.exists(marker):
-                with open(marker) as handle:
+            recorded = [m for m in (marker, os.path.join(workdir, FAILED_MARKER)) if os.path.exists(m)]
+            if recorded:  # a failed run stays failed: delete its folder to train it again
+                with open(recorded[0]) as handle:
                     done[name] = json.load(handle)
                 continue
             os.makedirs(workdir, exist_ok=True)
@@ -121,10 +130,15 @@ def train_all(args, families, seeds) -> dict:
             with open(os.path.join(workdir, "train.log"), "a") as log:
                 proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, check=False)
                 log.write(proc.stdout)  # the progress lines and, on failure, what stopped the run
-            if proc.returncode != 0:
-                raise RuntimeError(f"training {name} failed (exit {proc.returncode}); see {workdir}/train.log")
-            text = proc.stdout
-            result = json.loads(text[text.rfind("\n{") + 1:])  # the last JSON document printed
+            if proc.returncode == 0:
+                text = proc.stdout
+                result = json.loads(text[text.rfind("\n{") + 1:])  # the last JSON document printed
+            else:  # an outcome to count (e.g. the divergence guard gave up), not a reason to stop
+                result = {"failed": True, "exit_code": proc.returncode, "steps": None,
+                          "reason": _last_line(os.path.join(workdir, "train.log"))}
+                print(f"[compare] training {name} failed (exit {proc.returncode}): {result['reason']}; "
+                      f"see {workdir}/train.log; going on", file=sys.stderr, flush=True)
+                marker = os.path.join(workdir, FAILED_MARKER)
             result.update(family=family, seed=seed, wall_s=time.perf_counter() - start,
                           command=" ".join(cmd), loadavg_before=load_before,
                           loadavg_after=common.load_average())
@@ -132,6 +146,31 @@ def train_all(args, families, seeds) -> dict:
                 json.dump(result, handle, indent=2)
             done[name] = result
     return done
+
+
+def load_trained(args, families, seeds) -> dict:
+    """The train phase's records from WORKDIR/runs/*/ (train_result.json or the failure marker)."""
+    trained = {}
+    for seed in seeds:
+        for family in families:
+            workdir = os.path.join(args.workdir, "runs", run_name(family, seed))
+            for marker in ("train_result.json", FAILED_MARKER):
+                if os.path.exists(os.path.join(workdir, marker)):
+                    with open(os.path.join(workdir, marker)) as handle:
+                        trained[run_name(family, seed)] = json.load(handle)
+                    break
+            else:
+                raise FileNotFoundError(f"{workdir}: not trained yet; run --phase train first")
+    return trained
+
+
+def _last_line(log_path: str) -> str:
+    """What stopped a run: the last line of its log that names the error or the guard, else its
+    last line (at most 400 characters)."""
+    with open(log_path, errors="replace") as handle:
+        lines = [line.strip() for line in handle if line.strip()]
+    tagged = [line for line in lines if line.startswith(("[train]", "mgebm")) or "rror" in line]
+    return (tagged or lines or ["no output"])[-1][:400]
 
 
 def evaluate_all(args, families, seeds, trained) -> dict:
@@ -146,10 +185,12 @@ def evaluate_all(args, families, seeds, trained) -> dict:
     digits, _ = load_images(args.other, 32, 1, limit=500)
     spaces = {"domain": get_feature_space("domain", classifier_dir=os.path.join(args.workdir, "classifier")),
               "efficientnet_lite0": get_feature_space("efficientnet_lite0")}
-    flat = {}
+    flat, pictured = {}, set()
     for seed in seeds:
         for family in families:
             name = run_name(family, seed)
+            if trained[name].get("failed"):
+                continue
             out = os.path.join(args.workdir, "evals", name)
             path = os.path.join(out, "metrics.json")
             if not os.path.exists(path):
@@ -167,13 +208,15 @@ def evaluate_all(args, families, seeds, trained) -> dict:
                 print(f"[compare] evaluated {name} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             with open(path) as handle:
                 flat[name] = flatten_metrics(json.load(handle))
-            if seed == seeds[0]:
+            if family not in pictured:
+                pictured.add(family)
                 pictures(args, family, trained[name]["export"], real, digits, seed)
     return flat
 
 
 def pictures(args, family: str, export_dir: str, real, digits, seed: int) -> None:
-    """docs/pictures/compare_<family>_{samples,denoising,translation}.png from the first seed's export."""
+    """docs/pictures/compare_<family>_{samples,denoising,translation}.png from the first seed's
+    export that trained to its budget."""
     from benchmarks.quality import tile, write_png  # pylint: disable=import-outside-toplevel
     from evaluators.denoising import add_noise  # pylint: disable=import-outside-toplevel
     from evaluators.model_client import ExportedModel  # pylint: disable=import-outside-toplevel
@@ -237,23 +280,25 @@ def main(argv=None) -> int:
     if args.phase == "train":
         return 0
     if not trained:
-        for seed in seeds:
-            for family in families:
-                with open(os.path.join(args.workdir, "runs", run_name(family, seed), "train_result.json")) as handle:
-                    trained[run_name(family, seed)] = json.load(handle)
+        trained = load_trained(args, families, seeds)
     flat = evaluate_all(args, families, seeds, trained)
     doc = {"machine": common.machine_info(), "budget_minutes": args.minutes, "args": vars(args),
            "family_runs": {f: {"preset": FAMILY_RUNS[f][0], "overrides": train_overrides(args, f, 0)[:-6]}
                            for f in families},
-           "training": trained, "runs": flat, "summary": summarize(flat, families, seeds)}
+           "training": trained, "failed": sorted(n for n, t in trained.items() if t.get("failed")),
+           "runs": flat, "summary": summarize(flat, families, seeds)}
     with open(os.path.join(args.workdir, "comparison.json"), "w") as handle:
         json.dump(doc, handle, indent=2)
     keys = [f"{k}/{s}" for _, s, k in HEADLINE] + ["ood/auroc/mnist_digits", "ood/auroc/uniform_noise",
                                                    "memorization/pixels/ratio", "diversity/ratio",
                                                    "conditional/label_accuracy"]
-    rows = [[f, int(statistics.fmean(t["steps"] for n, t in trained.items() if t["family"] == f))]
-            + [_mean_std(doc["summary"][f].get(k)) for k in keys] for f in families]
-    common.emit(doc, rows, ["family", "steps"] + keys)
+    rows = []
+    for f in families:
+        steps = [t["steps"] for t in trained.values() if t["family"] == f and not t.get("failed")]
+        failed = sum(1 for t in trained.values() if t["family"] == f and t.get("failed"))
+        rows.append([f, int(statistics.fmean(steps)) if steps else "-", failed]
+                    + [_mean_std(doc["summary"][f].get(k)) for k in keys])
+    common.emit(doc, rows, ["family", "steps", "failed"] + keys)
     return 0
 
 
