@@ -113,10 +113,9 @@ def train_all(args, families, seeds) -> dict:
             name = run_name(family, seed)
             workdir = os.path.join(args.workdir, "runs", name)
             marker = os.path.join(workdir, "train_result.json")
-            recorded = [m for m in (marker, os.path.join(workdir, FAILED_MARKER)) if os.path.exists(m)]
-            if recorded:  # a failed run stays failed: delete its folder to train it again
-                with open(recorded[0]) as handle:
-                    done[name] = json.load(handle)
+            recorded = _recorded(workdir)
+            if recorded is not None:  # a failed run stays failed: delete its folder to train it again
+                done[name] = recorded
                 continue
             os.makedirs(workdir, exist_ok=True)
             cmd = [sys.executable, "-m", "pipeline.cli", "train", "--preset", FAMILY_RUNS[family][0],
@@ -154,14 +153,19 @@ def load_trained(args, families, seeds) -> dict:
     for seed in seeds:
         for family in families:
             workdir = os.path.join(args.workdir, "runs", run_name(family, seed))
-            for marker in ("train_result.json", FAILED_MARKER):
-                if os.path.exists(os.path.join(workdir, marker)):
-                    with open(os.path.join(workdir, marker)) as handle:
-                        trained[run_name(family, seed)] = json.load(handle)
-                    break
-            else:
+            trained[run_name(family, seed)] = _recorded(workdir)
+            if trained[run_name(family, seed)] is None:
                 raise FileNotFoundError(f"{workdir}: not trained yet; run --phase train first")
     return trained
+
+
+def _recorded(workdir: str):
+    """A run folder's train record (train_result.json, else the failure marker), or None."""
+    for marker in ("train_result.json", FAILED_MARKER):
+        if os.path.exists(os.path.join(workdir, marker)):
+            with open(os.path.join(workdir, marker)) as handle:
+                return json.load(handle)
+    return None
 
 
 def _last_line(log_path: str) -> str:
